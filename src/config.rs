@@ -1,0 +1,160 @@
+//! The daemon's configuration file (TOML). Relative paths resolve against the file's
+//! folder; unknown keys are errors that name the key, file, line and column.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::auth::{Role, TokenEntry, Tokens};
+
+/// A configuration error, located in its file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the config file: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid { path: String, line: usize, column: usize, message: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default = "default_listen")]
+    listen: toml::Spanned<String>,
+    #[serde(default = "default_database")]
+    database: String,
+    #[serde(default = "default_rules_dir")]
+    rules_dir: PathBuf,
+    #[serde(default = "default_plugins_dir")]
+    plugins_dir: PathBuf,
+    /// Demo data (JSON) loaded into a database that is empty at start.
+    #[serde(default)]
+    seed: Option<PathBuf>,
+    #[serde(default)]
+    tokens: Vec<toml::Spanned<TokenFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenFile {
+    name: String,
+    role: Role,
+    sha256: toml::Spanned<String>,
+}
+
+fn default_listen() -> toml::Spanned<String> {
+    toml::Spanned::new(0..0, "127.0.0.1:7878".to_owned())
+}
+fn default_database() -> String {
+    "sqlite://data/switchboard.db".to_owned()
+}
+fn default_rules_dir() -> PathBuf {
+    "rules".into()
+}
+fn default_plugins_dir() -> PathBuf {
+    "plugins/dist".into()
+}
+
+/// The configuration, with paths resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// `sqlite://PATH`; PATH relative to `base`.
+    pub database: String,
+    /// The config file's folder.
+    pub base: PathBuf,
+    pub rules_dir: PathBuf,
+    pub plugins_dir: PathBuf,
+    pub seed: Option<PathBuf>,
+    pub tokens: Tokens,
+}
+
+fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let before = &src[..offset.min(src.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+        Self::parse(&src, &shown, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    pub fn parse(src: &str, path: &str, base: &Path) -> Result<Self, ConfigError> {
+        let invalid = |offset: usize, message: String| {
+            let (line, column) = line_col(src, offset);
+            ConfigError::Invalid { path: path.to_owned(), line, column, message }
+        };
+        let file: File =
+            toml::from_str(src).map_err(|e| invalid(e.span().map_or(0, |s| s.start), e.message().trim().to_owned()))?;
+        let listen = file.listen.get_ref().parse().map_err(|_| {
+            invalid(
+                file.listen.span().start,
+                format!("invalid listen address `{}` (expected IP:PORT, e.g. 127.0.0.1:7878)", file.listen.get_ref()),
+            )
+        })?;
+        let mut tokens = Vec::new();
+        for t in file.tokens {
+            let span = t.span();
+            let t = t.into_inner();
+            let digest = t.sha256.get_ref();
+            let mut sha256 = [0u8; 32];
+            hex::decode_to_slice(digest, &mut sha256).map_err(|_| {
+                invalid(
+                    t.sha256.span().start,
+                    format!(
+                        "token `{}`: sha256 must be 64 hex digits (make one with `switchboard token new --name {} --role {}`)",
+                        t.name, t.name, t.role.as_str()
+                    ),
+                )
+            })?;
+            if t.name.trim().is_empty() {
+                return Err(invalid(span.start, "a token's name must not be empty".to_owned()));
+            }
+            tokens.push(TokenEntry { name: t.name, role: t.role, sha256 });
+        }
+        Ok(Config {
+            listen,
+            database: file.database,
+            base: base.to_owned(),
+            rules_dir: base.join(file.rules_dir),
+            plugins_dir: base.join(file.plugins_dir),
+            seed: file.seed.map(|s| base.join(s)),
+            tokens: Tokens::new(tokens),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> Result<Config, ConfigError> {
+        Config::parse(src, "sb.toml", Path::new("/etc/sb"))
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_file_line_and_column() {
+        let err = parse("listen = \"127.0.0.1:0\"\nlisten_port = 3\n").unwrap_err().to_string();
+        assert!(err.starts_with("sb.toml:2:1: unknown field `listen_port`"), "{err}");
+    }
+
+    #[test]
+    fn paths_resolve_against_the_config_folder() {
+        let c = parse("rules_dir = \"r\"\n").unwrap();
+        assert_eq!(c.rules_dir, Path::new("/etc/sb/r"));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7878");
+    }
+
+    #[test]
+    fn bad_roles_and_digests_are_located() {
+        let err = parse("[[tokens]]\nname = \"a\"\nrole = \"boss\"\nsha256 = \"00\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("sb.toml:3:8: unknown variant `boss`"), "{err}");
+        let err = parse("[[tokens]]\nname = \"a\"\nrole = \"admin\"\nsha256 = \"00\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("sb.toml:4:10: token `a`: sha256 must be 64 hex digits"), "{err}");
+    }
+}

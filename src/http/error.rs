@@ -1,0 +1,132 @@
+//! Every error answer: `application/problem+json` with `status`, `code` and `detail`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::domain::{Reason, Refusal};
+use crate::service::ServiceError;
+
+/// The problem document of the contract, plus what some codes add.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`: `code` names the problem.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: String,
+    pub status: u16,
+    pub code: &'static str,
+    pub detail: String,
+    /// With `not_eligible`: why the rules excluded the target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasons: Option<Vec<Reason>>,
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    reasons: Option<Vec<Reason>>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self { status, code, detail: detail.into(), reasons: None }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", detail)
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    pub fn payload_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is over 1 MiB (1048576 bytes); send a smaller body",
+        )
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this path does not take this method (see /openapi.json for the methods it takes)",
+        )
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Refused(r) => r.into(),
+            ServiceError::Internal(e) => {
+                // The detail is logged where it happened; clients get a generic sentence.
+                tracing::error!(error = %e, "internal error");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the store could not complete the request; it was not applied, retry it",
+                )
+            }
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        let detail = r.to_string();
+        let (status, code) = match &r {
+            Refusal::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            Refusal::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Refusal::VersionMismatch { .. } => (StatusCode::PRECONDITION_FAILED, "version_mismatch"),
+            Refusal::InvalidTransition(_) | Refusal::SameHolder { .. } => (StatusCode::CONFLICT, "invalid_transition"),
+            Refusal::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
+            Refusal::IdempotencyKeyReused(_) => (StatusCode::CONFLICT, "idempotency_key_reused"),
+            Refusal::NotEligible { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "not_eligible"),
+        };
+        let reasons = match r {
+            Refusal::NotEligible { reasons, .. } => Some(reasons),
+            _ => None,
+        };
+        Self { status, code, detail, reasons }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = Problem {
+            kind: "about:blank",
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: self.status.as_u16(),
+            code: self.code,
+            detail: self.detail,
+            reasons: self.reasons,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

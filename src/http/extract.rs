@@ -1,0 +1,176 @@
+//! Extractors that turn a request into domain values, or a problem+json error.
+//!
+//! The contract fixes the order of checks: 401 → 403 → 413 → 400. Handlers therefore
+//! take [`Authed`] first, the raw path and headers (which never fail), the body last,
+//! and validate the path, query and headers after the body has been read.
+
+use std::marker::PhantomData;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::auth::{Actor, Permission};
+use crate::domain::Id;
+use crate::store::Idempotency;
+
+/// A permission as a type, so a handler states what it needs in its signature.
+pub trait Access: Send + Sync + 'static {
+    const PERMISSION: Permission;
+}
+
+macro_rules! access {
+    ($($name:ident => $perm:ident),*) => {$(
+        #[derive(Debug)]
+        pub struct $name;
+        impl Access for $name {
+            const PERMISSION: Permission = Permission::$perm;
+        }
+    )*};
+}
+access!(Read => Read, Supervise => Supervise, Integrate => Integrate);
+
+/// The authenticated caller, allowed to make this call.
+#[derive(Debug)]
+pub struct Authed<A: Access> {
+    pub actor: Actor,
+    _access: PhantomData<A>,
+}
+
+impl<A: Access> FromRequestParts<AppState> for Authed<A> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>` header"))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        let actor = state.tokens.verify(token).ok_or_else(|| ApiError::unauthorized("unknown token"))?;
+        if !A::PERMISSION.allows(actor.role) {
+            return Err(ApiError::forbidden(format!(
+                "token `{}` has role `{}`; this call needs role {}",
+                actor.name,
+                actor.role.as_str(),
+                A::PERMISSION.roles()
+            )));
+        }
+        Ok(Self { actor, _access: PhantomData })
+    }
+}
+
+/// Reads the body within the limit: over it is `413`.
+async fn body_bytes(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large()
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {rejection}"))
+        }
+    })
+}
+
+/// A JSON body, validated into `T`; remembers its canonical form for idempotency.
+#[derive(Debug)]
+pub struct ApiJson<T> {
+    pub value: T,
+    /// The body as canonical JSON (keys sorted), so JSON-equal bodies compare equal.
+    pub canonical: String,
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<ApiJson<T>, ApiError> {
+    let json: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;
+    if !json.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    }
+    let canonical = canonical(&json);
+    let value =
+        serde_json::from_value(json).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?;
+    Ok(ApiJson { value, canonical })
+}
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = body_bytes(req, state).await?;
+        parse_json(&bytes)
+    }
+}
+
+/// JSON with object keys sorted at every depth, whatever order the client sent.
+fn canonical(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> =
+                keys.into_iter().map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&map[k]))).collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(items) => format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
+    }
+}
+
+/// A JSON body that may be absent (an empty body is `{}`).
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub ApiJson<T>);
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = body_bytes(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return parse_json(b"{}").map(OptionalJson);
+        }
+        parse_json(&bytes).map(OptionalJson)
+    }
+}
+
+/// A path id, validated after the body (`400` when invalid).
+pub fn path_id(raw: &str) -> Result<Id, ApiError> {
+    Id::parse(raw).map_err(|e| ApiError::bad_request(format!("in the path: {e}")))
+}
+
+/// `If-Match: "<version>"` (or `*`, which matches any version).
+pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let text = value.to_str().unwrap_or("").trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let bare = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
+    bare.parse::<u64>().map(Some).map_err(|_| {
+        ApiError::bad_request(format!("invalid If-Match `{text}` (expected the conversation's ETag, e.g. `\"3\"`)"))
+    })
+}
+
+/// `Idempotency-Key`, 1-255 visible characters, bound to this request's method, path and body.
+pub fn idempotency(
+    headers: &HeaderMap,
+    method: &Method,
+    path: &str,
+    canonical_body: &str,
+) -> Result<Option<Idempotency>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
+        .ok_or_else(|| ApiError::bad_request("invalid Idempotency-Key (expected 1-255 visible ASCII characters)"))?;
+    let fingerprint = hex::encode(crate::auth::sha256(format!("{method}\n{path}\n{canonical_body}").as_bytes()));
+    Ok(Some(Idempotency { key: key.to_owned(), fingerprint }))
+}

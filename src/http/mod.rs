@@ -1,0 +1,181 @@
+//! The HTTP API (contract v1) on axum: routing, authentication, errors, metrics.
+//!
+//! Handlers are thin: extract, call one [`Supervisor`] method, map the result.
+
+mod conversations;
+mod directory;
+mod error;
+mod extract;
+mod meta;
+mod openapi;
+mod query;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use error::{ApiError, Problem};
+
+use crate::auth::Tokens;
+use crate::service::Supervisor;
+use crate::store::Outcome;
+
+/// The body limit of the contract: 1 MiB.
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub supervisor: Arc<Supervisor>,
+    pub tokens: Arc<Tokens>,
+    metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new(supervisor: Arc<Supervisor>, tokens: Tokens) -> Self {
+        Self { supervisor, tokens: Arc::new(tokens), metrics: metrics_handle() }
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every router).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+            let builder = PrometheusBuilder::new();
+            let builder = builder.set_buckets(&buckets).unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/v1/conversations", get(conversations::list).post(conversations::create))
+        .route("/v1/conversations/{id}", get(conversations::get))
+        .route("/v1/conversations/{id}/history", get(conversations::history))
+        .route("/v1/conversations/{id}/candidates", get(conversations::candidates))
+        .route("/v1/conversations/{id}/assign", post(conversations::assign))
+        .route("/v1/conversations/{id}/transfer", post(conversations::transfer))
+        .route("/v1/conversations/{id}/release", post(conversations::release))
+        .route("/v1/conversations/{id}/remove", post(conversations::remove))
+        .route("/v1/conversations/{id}/events", post(conversations::event))
+        .route("/v1/representatives", get(directory::list_representatives))
+        .route(
+            "/v1/representatives/{id}",
+            get(directory::get_representative)
+                .put(directory::put_representative)
+                .patch(directory::patch_representative),
+        )
+        .route("/v1/queues", get(directory::list_queues))
+        .route("/v1/queues/{id}", get(directory::get_queue).put(directory::put_queue).patch(directory::patch_queue));
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(meta::healthz))
+        .route("/metrics", get(meta::metrics))
+        .route("/openapi.json", get(meta::openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(track))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such path (see /openapi.json for the API)")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+/// Counts requests by route and status, and their latency.
+async fn track(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    response
+}
+
+/// `{"items": [...], "next_cursor": ...}`, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ListView<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> From<crate::store::Page<T>> for ListView<T> {
+    fn from(page: crate::store::Page<T>) -> Self {
+        Self { items: page.items, next_cursor: page.next.map(query::cursor) }
+    }
+}
+
+fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "serialising a response failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+fn etag(version: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// A write's answer: `201` with `Location` when it created something, `ETag` on conversations.
+fn outcome_response(outcome: Outcome) -> Response {
+    let (mut response, location, created) = match &outcome {
+        Outcome::Conversation { conversation, created } => {
+            let mut r = json(status_for(*created), conversation);
+            r.headers_mut().insert(header::ETAG, etag(conversation.version));
+            (r, format!("/v1/conversations/{}", conversation.id), *created)
+        }
+        Outcome::Representative { representative, created } => {
+            (json(status_for(*created), representative), format!("/v1/representatives/{}", representative.id), *created)
+        }
+        Outcome::Queue { queue, created } => {
+            (json(status_for(*created), queue), format!("/v1/queues/{}", queue.id), *created)
+        }
+    };
+    if created && let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+}
+
+fn status_for(created: bool) -> StatusCode {
+    if created { StatusCode::CREATED } else { StatusCode::OK }
+}

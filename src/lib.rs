@@ -1,0 +1,25 @@
+//! Switchboard: the routing engine behind a contact center's *Ongoing record
+//! conversations* view.
+//!
+//! A request flows HTTP → service → routing policy → store:
+//!
+//! - [`http`] (axum) authenticates the bearer token, checks the role, parses the body,
+//!   path and query into domain values, and maps results to JSON or problem+json.
+//! - [`service::Supervisor`] is one method per operation: assign, transfer, release,
+//!   remove, lifecycle events, the directory, candidates. It takes the routing snapshot
+//!   in force once per request.
+//! - [`routing`] decides which targets are eligible and how they rank (no rules: all).
+//! - [`store`] applies each change in one durable transaction (SQLite, group commit),
+//!   running the status table of [`domain`] inside it, and serves reads.
+//!
+//! [`domain`] is pure data and rules of the status model; it does no I/O.
+
+pub mod auth;
+pub mod config;
+pub mod daemon;
+pub mod domain;
+pub mod http;
+pub mod routing;
+pub mod seed;
+pub mod service;
+pub mod store;

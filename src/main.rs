@@ -1,0 +1,101 @@
+//! The `switchboard` command: `serve`, `token new`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use switchboard::auth::Role;
+use switchboard::config::Config;
+use switchboard::daemon;
+
+#[derive(Parser)]
+#[command(name = "switchboard", version, about = "Routing engine for contact-center supervisors")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the daemon.
+    Serve {
+        /// The config file (TOML).
+        #[arg(long, default_value = "switchboard.toml")]
+        config: PathBuf,
+        /// Overrides `listen` from the config file.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Manage bearer tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Print a fresh random token once, and the `[[tokens]]` stanza that holds its SHA-256.
+    New {
+        /// The actor recorded in history.
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        role: Role,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Serve { config, listen } => {
+            let mut config = Config::load(&config)?;
+            if let Some(addr) = listen {
+                config.listen = addr;
+            }
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(async {
+                let state = daemon::build(&config).await?;
+                let listener = tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .with_context(|| format!("binding {}", config.listen))?;
+                daemon::serve(listener, state, daemon::shutdown_signal()).await
+            })
+        }
+        Cmd::Token { command: TokenCmd::New { name, role } } => {
+            let (token, digest) = switchboard::auth::new_token().context("reading the OS random source")?;
+            println!("token: {token}");
+            println!("(shown once: give it to `{name}`; the daemon keeps only its SHA-256)");
+            println!();
+            println!("[[tokens]]");
+            println!("name = {}", toml_string(&name));
+            println!("role = \"{}\"", role.as_str());
+            println!("sha256 = \"{digest}\"");
+            Ok(())
+        }
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}

@@ -1,0 +1,562 @@
+//! The embedded SQLite store.
+//!
+//! One writer thread owns the only write connection. It takes every write waiting on
+//! its channel, runs each in its own savepoint of one transaction, commits once (WAL,
+//! `synchronous=FULL`: the commit is fsynced) and only then answers them all. That is
+//! group commit: one fsync acknowledges a whole batch, so throughput is not capped by
+//! the disk's fsync rate while each answer still means "on disk". Readers use their own
+//! connections and see only committed transactions.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::command::{self, Tx};
+use super::{ConversationFilter, Idempotency, Outcome, Page, PageRequest, Store, StoreError, WriteRequest};
+use crate::domain::{
+    Conversation, HistoryEvent, Id, Queue, QueueFilter, QueueInput, Representative, RepresentativeFilter,
+    RepresentativeInput, Status,
+};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE conversations (
+    seq            INTEGER PRIMARY KEY,
+    id             TEXT NOT NULL UNIQUE,
+    status         TEXT NOT NULL,
+    queue          TEXT NOT NULL,
+    representative TEXT,
+    entity         TEXT NOT NULL,
+    intent_based   INTEGER NOT NULL,
+    version        INTEGER NOT NULL,
+    doc            TEXT NOT NULL
+);
+CREATE INDEX conversations_ongoing ON conversations(seq) WHERE status <> 'closed';
+CREATE INDEX conversations_queue ON conversations(queue, seq);
+CREATE INDEX conversations_representative ON conversations(representative, seq);
+CREATE TABLE history (
+    conversation TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    doc          TEXT NOT NULL,
+    PRIMARY KEY (conversation, seq)
+) WITHOUT ROWID;
+CREATE TABLE representatives (
+    seq           INTEGER PRIMARY KEY,
+    id            TEXT NOT NULL UNIQUE,
+    used_capacity INTEGER NOT NULL DEFAULT 0,
+    version       INTEGER NOT NULL,
+    updated_at    TEXT NOT NULL,
+    doc           TEXT NOT NULL
+);
+CREATE TABLE queues (
+    seq        INTEGER PRIMARY KEY,
+    id         TEXT NOT NULL UNIQUE,
+    version    INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    doc        TEXT NOT NULL
+);
+CREATE TABLE idempotency (
+    token       TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    outcome     TEXT NOT NULL,
+    created     INTEGER NOT NULL,
+    PRIMARY KEY (token, key)
+) WITHOUT ROWID;
+"#];
+
+/// Writes committed together at most; bounds the latency a batch adds.
+const MAX_BATCH: usize = 256;
+/// Idempotency keys are kept at least this long.
+const KEY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+struct Job {
+    request: WriteRequest,
+    reply: oneshot::Sender<Result<Outcome, StoreError>>,
+}
+
+pub struct SqliteStore {
+    writer: mpsc::Sender<Job>,
+    readers: Arc<ReaderPool>,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StoreError::Folder { path: dir.display().to_string(), source })?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        purge_expired_keys(&conn)?;
+
+        let (tx, rx) = mpsc::channel(4096);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || write_loop(conn, rx))
+            .map_err(|e| StoreError::Folder { path: "writer thread".into(), source: e })?;
+        Ok(Self { writer: tx, readers: Arc::new(ReaderPool { path: path.to_owned(), idle: Mutex::new(Vec::new()) }) })
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.take()?;
+            let result = f(&conn);
+            pool.give_back(conn);
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let applied: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let applied = usize::try_from(applied).unwrap_or(0);
+    let tx = conn.transaction()?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn purge_expired_keys(conn: &Connection) -> Result<(), StoreError> {
+    let cutoff = unix_now() - KEY_TTL.as_secs() as i64;
+    conn.execute("DELETE FROM idempotency WHERE created < ?1", [cutoff])?;
+    Ok(())
+}
+
+fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
+    let mut last_purge = Instant::now();
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let results = commit_batch(&mut conn, &batch);
+        for (job, result) in batch.into_iter().zip(results) {
+            // The client may have gone; its change is durable all the same.
+            let _ = job.reply.send(result);
+        }
+        if last_purge.elapsed() > Duration::from_secs(600) {
+            last_purge = Instant::now();
+            if let Err(e) = purge_expired_keys(&conn) {
+                tracing::warn!(error = %e, "purging expired idempotency keys failed");
+            }
+        }
+    }
+}
+
+/// Runs each job in its own savepoint and commits the batch once.
+fn commit_batch(conn: &mut Connection, batch: &[Job]) -> Vec<Result<Outcome, StoreError>> {
+    match run_batch(conn, batch) {
+        Ok(results) => results,
+        Err(e) => {
+            tracing::error!(error = %e, "committing a batch of writes failed; none of it was applied");
+            batch.iter().map(|_| Err(StoreError::Commit(e.to_string()))).collect()
+        }
+    }
+}
+
+fn run_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Result<Outcome, StoreError>>, rusqlite::Error> {
+    let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        let mut sp = tx.savepoint()?;
+        let result = command::execute(&mut SqliteTx(&mut sp), job.request.clone());
+        if result.is_err() {
+            sp.rollback()?;
+        }
+        sp.commit()?;
+        results.push(result);
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+/// [`Tx`] on a SQLite savepoint.
+struct SqliteTx<'a, 'b>(&'a mut rusqlite::Savepoint<'b>);
+
+fn decode<T: serde::de::DeserializeOwned>(doc: &str) -> Result<T, StoreError> {
+    Ok(serde_json::from_str(doc)?)
+}
+
+fn representative_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64, i64, String)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+}
+
+fn build_representative(
+    (id, doc, used, version, updated_at): (String, String, i64, i64, String),
+) -> Result<Representative, StoreError> {
+    let input: RepresentativeInput = decode(&doc)?;
+    let id = Id::parse(&id).map_err(|e| StoreError::Refused(crate::domain::Refusal::BadRequest(e.to_string())))?;
+    Ok(Representative::new(id, input, used, version as u64, updated_at))
+}
+
+fn queue_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64, String)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+fn build_queue((id, doc, version, updated_at): (String, String, i64, String)) -> Result<Queue, StoreError> {
+    let input: QueueInput = decode(&doc)?;
+    let id = Id::parse(&id).map_err(|e| StoreError::Refused(crate::domain::Refusal::BadRequest(e.to_string())))?;
+    Ok(Queue { id, input, version: version as u64, updated_at })
+}
+
+const REP_COLUMNS: &str = "id, doc, used_capacity, version, updated_at";
+const QUEUE_COLUMNS: &str = "id, doc, version, updated_at";
+
+fn get_representative(conn: &Connection, id: &Id) -> Result<Option<Representative>, StoreError> {
+    let sql = format!("SELECT {REP_COLUMNS} FROM representatives WHERE id = ?1");
+    let row = conn.prepare_cached(&sql)?.query_row([id.as_str()], representative_from_row).optional()?;
+    row.map(build_representative).transpose()
+}
+
+fn get_queue(conn: &Connection, id: &Id) -> Result<Option<Queue>, StoreError> {
+    let sql = format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE id = ?1");
+    let row = conn.prepare_cached(&sql)?.query_row([id.as_str()], queue_from_row).optional()?;
+    row.map(build_queue).transpose()
+}
+
+fn get_conversation(conn: &Connection, id: &Id) -> Result<Option<Conversation>, StoreError> {
+    let doc: Option<String> = conn
+        .prepare_cached("SELECT doc FROM conversations WHERE id = ?1")?
+        .query_row([id.as_str()], |r| r.get(0))
+        .optional()?;
+    doc.as_deref().map(decode).transpose()
+}
+
+impl Tx for SqliteTx<'_, '_> {
+    fn conversation(&mut self, id: &Id) -> Result<Option<Conversation>, StoreError> {
+        get_conversation(self.0, id)
+    }
+
+    fn insert_conversation(&mut self, c: &Conversation) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO conversations (id, status, queue, representative, entity, intent_based, version, doc)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                c.id.as_str(),
+                c.status.as_str(),
+                c.queue.as_str(),
+                c.representative.as_ref().map(Id::as_str),
+                c.record.entity.as_str(),
+                c.intent_based,
+                c.version as i64,
+                serde_json::to_string(c)?,
+            ])?;
+        Ok(())
+    }
+
+    fn update_conversation(&mut self, c: &Conversation) -> Result<(), StoreError> {
+        // The version guard makes the update fail loudly if anything raced it.
+        let changed = self
+            .0
+            .prepare_cached(
+                "UPDATE conversations SET status = ?2, queue = ?3, representative = ?4, version = ?5, doc = ?6
+                 WHERE id = ?1 AND version = ?5 - 1",
+            )?
+            .execute(params![
+                c.id.as_str(),
+                c.status.as_str(),
+                c.queue.as_str(),
+                c.representative.as_ref().map(Id::as_str),
+                c.version as i64,
+                serde_json::to_string(c)?,
+            ])?;
+        if changed == 1 { Ok(()) } else { Err(StoreError::Database(rusqlite::Error::QueryReturnedNoRows)) }
+    }
+
+    fn last_history_seq(&mut self, id: &Id) -> Result<u64, StoreError> {
+        let seq: i64 = self
+            .0
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM history WHERE conversation = ?1")?
+            .query_row([id.as_str()], |r| r.get(0))?;
+        Ok(seq as u64)
+    }
+
+    fn append_history(&mut self, conversation: &Id, e: &HistoryEvent) -> Result<(), StoreError> {
+        self.0.prepare_cached("INSERT INTO history (conversation, seq, doc) VALUES (?1, ?2, ?3)")?.execute(params![
+            conversation.as_str(),
+            e.seq as i64,
+            serde_json::to_string(e)?
+        ])?;
+        Ok(())
+    }
+
+    fn representative(&mut self, id: &Id) -> Result<Option<Representative>, StoreError> {
+        get_representative(self.0, id)
+    }
+
+    fn put_representative(
+        &mut self,
+        id: &Id,
+        input: &RepresentativeInput,
+        now: &str,
+    ) -> Result<Representative, StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO representatives (id, version, updated_at, doc) VALUES (?1, 1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET version = version + 1, updated_at = ?2, doc = ?3",
+            )?
+            .execute(params![id.as_str(), now, serde_json::to_string(input)?])?;
+        get_representative(self.0, id)?.ok_or(StoreError::Database(rusqlite::Error::QueryReturnedNoRows))
+    }
+
+    fn add_used_capacity(&mut self, id: &Id, delta: i64) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached("UPDATE representatives SET used_capacity = used_capacity + ?2 WHERE id = ?1")?
+            .execute(params![id.as_str(), delta])?;
+        Ok(())
+    }
+
+    fn queue(&mut self, id: &Id) -> Result<Option<Queue>, StoreError> {
+        get_queue(self.0, id)
+    }
+
+    fn put_queue(&mut self, id: &Id, input: &QueueInput, now: &str) -> Result<Queue, StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO queues (id, version, updated_at, doc) VALUES (?1, 1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET version = version + 1, updated_at = ?2, doc = ?3",
+            )?
+            .execute(params![id.as_str(), now, serde_json::to_string(input)?])?;
+        get_queue(self.0, id)?.ok_or(StoreError::Database(rusqlite::Error::QueryReturnedNoRows))
+    }
+
+    fn idempotent(&mut self, token: &str, key: &str) -> Result<Option<(String, Outcome)>, StoreError> {
+        let row: Option<(String, String)> = self
+            .0
+            .prepare_cached("SELECT fingerprint, outcome FROM idempotency WHERE token = ?1 AND key = ?2")?
+            .query_row([token, key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        row.map(|(fp, outcome)| Ok((fp, decode(&outcome)?))).transpose()
+    }
+
+    fn remember(&mut self, token: &str, key: &Idempotency, outcome: &Outcome) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO idempotency (token, key, fingerprint, outcome, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![token, key.key, key.fingerprint, serde_json::to_string(outcome)?, unix_now()])?;
+        Ok(())
+    }
+}
+
+/// Read-only connections, opened on demand and reused.
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    fn take(&self) -> Result<Connection, StoreError> {
+        if let Some(conn) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            return Ok(conn);
+        }
+        let conn = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < 16
+        {
+            idle.push(conn);
+        }
+    }
+}
+
+/// Scans a table oldest first from `after`, keeping the rows `keep` accepts.
+fn scan<T>(
+    conn: &Connection,
+    sql: &str,
+    page: PageRequest,
+    mut build: impl FnMut(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+    keep: impl Fn(&T) -> bool,
+) -> Result<Page<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query([page.after.unwrap_or(0)])?;
+    let mut items = Vec::new();
+    let mut last_seq = 0;
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get("seq")?;
+        let item = build(row)?;
+        if !keep(&item) {
+            continue;
+        }
+        if items.len() == page.limit {
+            return Ok(Page { items, next: Some(last_seq) });
+        }
+        items.push(item);
+        last_seq = seq;
+    }
+    Ok(Page { items, next: None })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn write(&self, request: WriteRequest) -> Result<Outcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer.send(Job { request, reply }).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn conversation(&self, id: &Id) -> Result<Option<Conversation>, StoreError> {
+        let id = id.clone();
+        self.read(move |c| get_conversation(c, &id)).await
+    }
+
+    async fn conversations(
+        &self,
+        filter: ConversationFilter,
+        page: PageRequest,
+    ) -> Result<Page<Conversation>, StoreError> {
+        self.read(move |conn| {
+            let mut sql = String::from("SELECT seq, doc FROM conversations WHERE seq > ?1");
+            let mut args: Vec<rusqlite::types::Value> = vec![page.after.unwrap_or(0).into()];
+            let mut arg = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
+                args.push(v);
+                sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+            };
+            if filter.statuses.is_empty() {
+                // Matches the partial index `conversations_ongoing`.
+                sql.push_str(" AND status <> 'closed'");
+            } else {
+                let mut statuses: Vec<Status> = filter.statuses.clone();
+                statuses.dedup();
+                let list: Vec<String> = statuses.iter().map(|s| format!("'{}'", s.as_str())).collect();
+                sql.push_str(&format!(" AND status IN ({})", list.join(",")));
+            }
+            if let Some(q) = &filter.queue {
+                arg(&mut sql, " AND queue = ?", q.as_str().to_owned().into());
+            }
+            if let Some(r) = &filter.representative {
+                arg(&mut sql, " AND representative = ?", r.as_str().to_owned().into());
+            }
+            if let Some(e) = &filter.entity {
+                arg(&mut sql, " AND entity = ?", e.clone().into());
+            }
+            if let Some(b) = filter.intent_based {
+                arg(&mut sql, " AND intent_based = ?", i64::from(b).into());
+            }
+            sql.push_str(&format!(" ORDER BY seq LIMIT {}", page.limit + 1));
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+            let mut items = Vec::new();
+            let mut seqs = Vec::new();
+            while let Some(row) = rows.next()? {
+                let doc: String = row.get(1)?;
+                seqs.push(row.get::<_, i64>(0)?);
+                items.push(decode::<Conversation>(&doc)?);
+            }
+            let next = if items.len() > page.limit {
+                items.truncate(page.limit);
+                seqs.get(page.limit - 1).copied()
+            } else {
+                None
+            };
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn history(&self, id: &Id) -> Result<Option<Vec<HistoryEvent>>, StoreError> {
+        let id = id.clone();
+        self.read(move |conn| {
+            if get_conversation(conn, &id)?.is_none() {
+                return Ok(None);
+            }
+            let mut stmt = conn.prepare_cached("SELECT doc FROM history WHERE conversation = ?1 ORDER BY seq")?;
+            let docs = stmt.query_map([id.as_str()], |r| r.get::<_, String>(0))?;
+            let mut events = Vec::new();
+            for doc in docs {
+                events.push(decode(&doc?)?);
+            }
+            Ok(Some(events))
+        })
+        .await
+    }
+
+    async fn representative(&self, id: &Id) -> Result<Option<Representative>, StoreError> {
+        let id = id.clone();
+        self.read(move |c| get_representative(c, &id)).await
+    }
+
+    async fn representatives(
+        &self,
+        filter: RepresentativeFilter,
+        page: PageRequest,
+    ) -> Result<Page<Representative>, StoreError> {
+        self.read(move |conn| {
+            let sql = format!("SELECT seq, {REP_COLUMNS} FROM representatives WHERE seq > ?1 ORDER BY seq");
+            scan(
+                conn,
+                &sql,
+                page,
+                |row| build_representative((row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?)),
+                |rep| filter.matches(rep),
+            )
+        })
+        .await
+    }
+
+    async fn queue(&self, id: &Id) -> Result<Option<Queue>, StoreError> {
+        let id = id.clone();
+        self.read(move |c| get_queue(c, &id)).await
+    }
+
+    async fn queues(&self, filter: QueueFilter, page: PageRequest) -> Result<Page<Queue>, StoreError> {
+        self.read(move |conn| {
+            let sql = format!("SELECT seq, {QUEUE_COLUMNS} FROM queues WHERE seq > ?1 ORDER BY seq");
+            scan(
+                conn,
+                &sql,
+                page,
+                |row| build_queue((row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
+                |q| filter.matches(q),
+            )
+        })
+        .await
+    }
+
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        self.read(|conn| {
+            let n: i64 = conn.query_row(
+                "SELECT (SELECT COUNT(*) FROM queues) + (SELECT COUNT(*) FROM representatives)
+                      + (SELECT COUNT(*) FROM conversations)",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(n == 0)
+        })
+        .await
+    }
+}
