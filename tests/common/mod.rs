@@ -1,0 +1,325 @@
+//! Test harness: a daemon on a real socket with a real SQLite file, in-process or as
+//! the real binary, and a small JSON client.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // shared by test crates that use parts of it
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode, header::HeaderMap};
+use serde_json::{Value, json};
+use switchboard::config::Config;
+use switchboard::routing::Policy;
+
+pub const SUPERVISOR: &str = "demo-supervisor";
+pub const INTEGRATION: &str = "demo-integration";
+pub const ADMIN: &str = "demo-admin";
+
+/// A config with the three demo tokens; `extra` is appended.
+pub fn config_text(extra: &str) -> String {
+    let token = |name: &str, role: &str| {
+        let digest = switchboard::auth::sha256(name.as_bytes());
+        format!("[[tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n", hex(&digest))
+    };
+    format!(
+        "listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://data/sb.db\"\n{extra}\n{}{}{}",
+        token(SUPERVISOR, "supervisor"),
+        token(INTEGRATION, "integration"),
+        token(ADMIN, "admin")
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An answer: status, headers, raw body and the body as JSON (Null when not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Answer {
+    pub fn code(&self) -> &str {
+        self.json["code"].as_str().unwrap_or("")
+    }
+
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(self.status.as_u16(), status, "unexpected answer: {}", self.text);
+        self
+    }
+
+    #[track_caller]
+    pub fn problem(self, status: u16, code: &str) -> Self {
+        assert_eq!(self.status.as_u16(), status, "unexpected answer: {}", self.text);
+        assert_eq!(self.code(), code, "unexpected problem: {}", self.text);
+        let ct = self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+        assert_eq!(ct, "application/problem+json", "{}", self.text);
+        assert_eq!(self.json["status"], status, "{}", self.text);
+        assert!(self.json["detail"].as_str().is_some_and(|d| !d.is_empty()), "{}", self.text);
+        self
+    }
+}
+
+/// A client of one daemon.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self { base: format!("http://{addr}"), http: reqwest::Client::new() }
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Answer {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let resp = req.send().await.expect("request failed");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer { status, headers, text, json }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.send(Method::GET, path, Some(token), &[], None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.send(Method::POST, path, Some(token), &[], Some(body.to_string().into_bytes())).await
+    }
+
+    pub async fn post_with(&self, path: &str, token: &str, headers: &[(&str, &str)], body: Value) -> Answer {
+        self.send(Method::POST, path, Some(token), headers, Some(body.to_string().into_bytes())).await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.send(Method::PUT, path, Some(token), &[], Some(body.to_string().into_bytes())).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.send(Method::PATCH, path, Some(token), &[], Some(body.to_string().into_bytes())).await
+    }
+
+    /// Queues `billing` and `support`, representatives `ann` (capacity 3, billing) and
+    /// `bob` (capacity 2, support).
+    pub async fn seed_directory(&self) {
+        self.put("/v1/queues/billing", INTEGRATION, json!({"name": "Billing", "priority": 1})).await.expect(201);
+        self.put("/v1/queues/support", INTEGRATION, json!({"name": "Support", "priority": 2, "intent_based": true}))
+            .await
+            .expect(201);
+        self.put(
+            "/v1/representatives/ann",
+            INTEGRATION,
+            json!({"name": "Ann Lee", "presence": "available", "capacity": 3, "skills": {"billing": 8},
+                   "queues": ["billing"], "user_groups": ["tier-2"],
+                   "intents": [{"family": "billing", "group": "refunds"}]}),
+        )
+        .await
+        .expect(201);
+        self.put(
+            "/v1/representatives/bob",
+            INTEGRATION,
+            json!({"name": "Bob Stone", "presence": "busy", "capacity": 2, "skills": {"networking": 5},
+                   "queues": ["support"], "user_groups": ["tier-1"], "intents": [{"family": "technical"}]}),
+        )
+        .await
+        .expect(201);
+    }
+
+    /// Creates conversation `id` in `billing`, 2 capacity units.
+    pub async fn create(&self, id: &str) -> Answer {
+        self.post(
+            "/v1/conversations",
+            INTEGRATION,
+            json!({"id": id, "record": {"entity": "case", "id": "CAS-1"}, "queue": "billing", "capacity_units": 2}),
+        )
+        .await
+        .expect(201)
+    }
+
+    pub async fn event(&self, id: &str, body: Value) -> Answer {
+        self.post(&format!("/v1/conversations/{id}/events"), INTEGRATION, body).await
+    }
+
+    pub async fn used_capacity(&self, rep: &str) -> i64 {
+        self.get(&format!("/v1/representatives/{rep}"), SUPERVISOR).await.expect(200).json["used_capacity"]
+            .as_i64()
+            .unwrap()
+    }
+}
+
+/// An in-process daemon: the real router on a real socket over a real SQLite file.
+pub struct Daemon {
+    pub client: Client,
+    pub dir: tempfile::TempDir,
+    pub state: switchboard::http::AppState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Daemon {
+    pub async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    pub async fn start_with(extra_config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("switchboard.toml"), config_text(extra_config)).unwrap();
+        Self::start_in(dir).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir) -> Self {
+        let config = Config::load(&dir.path().join("switchboard.toml")).unwrap();
+        let state = switchboard::daemon::build(&config).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = Client::new(listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let serve_state = state.clone();
+        let task = tokio::spawn(async move {
+            switchboard::daemon::serve(listener, serve_state, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self { client, dir, state, shutdown: Some(tx), task: Some(task) }
+    }
+
+    /// Puts `policy` in force, as a rules reload will.
+    pub fn set_policy(&self, policy: impl Policy) {
+        self.state.supervisor.routing().replace(Box::new(policy));
+    }
+
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+        // Let the store's writer thread finish and close the database.
+        drop(self.state);
+        self.dir
+    }
+}
+
+/// The real `switchboard` binary, serving `config` from `dir`.
+pub struct Process {
+    pub child: Child,
+    pub client: Client,
+}
+
+impl Process {
+    pub fn spawn(dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["serve", "--config"])
+            .arg(dir.join("switchboard.toml"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr.trim().to_owned());
+                    }
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("the daemon did not log its address");
+        Self { child, client: Client::new(addr.parse().unwrap()) }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the daemon did not exit in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn path_in(dir: &Path, rel: &str) -> PathBuf {
+    dir.join(rel)
+}
+
+/// A conversation's state in one of the five statuses, held by `ann` where held.
+pub async fn conversation_in(client: &Client, id: &str, status: &str) {
+    client.create(id).await;
+    let accept = json!({"type": "accept", "representative": "ann"});
+    let steps: &[Value] = match status {
+        "open" => &[],
+        "active" => &[accept],
+        "waiting" => &[accept, json!({"type": "hold"})],
+        "wrap_up" => &[accept, json!({"type": "wrap_up"})],
+        "closed" => &[accept, json!({"type": "resolve"})],
+        other => panic!("no such status {other}"),
+    };
+    for step in steps {
+        client.event(id, step.clone()).await.expect(200);
+    }
+    let got = client.get(&format!("/v1/conversations/{id}"), SUPERVISOR).await.expect(200);
+    assert_eq!(got.json["status"], status);
+}
+
+/// Waits for `cond` with a deadline (no sleeps as synchronisation).
+pub async fn eventually<F, Fut>(limit: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "condition not met in time");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub type SharedPolicy = Arc<dyn Policy>;
