@@ -73,7 +73,9 @@ async fn malformed_requests_are_400_with_a_useful_detail() {
     c.seed_directory().await;
     conversation_in(c, "c1", "open").await;
     let raw = |body: &str| Some(body.as_bytes().to_vec());
-    let cases: Vec<(Method, &str, Option<Vec<u8>>, &str, &str)> = vec![
+    // (method, path, body, token, a phrase the detail must contain)
+    type Case<'a> = (Method, &'a str, Option<Vec<u8>>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (Method::POST, "/v1/conversations/c1/assign", raw("{"), SUPERVISOR, "malformed JSON"),
         (Method::POST, "/v1/conversations/c1/assign", raw("[]"), SUPERVISOR, "JSON object"),
         (
@@ -526,7 +528,7 @@ async fn random_bytes_never_get_a_5xx() {
         for path in paths {
             let len = (next() % 300) as usize;
             let mut body: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-            if round % 4 == 0 {
+            if round.is_multiple_of(4) {
                 // Valid JSON objects with random keys and values get further into the checks.
                 body = format!(r#"{{"k{}": {}, "queue": "q{}"}}"#, next() % 5, next() % 3, next() % 3).into_bytes();
             }
