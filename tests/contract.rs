@@ -524,7 +524,7 @@ async fn random_bytes_never_get_a_5xx() {
         state ^= state << 17;
         state
     };
-    for round in 0..40 {
+    for round in 0..40u32 {
         for path in paths {
             let len = (next() % 300) as usize;
             let mut body: Vec<u8> = (0..len).map(|_| next() as u8).collect();
