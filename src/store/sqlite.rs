@@ -38,6 +38,8 @@ CREATE TABLE conversations (
 CREATE INDEX conversations_ongoing ON conversations(seq) WHERE status <> 'closed';
 CREATE INDEX conversations_queue ON conversations(queue, seq);
 CREATE INDEX conversations_representative ON conversations(representative, seq);
+CREATE INDEX conversations_ongoing_queue ON conversations(queue, seq) WHERE status <> 'closed';
+CREATE INDEX conversations_ongoing_representative ON conversations(representative, seq) WHERE status <> 'closed';
 CREATE TABLE history (
     conversation TEXT NOT NULL,
     seq          INTEGER NOT NULL,
@@ -97,12 +99,21 @@ impl SqliteStore {
         conn.busy_timeout(Duration::from_secs(5))?;
         migrate(&mut conn)?;
         purge_expired_keys(&conn)?;
+        // Checkpoints run on their own thread, so a commit never waits for one.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = Connection::open(path)?;
+        checkpointer.busy_timeout(Duration::from_secs(5))?;
 
         let (tx, rx) = mpsc::channel(4096);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || write_loop(conn, rx))
             .map_err(|e| StoreError::Folder { path: "writer thread".into(), source: e })?;
+        let alive = tx.downgrade();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, alive))
+            .map_err(|e| StoreError::Folder { path: "checkpoint thread".into(), source: e })?;
         Ok(Self { writer: tx, readers: Arc::new(ReaderPool { path: path.to_owned(), idle: Mutex::new(Vec::new()) }) })
     }
 
@@ -142,6 +153,18 @@ fn purge_expired_keys(conn: &Connection) -> Result<(), StoreError> {
     let cutoff = unix_now() - KEY_TTL.as_secs() as i64;
     conn.execute("DELETE FROM idempotency WHERE created < ?1", [cutoff])?;
     Ok(())
+}
+
+/// Copies the WAL back into the database file while writes go on (PASSIVE never blocks
+/// the writer), until the store is dropped; then a last TRUNCATE checkpoint.
+fn checkpoint_loop(conn: Connection, alive: mpsc::WeakSender<Job>) {
+    while alive.upgrade().is_some() {
+        std::thread::sleep(Duration::from_millis(200));
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed; it will be retried");
+        }
+    }
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
 fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
