@@ -102,6 +102,8 @@ async fn malformed_requests_are_400_with_a_useful_detail() {
             "invalid type",
         ),
         (Method::POST, "/v1/conversations/bad%20id/release", None, SUPERVISOR, "in the path"),
+        (Method::POST, "/v1/conversations/%FF/release", None, SUPERVISOR, "UTF-8"),
+        (Method::GET, "/v1/representatives/%C3", None, SUPERVISOR, "UTF-8"),
         (Method::PUT, "/v1/queues/q", raw(r#"{"name":"Q","priority":5.0}"#), INTEGRATION, "floating point"),
         (Method::PUT, "/v1/queues/q", raw(r#"{"name":"Q","priority":true}"#), INTEGRATION, "invalid type"),
         (Method::PUT, "/v1/queues/q", raw(r#"{"name":"Q","priority":-1}"#), INTEGRATION, "invalid value"),

@@ -1,12 +1,12 @@
 //! `/v1/conversations`: the *Ongoing record conversations* view, the four supervisor
 //! actions, lifecycle events, candidates and history.
 
-use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::extract::{OriginalUri, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
-use super::extract::{ApiJson, Authed, Integrate, OptionalJson, Read, Supervise, idempotency, if_match, path_id};
+use super::extract::{ApiJson, Authed, Integrate, OptionalJson, PathId, Read, Supervise, idempotency, if_match};
 use super::query::{PAGING, Param, QueryParams};
 use super::{ApiError, AppState, ListView, Problem, json, outcome_response};
 use crate::domain::{
@@ -152,12 +152,8 @@ pub async fn list(
     params(("id" = String, Path)),
     responses((status = 200, body = Conversation), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn get(
-    _auth: Authed<Read>,
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let conv = app.supervisor.conversation(&path_id(&id)?).await?;
+pub async fn get(_auth: Authed<Read>, State(app): State<AppState>, id: PathId) -> Result<Response, ApiError> {
+    let conv = app.supervisor.conversation(&id.get()?).await?;
     let version = conv.version;
     let mut response = json(StatusCode::OK, &conv);
     response.headers_mut().insert(axum::http::header::ETAG, super::etag(version));
@@ -169,12 +165,8 @@ pub async fn get(
     params(("id" = String, Path)),
     responses((status = 200, body = HistoryView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn history(
-    _auth: Authed<Read>,
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let events = app.supervisor.history(&path_id(&id)?).await?;
+pub async fn history(_auth: Authed<Read>, State(app): State<AppState>, id: PathId) -> Result<Response, ApiError> {
+    let events = app.supervisor.history(&id.get()?).await?;
     Ok(json(StatusCode::OK, &HistoryView { events }))
 }
 
@@ -281,12 +273,12 @@ fn candidate_query(q: &QueryParams) -> Result<CandidateQuery, ApiError> {
 pub async fn candidates(
     _auth: Authed<Read>,
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    id: PathId,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let q = QueryParams::parse(raw.as_deref(), &[&CANDIDATE_PARAMS, &REP_FILTERS, &QUEUE_FILTERS])?;
     let query = candidate_query(&q)?;
-    let id = path_id(&id)?;
+    let id = id.get()?;
     Ok(json(StatusCode::OK, &app.supervisor.candidates(&id, query).await?))
 }
 
@@ -295,12 +287,12 @@ async fn act(
     app: &AppState,
     auth: &Authed<Supervise>,
     (method, uri, headers): (&Method, &axum::http::Uri, &HeaderMap),
-    raw_id: &str,
+    raw_id: PathId,
     canonical: &str,
     action: SupervisorAction,
     note: Option<Note>,
 ) -> Result<Response, ApiError> {
-    let id = path_id(raw_id)?;
+    let id = raw_id.get()?;
     let idem = idempotency(headers, method, uri.path(), canonical)?;
     let version = if_match(headers)?;
     Ok(outcome_response(app.supervisor.supervise(&auth.actor, idem, id, action, version, note).await?))
@@ -319,7 +311,7 @@ macro_rules! routing_action {
         pub async fn $name(
             auth: Authed<Supervise>,
             State(app): State<AppState>,
-            Path(id): Path<String>,
+            id: PathId,
             method: Method,
             OriginalUri(uri): OriginalUri,
             headers: HeaderMap,
@@ -327,7 +319,7 @@ macro_rules! routing_action {
         ) -> Result<Response, ApiError> {
             let (target, note) = body.value.target()?;
             let action = SupervisorAction::Route($kind, target);
-            act(&app, &auth, (&method, &uri, &headers), &id, &body.canonical, action, note).await
+            act(&app, &auth, (&method, &uri, &headers), id, &body.canonical, action, note).await
         }
     };
 }
@@ -358,13 +350,13 @@ macro_rules! plain_action {
         pub async fn $name(
             auth: Authed<Supervise>,
             State(app): State<AppState>,
-            Path(id): Path<String>,
+            id: PathId,
             method: Method,
             OriginalUri(uri): OriginalUri,
             headers: HeaderMap,
             OptionalJson(body): OptionalJson<NoteRequest>,
         ) -> Result<Response, ApiError> {
-            act(&app, &auth, (&method, &uri, &headers), &id, &body.canonical, $action, body.value.note).await
+            act(&app, &auth, (&method, &uri, &headers), id, &body.canonical, $action, body.value.note).await
         }
     };
 }
@@ -393,14 +385,14 @@ plain_action!(
 pub async fn event(
     auth: Authed<Integrate>,
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    id: PathId,
     method: Method,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: ApiJson<EventRequest>,
 ) -> Result<Response, ApiError> {
     let (event, note) = body.value.event()?;
-    let id = path_id(&id)?;
+    let id = id.get()?;
     let idem = idempotency(&headers, &method, uri.path(), &body.canonical)?;
     let version = if_match(&headers)?;
     Ok(outcome_response(app.supervisor.lifecycle(&auth.actor, idem, id, event, version, note).await?))

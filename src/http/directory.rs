@@ -1,10 +1,10 @@
 //! `/v1/representatives` and `/v1/queues`: the directory integrations keep in sync.
 
-use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::extract::{OriginalUri, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 
-use super::extract::{ApiJson, Authed, Integrate, Read, idempotency, path_id};
+use super::extract::{ApiJson, Authed, Integrate, PathId, Read, idempotency};
 use super::query::{PAGING, Param, QueryParams};
 use super::{ApiError, AppState, ListView, Problem, json, outcome_response};
 use crate::domain::{Queue, QueueFilter, QueueInput, Representative, RepresentativeFilter, RepresentativeInput};
@@ -31,13 +31,13 @@ fn no_nulls(canonical: &str) -> Result<(), ApiError> {
 pub async fn put_representative(
     auth: Authed<Integrate>,
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    id: PathId,
     method: Method,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: ApiJson<RepresentativeInput>,
 ) -> Result<Response, ApiError> {
-    let id = path_id(&id)?;
+    let id = id.get()?;
     let idem = idempotency(&headers, &method, uri.path(), &body.canonical)?;
     Ok(outcome_response(app.supervisor.put_representative(&auth.actor, idem, id, body.value).await?))
 }
@@ -51,14 +51,14 @@ pub async fn put_representative(
 pub async fn patch_representative(
     auth: Authed<Integrate>,
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    id: PathId,
     method: Method,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: ApiJson<RepresentativePatch>,
 ) -> Result<Response, ApiError> {
     no_nulls(&body.canonical)?;
-    let id = path_id(&id)?;
+    let id = id.get()?;
     let idem = idempotency(&headers, &method, uri.path(), &body.canonical)?;
     Ok(outcome_response(app.supervisor.patch_representative(&auth.actor, idem, id, body.value).await?))
 }
@@ -70,9 +70,9 @@ pub async fn patch_representative(
 pub async fn get_representative(
     _auth: Authed<Read>,
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    id: PathId,
 ) -> Result<Response, ApiError> {
-    Ok(json(StatusCode::OK, &app.supervisor.representative(&path_id(&id)?).await?))
+    Ok(json(StatusCode::OK, &app.supervisor.representative(&id.get()?).await?))
 }
 
 const REP_LIST_FILTERS: [Param; 5] = [
@@ -119,13 +119,13 @@ pub async fn list_representatives(
 pub async fn put_queue(
     auth: Authed<Integrate>,
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    id: PathId,
     method: Method,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: ApiJson<QueueInput>,
 ) -> Result<Response, ApiError> {
-    let id = path_id(&id)?;
+    let id = id.get()?;
     let idem = idempotency(&headers, &method, uri.path(), &body.canonical)?;
     Ok(outcome_response(app.supervisor.put_queue(&auth.actor, idem, id, body.value).await?))
 }
@@ -139,14 +139,14 @@ pub async fn put_queue(
 pub async fn patch_queue(
     auth: Authed<Integrate>,
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    id: PathId,
     method: Method,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: ApiJson<QueuePatch>,
 ) -> Result<Response, ApiError> {
     no_nulls(&body.canonical)?;
-    let id = path_id(&id)?;
+    let id = id.get()?;
     let idem = idempotency(&headers, &method, uri.path(), &body.canonical)?;
     Ok(outcome_response(app.supervisor.patch_queue(&auth.actor, idem, id, body.value).await?))
 }
@@ -155,12 +155,8 @@ pub async fn patch_queue(
 #[utoipa::path(get, path = "/v1/queues/{id}", tag = "directory", params(("id" = String, Path)),
     responses((status = 200, body = Queue), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn get_queue(
-    _auth: Authed<Read>,
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    Ok(json(StatusCode::OK, &app.supervisor.queue(&path_id(&id)?).await?))
+pub async fn get_queue(_auth: Authed<Read>, State(app): State<AppState>, id: PathId) -> Result<Response, ApiError> {
+    Ok(json(StatusCode::OK, &app.supervisor.queue(&id.get()?).await?))
 }
 
 const QUEUE_LIST_FILTERS: [Param; 3] = [Param("name", false), Param("intent_based", false), Param("priority", false)];

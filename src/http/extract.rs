@@ -140,9 +140,27 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for OptionalJson<T> {
     }
 }
 
-/// A path id, validated after the body (`400` when invalid).
-pub fn path_id(raw: &str) -> Result<Id, ApiError> {
-    Id::parse(raw).map_err(|e| ApiError::bad_request(format!("in the path: {e}")))
+/// The `{id}` of the path. Extracting never fails; [`PathId::get`] validates it after the
+/// body has been read, so a bad id is a `400` that comes after `413`.
+#[derive(Debug)]
+pub struct PathId(Result<Id, String>);
+
+impl PathId {
+    pub fn get(self) -> Result<Id, ApiError> {
+        self.0.map_err(|e| ApiError::bad_request(format!("in the path: {e}")))
+    }
+}
+
+impl FromRequestParts<AppState> for PathId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let raw = axum::extract::Path::<String>::from_request_parts(parts, state).await;
+        Ok(Self(match raw {
+            Ok(raw) => Id::parse(&raw.0).map_err(|e| e.to_string()),
+            Err(rejection) => Err(format!("the id is not valid UTF-8 text ({})", rejection.body_text())),
+        }))
+    }
 }
 
 /// `If-Match: "<version>"` (or `*`, which matches any version).
