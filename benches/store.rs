@@ -24,6 +24,7 @@ fn request(command: Command) -> WriteRequest {
         command,
         policy: Arc::new(Box::new(Unrestricted)),
         now: "2026-11-23T00:00:00.000Z".into(),
+        now_ms: 1_795_392_000_000,
     }
 }
 

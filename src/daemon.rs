@@ -11,11 +11,29 @@ use crate::http::{AppState, router};
 use crate::routing::Routing;
 use crate::service::Supervisor;
 
+/// The rule files are invalid: every error, one per line.
+#[derive(Debug)]
+pub struct RulesInvalid(pub Vec<crate::rules::RuleError>);
+
+impl std::fmt::Display for RulesInvalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "the routing rules are invalid ({} errors):", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RulesInvalid {}
+
 /// Everything the daemon runs on, built from its configuration.
 pub async fn build(config: &Config) -> anyhow::Result<AppState> {
     let store = crate::store::open(&config.database, &config.base)
         .with_context(|| format!("opening the database `{}`", config.database))?;
-    let supervisor = Arc::new(Supervisor::new(store.clone(), Arc::new(Routing::default())));
+    let routing = Routing::load(config.rules_dir.clone()).map_err(RulesInvalid)?;
+    tracing::info!(version = %routing.status().version, files = routing.status().files.len(), "routing rules loaded");
+    let supervisor = Arc::new(Supervisor::new(store.clone(), Arc::new(routing)));
     if let Some(seed) = &config.seed
         && store.is_empty().await?
     {

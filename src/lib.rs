@@ -20,6 +20,7 @@ pub mod daemon;
 pub mod domain;
 pub mod http;
 pub mod routing;
+pub mod rules;
 pub mod seed;
 pub mod service;
 pub mod store;

@@ -28,6 +28,14 @@ enum Cmd {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Validate the routing rules (like `nginx -t`): exit 0 with a summary, or 1 with every error.
+    Check {
+        /// The config file (TOML) naming `rules_dir`.
+        #[arg(long, default_value = "switchboard.toml")]
+        config: PathBuf,
+    },
+    /// Print the JSON Schema of rule files (for editors; `rules/schema.json` is this output).
+    Schema,
     /// Manage bearer tokens.
     Token {
         #[command(subcommand)]
@@ -68,6 +76,22 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Cmd::Check { config } => {
+            let config = Config::load(&config)?;
+            let rules = switchboard::rules::load_dir(&config.rules_dir).map_err(daemon::RulesInvalid)?;
+            println!(
+                "ok: {} rules in {} files from {} (version {})",
+                rules.rules().len(),
+                rules.files().len(),
+                config.rules_dir.display(),
+                switchboard::routing::Policy::version(&rules)
+            );
+            Ok(())
+        }
+        Cmd::Schema => {
+            print!("{}", switchboard::rules::json_schema());
+            Ok(())
+        }
         Cmd::Serve { config, listen } => {
             let mut config = Config::load(&config)?;
             if let Some(addr) = listen {

@@ -1,21 +1,29 @@
-//! Eligibility and ranking of assign/transfer targets.
+//! Eligibility and ranking of assign/transfer targets, and the rules in force.
 //!
 //! The service asks the [`Policy`] in force which targets a conversation may go to. A
 //! policy is an immutable snapshot: a request loads it once from [`Routing`] and uses it
-//! from start to end, so an answer never mixes two rule sets. With no rules loaded the
-//! policy is [`Unrestricted`]: every target is eligible, as the contract says.
+//! from start to end, so an answer never mixes two rule sets. A reload builds and
+//! validates a whole new [`RuleSet`] before swapping it in; a failed reload keeps the
+//! snapshot in force and records why in `last_error`. With no rule files the policy
+//! lets every target through, as the contract says.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
 
 pub use crate::domain::Reason;
 use crate::domain::{Conversation, Queue, Representative, RoutingAction};
-use arc_swap::ArcSwap;
+use crate::rules::{RuleError, RuleSet};
 
 /// What a policy evaluates a batch of targets for.
 #[derive(Clone, Copy, Debug)]
 pub struct RoutingContext<'a> {
     pub action: RoutingAction,
     pub conversation: &'a Conversation,
+    /// Whether excluded targets need their reasons (explain, or a `422`).
+    pub explain: bool,
 }
 
 /// A policy's answer for one target.
@@ -57,28 +65,150 @@ impl Policy for Unrestricted {
     }
 }
 
-/// The policy in force, swapped atomically as a whole.
+/// Why the last reload failed.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct LastError {
+    pub at: String,
+    pub message: String,
+    pub file: Option<String>,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// Every error of the failed reload.
+    pub errors: Vec<RuleError>,
+}
+
+/// A loaded plugin (the plugin host fills this in).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct PluginInfo {
+    pub name: String,
+    pub sha256: String,
+}
+
+/// `GET /v1/rules`.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct RulesStatus {
+    pub version: String,
+    pub loaded_at: String,
+    pub files: Vec<String>,
+    /// The rule ids in force, in file order.
+    pub rules: Vec<String>,
+    pub plugins: Vec<PluginInfo>,
+    pub last_error: Option<LastError>,
+}
+
+struct Snapshot {
+    policy: Arc<Box<dyn Policy>>,
+    files: Vec<String>,
+    rules: Vec<String>,
+    loaded_at: String,
+}
+
+impl Snapshot {
+    fn of(rules: RuleSet) -> Self {
+        let files = rules.files().to_vec();
+        let ids = rules.rules().iter().map(|r| r.id.clone()).collect();
+        Self { policy: Arc::new(Box::new(rules)), files, rules: ids, loaded_at: crate::service::now().0 }
+    }
+}
+
+/// The rules in force, swapped atomically as a whole.
 pub struct Routing {
-    current: ArcSwap<Box<dyn Policy>>,
+    dir: Option<PathBuf>,
+    current: ArcSwap<Snapshot>,
+    last_error: Mutex<Option<LastError>>,
+    /// Serialises reloads (compilation is synchronous; the lock is never held across `.await`).
+    reloading: Mutex<()>,
 }
 
 impl Routing {
-    pub fn new(policy: Box<dyn Policy>) -> Self {
-        Self { current: ArcSwap::from_pointee(policy) }
+    /// Loads the rules of `dir`; every error of the file set when they are invalid.
+    pub fn load(dir: PathBuf) -> Result<Self, Vec<RuleError>> {
+        let rules = crate::rules::load_dir(&dir)?;
+        Ok(Self::with(Some(dir), Snapshot::of(rules)))
+    }
+
+    /// A fixed policy with no rules folder (tests, tools).
+    pub fn fixed(policy: Box<dyn Policy>) -> Self {
+        let snapshot = Snapshot {
+            policy: Arc::new(policy),
+            files: Vec::new(),
+            rules: Vec::new(),
+            loaded_at: crate::service::now().0,
+        };
+        Self::with(None, snapshot)
+    }
+
+    fn with(dir: Option<PathBuf>, snapshot: Snapshot) -> Self {
+        Self { dir, current: ArcSwap::from_pointee(snapshot), last_error: Mutex::new(None), reloading: Mutex::new(()) }
     }
 
     /// The snapshot a request uses from start to end.
     pub fn snapshot(&self) -> Arc<Box<dyn Policy>> {
-        self.current.load_full()
+        self.current.load().policy.clone()
     }
 
+    /// Puts `policy` in force (tests and embedders; rule files go through [`Routing::reload`]).
     pub fn replace(&self, policy: Box<dyn Policy>) {
-        self.current.store(Arc::new(policy));
+        self.current.store(Arc::new(Snapshot {
+            policy: Arc::new(policy),
+            files: Vec::new(),
+            rules: Vec::new(),
+            loaded_at: crate::service::now().0,
+        }));
+    }
+
+    /// Reads, validates and compiles the rules folder, then swaps the new rules in. On
+    /// failure the rules in force stay and `last_error` says why.
+    pub fn reload(&self) -> Result<RulesStatus, Vec<RuleError>> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(dir) = &self.dir else {
+            return Ok(self.status());
+        };
+        match crate::rules::load_dir(dir) {
+            Ok(rules) => {
+                let old = self.current.load().policy.version().to_owned();
+                let snapshot = Snapshot::of(rules);
+                tracing::info!(from = %old, to = %snapshot.policy.version(), files = snapshot.files.len(), "rules reloaded");
+                self.current.store(Arc::new(snapshot));
+                *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                metrics::counter!("switchboard_rule_reloads_total", "outcome" => "ok").increment(1);
+                Ok(self.status())
+            }
+            Err(errors) => {
+                for e in &errors {
+                    tracing::warn!("rules not reloaded: {e}");
+                }
+                let first = errors.first();
+                let last = LastError {
+                    at: crate::service::now().0,
+                    message: first.map_or_else(String::new, |e| e.message.clone()),
+                    file: first.map(|e| e.file.clone()),
+                    line: first.map(|e| e.line),
+                    column: first.map(|e| e.column),
+                    errors: errors.clone(),
+                };
+                *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(last);
+                metrics::counter!("switchboard_rule_reloads_total", "outcome" => "error").increment(1);
+                Err(errors)
+            }
+        }
+    }
+
+    pub fn status(&self) -> RulesStatus {
+        let s = self.current.load();
+        RulesStatus {
+            version: s.policy.version().to_owned(),
+            loaded_at: s.loaded_at.clone(),
+            files: s.files.clone(),
+            rules: s.rules.clone(),
+            plugins: Vec::new(),
+            last_error: self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
     }
 }
 
 impl Default for Routing {
     fn default() -> Self {
-        Self::new(Box::new(Unrestricted))
+        Self::fixed(Box::new(Unrestricted))
     }
 }

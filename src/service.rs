@@ -93,10 +93,12 @@ pub struct Supervisor {
     routing: Arc<Routing>,
 }
 
-fn now() -> String {
+/// Now, as RFC 3339 UTC with milliseconds and as Unix milliseconds.
+pub fn now() -> (String, i64) {
     let t = time::OffsetDateTime::now_utc();
     let t = t.replace_nanosecond(t.millisecond() as u32 * 1_000_000).unwrap_or(t);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    let ms = (t.unix_timestamp_nanos() / 1_000_000) as i64;
+    (t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(), ms)
 }
 
 fn record_action(action: &'static str, result: &Result<Outcome, ServiceError>) {
@@ -136,12 +138,14 @@ impl Supervisor {
         label: &'static str,
         command: Command,
     ) -> Result<Outcome, ServiceError> {
+        let now = now();
         let request = WriteRequest {
             author: Author { name: actor.name.clone(), token_digest: actor.token_digest.clone() },
             idempotency,
             command,
             policy: self.routing.snapshot(),
-            now: now(),
+            now: now.0,
+            now_ms: now.1,
         };
         let result = self.store.write(request).await.map_err(ServiceError::from);
         record_action(label, &result);
@@ -284,7 +288,7 @@ impl Supervisor {
             })
             .into());
         }
-        let ctx = RoutingContext { action: query.action, conversation: &conv };
+        let ctx = RoutingContext { action: query.action, conversation: &conv, explain: query.explain };
         let everything = PageRequest { after: None, limit: usize::MAX };
         let entries: Vec<Entry> = match query.target {
             TargetKind::Representative => {

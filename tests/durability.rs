@@ -6,13 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{INTEGRATION, Process, SUPERVISOR, config_text};
+use common::{INTEGRATION, Process, SUPERVISOR};
 use serde_json::json;
 
 fn workdir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("switchboard.toml"), config_text("")).unwrap();
-    dir
+    common::workdir("")
 }
 
 async fn snapshot(c: &common::Client, ids: &[String]) -> Vec<String> {

@@ -52,7 +52,9 @@ impl fmt::Display for Status {
 }
 
 /// A representative's presence.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Presence {
     Available,
@@ -306,12 +308,16 @@ pub struct Representative {
     pub free_capacity: i64,
     pub version: u64,
     pub updated_at: String,
+    /// When a conversation last started counting against this representative's capacity
+    /// (Unix milliseconds); ranks by idle time.
+    #[serde(skip)]
+    pub last_assigned_ms: Option<i64>,
 }
 
 impl Representative {
     pub fn new(id: Id, input: RepresentativeInput, used_capacity: i64, version: u64, updated_at: String) -> Self {
         let free_capacity = i64::from(input.capacity) - used_capacity;
-        Self { id, input, used_capacity, free_capacity, version, updated_at }
+        Self { id, input, used_capacity, free_capacity, version, updated_at, last_assigned_ms: None }
     }
 }
 

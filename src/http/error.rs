@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::domain::{Reason, Refusal};
+use crate::rules::RuleError;
 use crate::service::ServiceError;
 
 /// The problem document of the contract, plus what some codes add.
@@ -20,6 +21,9 @@ pub struct Problem {
     /// With `not_eligible`: why the rules excluded the target.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasons: Option<Vec<Reason>>,
+    /// With `invalid_rules`: every error of the rule files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<RuleError>>,
 }
 
 /// An error answer.
@@ -29,11 +33,26 @@ pub struct ApiError {
     code: &'static str,
     detail: String,
     reasons: Option<Vec<Reason>>,
+    errors: Option<Vec<RuleError>>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), reasons: None }
+        Self { status, code, detail: detail.into(), reasons: None, errors: None }
+    }
+
+    pub fn invalid_rules(errors: Vec<RuleError>) -> Self {
+        let detail = match errors.first() {
+            Some(first) if errors.len() == 1 => {
+                format!("the rule files are invalid: {first}; the rules in force are unchanged")
+            }
+            Some(first) => format!(
+                "the rule files have {} errors, the first: {first}; the rules in force are unchanged",
+                errors.len()
+            ),
+            None => "the rule files are invalid; the rules in force are unchanged".to_owned(),
+        };
+        Self { errors: Some(errors), ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_rules", detail) }
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -106,7 +125,7 @@ impl From<Refusal> for ApiError {
             Refusal::NotEligible { reasons, .. } => Some(reasons),
             _ => None,
         };
-        Self { status, code, detail, reasons }
+        Self { status, code, detail, reasons, errors: None }
     }
 }
 
@@ -119,6 +138,7 @@ impl IntoResponse for ApiError {
             code: self.code,
             detail: self.detail,
             reasons: self.reasons,
+            errors: self.errors,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (self.status, body).into_response();

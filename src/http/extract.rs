@@ -32,7 +32,7 @@ macro_rules! access {
         }
     )*};
 }
-access!(Read => Read, Supervise => Supervise, Integrate => Integrate);
+access!(Read => Read, Supervise => Supervise, Integrate => Integrate, Administer => Administer);
 
 /// The authenticated caller, allowed to make this call.
 #[derive(Debug)]

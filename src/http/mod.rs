@@ -9,6 +9,7 @@ mod extract;
 mod meta;
 mod openapi;
 mod query;
+mod rules;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -84,6 +85,8 @@ pub fn router(state: AppState) -> Router {
                 .put(directory::put_representative)
                 .patch(directory::patch_representative),
         )
+        .route("/v1/rules", get(rules::status))
+        .route("/v1/rules/reload", post(rules::reload))
         .route("/v1/queues", get(directory::list_queues))
         .route("/v1/queues/{id}", get(directory::get_queue).put(directory::put_queue).patch(directory::patch_queue));
     Router::new()

@@ -29,8 +29,9 @@ pub trait Tx {
         input: &RepresentativeInput,
         now: &str,
     ) -> Result<Representative, StoreError>;
-    /// `used_capacity += delta`, computed by the database.
-    fn add_used_capacity(&mut self, id: &Id, delta: i64) -> Result<(), StoreError>;
+    /// `used_capacity += delta`, computed by the database; a positive delta also records
+    /// `now_ms` as the time the representative was last given work.
+    fn add_used_capacity(&mut self, id: &Id, delta: i64, now_ms: i64) -> Result<(), StoreError>;
 
     fn queue(&mut self, id: &Id) -> Result<Option<Queue>, StoreError>;
     fn put_queue(&mut self, id: &Id, input: &QueueInput, now: &str) -> Result<Queue, StoreError>;
@@ -111,7 +112,7 @@ pub fn execute(tx: &mut dyn Tx, req: WriteRequest) -> Result<Outcome, StoreError
 }
 
 fn run(tx: &mut dyn Tx, req: WriteRequest) -> Result<Outcome, StoreError> {
-    let WriteRequest { author, command, policy, now, .. } = req;
+    let WriteRequest { author, command, policy, now, now_ms, .. } = req;
     let ruleset = policy.version().to_owned();
     match command {
         Command::CreateConversation(input) => {
@@ -151,7 +152,7 @@ fn run(tx: &mut dyn Tx, req: WriteRequest) -> Result<Outcome, StoreError> {
                 check_target(tx, policy.as_ref().as_ref(), *kind, &conv, target)?;
             }
             let history = action.history_action();
-            let conv = change(tx, conv, next, history, Change { actor: author.name, ruleset, note, now })?;
+            let conv = change(tx, conv, next, history, Change { actor: author.name, ruleset, note, now, now_ms })?;
             Ok(Outcome::Conversation { conversation: conv, created: false })
         }
         Command::Lifecycle { id, event, if_match, note } => {
@@ -163,7 +164,7 @@ fn run(tx: &mut dyn Tx, req: WriteRequest) -> Result<Outcome, StoreError> {
                 return Err(Refusal::NotFound { kind: "representative", id: representative.clone() }.into());
             }
             let history = event.history_action();
-            let conv = change(tx, conv, next, history, Change { actor: author.name, ruleset, note, now })?;
+            let conv = change(tx, conv, next, history, Change { actor: author.name, ruleset, note, now, now_ms })?;
             Ok(Outcome::Conversation { conversation: conv, created: false })
         }
         Command::PutRepresentative { id, input } => {
@@ -229,7 +230,7 @@ fn check_target(
     conv: &Conversation,
     target: &Target,
 ) -> Result<(), StoreError> {
-    let ctx = RoutingContext { action, conversation: conv };
+    let ctx = RoutingContext { action, conversation: conv, explain: true };
     let verdict = match target {
         Target::Representative(id) => {
             let rep =
@@ -271,6 +272,7 @@ struct Change {
     ruleset: String,
     note: Option<domain::Note>,
     now: String,
+    now_ms: i64,
 }
 
 /// Writes the conversation's new placement, moves capacity and appends history.
@@ -290,7 +292,7 @@ fn change(
     after.updated_at = c.now.clone();
     tx.update_conversation(&after)?;
     for (rep, delta) in domain::capacity_moves(&before, &after) {
-        tx.add_used_capacity(&rep, delta)?;
+        tx.add_used_capacity(&rep, delta, c.now_ms)?;
     }
     let seq = tx.last_history_seq(&after.id)? + 1;
     let event = HistoryEvent {

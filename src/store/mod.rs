@@ -76,7 +76,10 @@ pub struct WriteRequest {
     pub idempotency: Option<Idempotency>,
     pub command: Command,
     pub policy: Arc<Box<dyn Policy>>,
+    /// RFC 3339, UTC, milliseconds.
     pub now: String,
+    /// The same instant in Unix milliseconds.
+    pub now_ms: i64,
 }
 
 /// What a write produced. Stored with its idempotency key and replayed as it was.

@@ -23,7 +23,8 @@ use crate::domain::{
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE conversations (
     seq            INTEGER PRIMARY KEY,
     id             TEXT NOT NULL UNIQUE,
@@ -69,7 +70,11 @@ CREATE TABLE idempotency (
     created     INTEGER NOT NULL,
     PRIMARY KEY (token, key)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+ALTER TABLE representatives ADD COLUMN last_assigned_ms INTEGER;
+"#,
+];
 
 /// Writes committed together at most; bounds the latency a batch adds.
 const MAX_BATCH: usize = 256;
@@ -225,16 +230,18 @@ fn decode<T: serde::de::DeserializeOwned>(doc: &str) -> Result<T, StoreError> {
     Ok(serde_json::from_str(doc)?)
 }
 
-fn representative_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64, i64, String)> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+type RepRow = (String, String, i64, i64, String, Option<i64>);
+
+fn representative_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RepRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
 }
 
-fn build_representative(
-    (id, doc, used, version, updated_at): (String, String, i64, i64, String),
-) -> Result<Representative, StoreError> {
+fn build_representative((id, doc, used, version, updated_at, assigned): RepRow) -> Result<Representative, StoreError> {
     let input: RepresentativeInput = decode(&doc)?;
     let id = Id::parse(&id).map_err(|e| StoreError::Refused(crate::domain::Refusal::BadRequest(e.to_string())))?;
-    Ok(Representative::new(id, input, used, version as u64, updated_at))
+    let mut rep = Representative::new(id, input, used, version as u64, updated_at);
+    rep.last_assigned_ms = assigned;
+    Ok(rep)
 }
 
 fn queue_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64, String)> {
@@ -247,7 +254,7 @@ fn build_queue((id, doc, version, updated_at): (String, String, i64, String)) ->
     Ok(Queue { id, input, version: version as u64, updated_at })
 }
 
-const REP_COLUMNS: &str = "id, doc, used_capacity, version, updated_at";
+const REP_COLUMNS: &str = "id, doc, used_capacity, version, updated_at, last_assigned_ms";
 const QUEUE_COLUMNS: &str = "id, doc, version, updated_at";
 
 fn get_representative(conn: &Connection, id: &Id) -> Result<Option<Representative>, StoreError> {
@@ -349,10 +356,13 @@ impl Tx for SqliteTx<'_, '_> {
         get_representative(self.0, id)?.ok_or(StoreError::Database(rusqlite::Error::QueryReturnedNoRows))
     }
 
-    fn add_used_capacity(&mut self, id: &Id, delta: i64) -> Result<(), StoreError> {
+    fn add_used_capacity(&mut self, id: &Id, delta: i64, now_ms: i64) -> Result<(), StoreError> {
         self.0
-            .prepare_cached("UPDATE representatives SET used_capacity = used_capacity + ?2 WHERE id = ?1")?
-            .execute(params![id.as_str(), delta])?;
+            .prepare_cached(
+                "UPDATE representatives SET used_capacity = used_capacity + ?2,
+                 last_assigned_ms = CASE WHEN ?2 > 0 THEN ?3 ELSE last_assigned_ms END WHERE id = ?1",
+            )?
+            .execute(params![id.as_str(), delta, now_ms])?;
         Ok(())
     }
 
@@ -544,7 +554,9 @@ impl Store for SqliteStore {
                 conn,
                 &sql,
                 page,
-                |row| build_representative((row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?)),
+                |row| {
+                    build_representative((row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
+                },
                 |rep| filter.matches(rep),
             )
         })

@@ -174,6 +174,14 @@ impl Client {
     }
 }
 
+/// A temp folder with a config (the demo tokens plus `extra`) and an empty `rules/`.
+pub fn workdir(extra_config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("switchboard.toml"), config_text(extra_config)).unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    dir
+}
+
 /// An in-process daemon: the real router on a real socket over a real SQLite file.
 pub struct Daemon {
     pub client: Client,
@@ -189,9 +197,7 @@ impl Daemon {
     }
 
     pub async fn start_with(extra_config: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("switchboard.toml"), config_text(extra_config)).unwrap();
-        Self::start_in(dir).await
+        Self::start_in(workdir(extra_config)).await
     }
 
     pub async fn start_in(dir: tempfile::TempDir) -> Self {

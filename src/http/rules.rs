@@ -1,0 +1,35 @@
+//! `/v1/rules`: the routing rules in force, and reloading them.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::extract::{Administer, Authed, Read};
+use super::{ApiError, AppState, Problem, json};
+use crate::routing::RulesStatus;
+
+/// The rules in force: version, files, plugins, and the last reload error.
+#[utoipa::path(get, path = "/v1/rules", tag = "rules",
+    responses((status = 200, body = RulesStatus), (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn status(_auth: Authed<Read>, State(app): State<AppState>) -> Response {
+    json(StatusCode::OK, &app.supervisor.routing().status())
+}
+
+/// Loads the rule files now: `200` with the new status, or `422 invalid_rules` with
+/// every error (the rules in force unchanged).
+#[utoipa::path(post, path = "/v1/rules/reload", tag = "rules",
+    responses((status = 200, body = RulesStatus), (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn reload(_auth: Authed<Administer>, State(app): State<AppState>) -> Result<Response, ApiError> {
+    let supervisor = app.supervisor.clone();
+    // Reading and compiling files is blocking work.
+    let result = tokio::task::spawn_blocking(move || supervisor.routing().reload()).await.map_err(|_| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the reload was interrupted; retry it")
+    })?;
+    match result {
+        Ok(status) => Ok(json(StatusCode::OK, &status)),
+        Err(errors) => Err(ApiError::invalid_rules(errors)),
+    }
+}

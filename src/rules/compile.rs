@@ -1,0 +1,384 @@
+//! From parsed rule files to a [`RuleSet`]: validation (every error, located) and
+//! compilation to integer ids and bitsets.
+
+use std::collections::HashMap;
+
+use toml::Spanned;
+
+use super::RuleError;
+use super::eval::{Cond, Rank, Req, Rule, RuleSet, Val, WhenMatch};
+use super::schema::{RankBy, RankDef, RuleDef, RuleFile, Scalar, TargetKindDef};
+use crate::domain::{Id, Presence, RoutingAction, TargetKind};
+
+/// One rule file's name (as shown in errors) and text.
+pub struct Source {
+    pub name: String,
+    pub text: String,
+}
+
+/// Interned names: every string a rule mentions gets a small integer.
+#[derive(Debug, Default, Clone)]
+pub struct Symbols {
+    ids: HashMap<Box<str>, u32>,
+}
+
+impl Symbols {
+    pub fn intern(&mut self, s: &str) -> u32 {
+        let next = self.ids.len() as u32;
+        *self.ids.entry(s.into()).or_insert(next)
+    }
+
+    /// The id of a name a rule mentions; `None` for names no rule mentions.
+    pub fn get(&self, s: &str) -> Option<u32> {
+        self.ids.get(s).copied()
+    }
+}
+
+/// Column layout of the candidate table: which named queues, groups, skills and
+/// attributes the rules test, each given a bit or a column.
+#[derive(Debug, Default, Clone)]
+pub struct Columns {
+    pub queues: Vec<String>,
+    pub groups: Vec<String>,
+    pub skills: Vec<String>,
+    pub attributes: Vec<String>,
+}
+
+fn column(list: &mut Vec<String>, name: &str) -> usize {
+    match list.iter().position(|n| n == name) {
+        Some(i) => i,
+        None => {
+            list.push(name.to_owned());
+            list.len() - 1
+        }
+    }
+}
+
+pub(super) fn bits(cols: &[usize]) -> Vec<u64> {
+    let words = cols.iter().map(|c| c / 64 + 1).max().unwrap_or(0);
+    let mut mask = vec![0u64; words];
+    for c in cols {
+        mask[c / 64] |= 1 << (c % 64);
+    }
+    mask
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+    errors: &'a mut Vec<RuleError>,
+}
+
+impl Ctx<'_> {
+    fn error(&mut self, span: std::ops::Range<usize>, message: impl Into<String>) {
+        self.errors.push(RuleError::at(self.file, self.text, span.start, message.into()));
+    }
+}
+
+/// Validates and compiles every file; all errors of the set, or the rule set.
+pub fn compile(sources: &[Source], version: String) -> Result<RuleSet, Vec<RuleError>> {
+    let mut errors = Vec::new();
+    let mut symbols = Symbols::default();
+    let mut columns = Columns::default();
+    let mut rules = Vec::new();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for src in sources {
+        let file: RuleFile = match toml::from_str(&src.text) {
+            Ok(f) => f,
+            Err(e) => {
+                let at = e.span().map_or(0, |s| s.start);
+                errors.push(RuleError::at(&src.name, &src.text, at, e.message().trim().to_owned()));
+                continue;
+            }
+        };
+        let mut ctx = Ctx { file: &src.name, text: &src.text, errors: &mut errors };
+        for def in file.rule {
+            let span = def.span();
+            let def = def.into_inner();
+            let id = def.id.get_ref().clone();
+            if let Err(e) = Id::parse(&id) {
+                ctx.error(def.id.span(), format!("invalid rule id: {e}"));
+            }
+            let here = RuleError::at(ctx.file, ctx.text, def.id.span().start, String::new()).location();
+            if let Some(first) = seen.get(&id) {
+                ctx.error(
+                    def.id.span(),
+                    format!(
+                        "duplicate rule id `{id}` (first defined at {first}); rule ids must be unique across all files"
+                    ),
+                );
+            } else {
+                seen.insert(id.clone(), here);
+            }
+            if let Some(rule) = compile_rule(&mut ctx, span, def, &mut symbols, &mut columns) {
+                rules.push(rule);
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(RuleSet::new(version, sources.iter().map(|s| s.name.clone()).collect(), rules, symbols, columns))
+    } else {
+        Err(errors)
+    }
+}
+
+fn scalar(symbols: &mut Symbols, s: &Scalar) -> Val {
+    match s {
+        Scalar::Bool(b) => Val::Bool(*b),
+        Scalar::Number(n) => Val::Num(*n),
+        Scalar::String(s) => Val::Str(symbols.intern(s)),
+    }
+}
+
+fn condition(
+    ctx: &mut Ctx<'_>,
+    span: std::ops::Range<usize>,
+    key: &str,
+    c: &super::schema::Condition,
+    symbols: &mut Symbols,
+) -> Cond {
+    let empty = c.equals.is_none()
+        && c.one_of.is_none()
+        && c.exists.is_none()
+        && c.gt.is_none()
+        && c.gte.is_none()
+        && c.lt.is_none()
+        && c.lte.is_none();
+    if empty {
+        ctx.error(
+            span,
+            format!(
+                "the condition on attribute `{key}` tests nothing (give equals, one_of, exists, gt, gte, lt or lte)"
+            ),
+        );
+    }
+    Cond {
+        key: key.to_owned(),
+        equals: c.equals.as_ref().map(|s| scalar(symbols, s)),
+        one_of: c.one_of.as_ref().map(|l| l.iter().map(|s| scalar(symbols, s)).collect()),
+        exists: c.exists,
+        gt: c.gt,
+        gte: c.gte,
+        lt: c.lt,
+        lte: c.lte,
+    }
+}
+
+fn compile_rule(
+    ctx: &mut Ctx<'_>,
+    span: std::ops::Range<usize>,
+    def: RuleDef,
+    symbols: &mut Symbols,
+    columns: &mut Columns,
+) -> Option<Rule> {
+    let before = ctx.errors.len();
+    let id = def.id.get_ref().clone();
+    let target = match def.target.get_ref() {
+        TargetKindDef::Representative => TargetKind::Representative,
+        TargetKindDef::Queue => TargetKind::Queue,
+    };
+    let kind_name = match target {
+        TargetKind::Representative => "representative",
+        TargetKind::Queue => "queue",
+    };
+
+    // Where it applies.
+    let w = def.when;
+    let mut actions = 0u8;
+    for a in w.action.as_deref().unwrap_or(&[RoutingAction::Assign, RoutingAction::Transfer]) {
+        actions |= 1 << (*a as u8);
+    }
+    if let Some(r) = w.priority
+        && r.min.zip(r.max).is_some_and(|(lo, hi)| lo > hi)
+    {
+        ctx.error(span.clone(), format!("rule `{id}`: `when.priority` has min above max"));
+    }
+    let when_attrs: Vec<Cond> = w.attributes.iter().map(|(k, c)| condition(ctx, span.clone(), k, c, symbols)).collect();
+    let when = WhenMatch {
+        actions,
+        entities: w.entity,
+        queues: w.queue,
+        priority: w.priority,
+        intent: w.intent,
+        intent_based: w.intent_based,
+        attributes: when_attrs,
+    };
+
+    // Requirements, each checked against the rule's target kind.
+    let r = def.require;
+    let mut reqs = Vec::new();
+    let wrong_kind = |ctx: &mut Ctx<'_>, key: &str, span: std::ops::Range<usize>, of: &str| {
+        ctx.error(
+            span,
+            format!(
+                "rule `{id}`: `require.{key}` is a {of} requirement, but the rule has target = \"{kind_name}\" (move it to a rule with target = \"{of}\")"
+            ),
+        );
+    };
+    macro_rules! rep_only {
+        ($field:ident) => {
+            if let Some(v) = &r.$field
+                && target != TargetKind::Representative
+            {
+                wrong_kind(ctx, stringify!($field), v.span(), "representative");
+            }
+        };
+    }
+    macro_rules! queue_only {
+        ($field:ident) => {
+            if let Some(v) = &r.$field
+                && target != TargetKind::Queue
+            {
+                wrong_kind(ctx, stringify!($field), v.span(), "queue");
+            }
+        };
+    }
+    rep_only!(presence);
+    rep_only!(conversation_skills);
+    rep_only!(skills);
+    rep_only!(capacity_for_conversation);
+    rep_only!(min_free_capacity);
+    rep_only!(user_groups_any);
+    rep_only!(user_groups_all);
+    rep_only!(member_of_conversation_queue);
+    rep_only!(member_of_any);
+    rep_only!(handles_intent);
+    rep_only!(attributes);
+    queue_only!(intent_based);
+    queue_only!(priority);
+    queue_only!(ids);
+    queue_only!(names);
+
+    if let Some(p) = &r.presence {
+        let mask = p.get_ref().iter().fold(0u8, |m, p| m | presence_bit(*p));
+        reqs.push(Req::Presence(mask));
+    }
+    if r.conversation_skills.as_ref().is_some_and(|b| *b.get_ref()) {
+        reqs.push(Req::ConversationSkills);
+    }
+    if let Some(skills) = &r.skills {
+        for (name, level) in skills.get_ref() {
+            if *level.get_ref() > 10 {
+                ctx.error(level.span(), format!("skill `{name}`: proficiency {} is above 10", level.get_ref()));
+            }
+            reqs.push(Req::Skill { col: column(&mut columns.skills, name), min: *level.get_ref() });
+        }
+    }
+    if r.capacity_for_conversation.as_ref().is_some_and(|b| *b.get_ref()) {
+        reqs.push(Req::CapacityForConversation);
+    }
+    if let Some(n) = &r.min_free_capacity {
+        reqs.push(Req::MinFree(*n.get_ref()));
+    }
+    if let Some(g) = &r.user_groups_any {
+        check_nonempty(ctx, &id, "user_groups_any", g);
+        let cols: Vec<usize> = g.get_ref().iter().map(|n| column(&mut columns.groups, n)).collect();
+        reqs.push(Req::GroupsAny(bits(&cols), g.get_ref().clone()));
+    }
+    if let Some(g) = &r.user_groups_all {
+        let cols: Vec<usize> = g.get_ref().iter().map(|n| column(&mut columns.groups, n)).collect();
+        reqs.push(Req::GroupsAll(bits(&cols), g.get_ref().clone()));
+    }
+    if r.member_of_conversation_queue.as_ref().is_some_and(|b| *b.get_ref()) {
+        reqs.push(Req::ConversationQueue);
+    }
+    if let Some(q) = &r.member_of_any {
+        check_nonempty(ctx, &id, "member_of_any", q);
+        let cols: Vec<usize> = q.get_ref().iter().map(|n| column(&mut columns.queues, n)).collect();
+        reqs.push(Req::QueuesAny(bits(&cols), q.get_ref().clone()));
+    }
+    if let Some(level) = &r.handles_intent {
+        reqs.push(Req::HandlesIntent(*level.get_ref()));
+    }
+    if let Some(attrs) = &r.attributes {
+        for (key, c) in attrs.get_ref() {
+            let cond = condition(ctx, attrs.span(), key, c, symbols);
+            reqs.push(Req::Attribute { col: column(&mut columns.attributes, key), cond });
+        }
+    }
+    if let Some(b) = &r.intent_based {
+        reqs.push(Req::IntentBased(*b.get_ref()));
+    }
+    if let Some(range) = &r.priority {
+        let rg = *range.get_ref();
+        if rg.min.zip(rg.max).is_some_and(|(lo, hi)| lo > hi) {
+            ctx.error(range.span(), format!("rule `{id}`: `require.priority` has min above max"));
+        }
+        reqs.push(Req::Priority(rg));
+    }
+    if let Some(ids) = &r.ids {
+        check_nonempty(ctx, &id, "ids", ids);
+        reqs.push(Req::QueueIds(ids.get_ref().iter().map(|s| symbols.intern(s)).collect(), ids.get_ref().clone()));
+    }
+    if let Some(names) = &r.names {
+        check_nonempty(ctx, &id, "names", names);
+        reqs.push(Req::QueueNames(
+            names.get_ref().iter().map(|s| symbols.intern(s)).collect(),
+            names.get_ref().clone(),
+        ));
+    }
+
+    let rank = def.rank.iter().filter_map(|k| rank_key(ctx, &id, target, k, columns)).collect();
+    (ctx.errors.len() == before).then_some(Rule { id, description: def.description, target, when, reqs, rank })
+}
+
+fn check_nonempty(ctx: &mut Ctx<'_>, id: &str, key: &str, list: &Spanned<Vec<String>>) {
+    if list.get_ref().is_empty() {
+        ctx.error(
+            list.span(),
+            format!("rule `{id}`: `require.{key}` is empty, so nothing could ever match (list at least one)"),
+        );
+    }
+}
+
+fn rank_key(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    target: TargetKind,
+    key: &Spanned<RankDef>,
+    columns: &mut Columns,
+) -> Option<Rank> {
+    let k = key.get_ref();
+    if !k.weight.is_finite() {
+        ctx.error(key.span(), format!("rule `{id}`: rank weight must be a finite number"));
+        return None;
+    }
+    let for_queues = k.by == RankBy::QueuePriority;
+    if for_queues != (target == TargetKind::Queue) {
+        let want = if for_queues { "queue" } else { "representative" };
+        ctx.error(key.span(), format!("rule `{id}`: rank by `{}` needs target = \"{want}\"", by_name(k.by)));
+        return None;
+    }
+    match (k.by, &k.skill) {
+        (RankBy::Skill, Some(skill)) => Some(Rank::Skill(column(&mut columns.skills, skill), k.weight)),
+        (RankBy::Skill, None) => {
+            ctx.error(key.span(), format!("rule `{id}`: rank by `skill` needs `skill = \"<name>\"`"));
+            None
+        }
+        (other, Some(_)) => {
+            ctx.error(
+                key.span(),
+                format!("rule `{id}`: `skill` goes only with by = \"skill\", not `{}`", by_name(other)),
+            );
+            None
+        }
+        (RankBy::SkillMatch, None) => Some(Rank::SkillMatch(k.weight)),
+        (RankBy::FreeCapacity, None) => Some(Rank::FreeCapacity(k.weight)),
+        (RankBy::IdleTime, None) => Some(Rank::IdleTime(k.weight)),
+        (RankBy::QueuePriority, None) => Some(Rank::QueuePriority(k.weight)),
+    }
+}
+
+fn by_name(by: RankBy) -> &'static str {
+    match by {
+        RankBy::Skill => "skill",
+        RankBy::SkillMatch => "skill_match",
+        RankBy::FreeCapacity => "free_capacity",
+        RankBy::IdleTime => "idle_time",
+        RankBy::QueuePriority => "queue_priority",
+    }
+}
+
+pub(super) fn presence_bit(p: Presence) -> u8 {
+    1 << (p as u8)
+}

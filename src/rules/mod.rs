@@ -1,0 +1,110 @@
+//! Declarative TOML routing rules: loading, validation, compilation, evaluation.
+//!
+//! [`load_dir`] reads every `*.toml` file of `rules_dir` (hidden files skipped),
+//! validates them all (reporting every error with file, line and column), and compiles
+//! them into a [`RuleSet`], an immutable [`Policy`](crate::routing::Policy) the
+//! routing snapshot swaps in as a whole. The format is documented in `docs/rules.md`.
+
+mod compile;
+mod eval;
+pub mod schema;
+
+use std::path::Path;
+
+use serde::Serialize;
+
+pub use compile::Source;
+pub use eval::{QueueTable, RepTable, Rule, RuleSet};
+
+/// A rule-file error: where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error, utoipa::ToSchema)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct RuleError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl RuleError {
+    /// An error at byte `offset` of `text`.
+    pub fn at(file: &str, text: &str, offset: usize, message: String) -> Self {
+        let before = &text[..offset.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Self { file: file.to_owned(), line, column, message }
+    }
+
+    /// `file:line:column`.
+    pub fn location(&self) -> String {
+        format!("{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// The version of a set of rule files: a digest of their names and contents.
+pub fn version_of(sources: &[Source]) -> String {
+    if sources.is_empty() {
+        return crate::routing::Unrestricted::VERSION.to_owned();
+    }
+    let mut text = Vec::new();
+    for s in sources {
+        text.extend_from_slice(s.name.as_bytes());
+        text.push(0);
+        text.extend_from_slice(s.text.as_bytes());
+        text.push(0);
+    }
+    hex::encode(&crate::auth::sha256(&text)[..6])
+}
+
+/// Whether a file in `rules_dir` is a rule file: `*.toml`, not hidden (editor swap and
+/// backup files, Kubernetes' `..data` folders).
+pub fn is_rule_file(name: &str) -> bool {
+    name.ends_with(".toml") && !name.starts_with('.')
+}
+
+/// Reads the rule files of `dir`, sorted by name. Errors name the folder or file.
+pub fn read_dir(dir: &Path) -> Result<Vec<Source>, Vec<RuleError>> {
+    let shown_dir = dir.display().to_string();
+    let fail = |file: &str, message: String| vec![RuleError { file: file.to_owned(), line: 1, column: 1, message }];
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        fail(&shown_dir, format!("cannot read the rules folder: {e} (create it, or set `rules_dir` in the config)"))
+    })?;
+    let prefix = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| is_rule_file(n))
+        .collect();
+    names.sort();
+    let mut sources = Vec::new();
+    let mut errors = Vec::new();
+    for name in names {
+        let path = dir.join(&name);
+        let shown = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+        // Follows symlinks; a folder named `*.toml` is not a rule file.
+        if path.metadata().map(|m| !m.is_file()).unwrap_or(false) {
+            continue;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(text) => sources.push(Source { name: shown, text }),
+            Err(e) => errors.extend(fail(&shown, format!("cannot read the rule file: {e}"))),
+        }
+    }
+    if errors.is_empty() { Ok(sources) } else { Err(errors) }
+}
+
+/// Validates and compiles rule files.
+pub fn compile(sources: &[Source]) -> Result<RuleSet, Vec<RuleError>> {
+    compile::compile(sources, version_of(sources))
+}
+
+/// Reads, validates and compiles the rule files of `dir`.
+pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<RuleError>> {
+    compile(&read_dir(dir)?)
+}
+
+/// The JSON Schema of rule files, for editors.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(schema::RuleFile);
+    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+}

@@ -1,0 +1,213 @@
+//! The rule file format, as serde types. One file holds any number of `[[rule]]`
+//! tables. `docs/rules.md` is the reference; `rules/schema.json` is generated from
+//! these types (`switchboard schema`) for editors.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::domain::{Presence, RoutingAction};
+
+/// A rule file: `[[rule]]` tables.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Switchboard routing rules")]
+pub struct RuleFile {
+    /// The rules of this file. Every rule that applies to a request must be satisfied.
+    #[serde(default)]
+    #[schemars(with = "Vec<RuleDef>")]
+    pub rule: Vec<Spanned<RuleDef>>,
+}
+
+/// The kind of target a rule constrains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKindDef {
+    Representative,
+    Queue,
+}
+
+/// One rule: where it applies, what a target must meet, how targets rank.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDef {
+    /// Unique across all files; named in explanations and `422` reasons.
+    #[schemars(with = "String")]
+    pub id: Spanned<String>,
+    /// What the rule is for, in a sentence.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The kind of target this rule constrains and ranks.
+    #[schemars(with = "TargetKindDef")]
+    pub target: Spanned<TargetKindDef>,
+    /// Where the rule applies; absent keys match every conversation.
+    #[serde(default)]
+    pub when: When,
+    /// What a target must meet. Keys must fit `target`.
+    #[serde(default)]
+    pub require: Require,
+    /// How eligible targets score: the sum of weight × value over the keys.
+    #[serde(default)]
+    #[schemars(with = "Vec<RankDef>")]
+    pub rank: Vec<Spanned<RankDef>>,
+}
+
+/// A number range; either bound may be left out.
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    pub min: Option<u32>,
+    pub max: Option<u32>,
+}
+
+/// An intent pattern; the keys given must all match.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntentPattern {
+    pub family: Option<String>,
+    pub group: Option<String>,
+    pub intent: Option<String>,
+}
+
+/// A scalar in a rule: string, number or boolean.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Scalar {
+    Bool(bool),
+    Number(f64),
+    String(String),
+}
+
+/// A condition on one attribute; every key given must hold.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    pub equals: Option<Scalar>,
+    pub one_of: Option<Vec<Scalar>>,
+    /// `true`: the attribute is set; `false`: it is not.
+    pub exists: Option<bool>,
+    pub gt: Option<f64>,
+    pub gte: Option<f64>,
+    pub lt: Option<f64>,
+    pub lte: Option<f64>,
+}
+
+/// Where a rule applies: every key given must match the request and conversation.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    /// `assign`, `transfer` or both (default both).
+    pub action: Option<Vec<RoutingAction>>,
+    /// Record entities, e.g. `["case", "email"]`.
+    pub entity: Option<Vec<String>>,
+    /// The conversation's queue is one of these.
+    pub queue: Option<Vec<String>>,
+    /// The conversation's priority is within this range.
+    pub priority: Option<Range>,
+    /// The conversation's intent matches this pattern.
+    pub intent: Option<IntentPattern>,
+    /// The conversation is (or is not) intent-based.
+    pub intent_based: Option<bool>,
+    /// Conditions on the conversation's attributes.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Condition>,
+}
+
+/// The depth to which a representative must handle the conversation's intent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IntentLevel {
+    Family,
+    Group,
+    Intent,
+}
+
+/// What a target must meet. Representative keys and queue keys; a rule uses the kind
+/// its `target` names.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Require {
+    // --- representatives ---
+    /// Presence is one of these.
+    #[schemars(with = "Option<Vec<Presence>>")]
+    pub presence: Option<Spanned<Vec<Presence>>>,
+    /// Has every skill the conversation requires, at its proficiency or above.
+    #[schemars(with = "Option<bool>")]
+    pub conversation_skills: Option<Spanned<bool>>,
+    /// Has each named skill at this proficiency or above.
+    #[schemars(with = "Option<BTreeMap<String, u8>>")]
+    pub skills: Option<Spanned<BTreeMap<String, Spanned<u8>>>>,
+    /// Free capacity covers the conversation's capacity units.
+    #[schemars(with = "Option<bool>")]
+    pub capacity_for_conversation: Option<Spanned<bool>>,
+    /// Free capacity is at least this many units.
+    #[schemars(with = "Option<i64>")]
+    pub min_free_capacity: Option<Spanned<i64>>,
+    /// Belongs to at least one of these user groups.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub user_groups_any: Option<Spanned<Vec<String>>>,
+    /// Belongs to every one of these user groups.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub user_groups_all: Option<Spanned<Vec<String>>>,
+    /// Is a member of the conversation's queue.
+    #[schemars(with = "Option<bool>")]
+    pub member_of_conversation_queue: Option<Spanned<bool>>,
+    /// Is a member of at least one of these queues.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub member_of_any: Option<Spanned<Vec<String>>>,
+    /// Handles the conversation's intent down to this level (family, group or intent).
+    #[schemars(with = "Option<IntentLevel>")]
+    pub handles_intent: Option<Spanned<IntentLevel>>,
+    /// Conditions on the representative's attributes.
+    #[schemars(with = "Option<BTreeMap<String, Condition>>")]
+    pub attributes: Option<Spanned<BTreeMap<String, Condition>>>,
+
+    // --- queues ---
+    /// The queue is (or is not) intent-based.
+    #[schemars(with = "Option<bool>")]
+    pub intent_based: Option<Spanned<bool>>,
+    /// The queue's priority is within this range.
+    #[schemars(with = "Option<Range>")]
+    pub priority: Option<Spanned<Range>>,
+    /// The queue's id is one of these.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub ids: Option<Spanned<Vec<String>>>,
+    /// The queue's name is one of these (exact).
+    #[schemars(with = "Option<Vec<String>>")]
+    pub names: Option<Spanned<Vec<String>>>,
+}
+
+/// What a rank key measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RankBy {
+    /// The representative's proficiency (0-10) in `skill`.
+    Skill,
+    /// How closely the representative's skills fit the conversation's: 0 when every
+    /// required skill is met exactly, minus the sum of differences otherwise.
+    SkillMatch,
+    /// The representative's free capacity, in units.
+    FreeCapacity,
+    /// Minutes since the representative was last given a conversation.
+    IdleTime,
+    /// Minus the queue's priority (a lower number is served first).
+    QueuePriority,
+}
+
+/// One ranking key.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RankDef {
+    pub by: RankBy,
+    /// The skill, with `by = "skill"`.
+    pub skill: Option<String>,
+    /// Multiplies the value (default 1).
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
