@@ -98,7 +98,9 @@ pub fn now() -> (String, i64) {
     let t = time::OffsetDateTime::now_utc();
     let t = t.replace_nanosecond(t.millisecond() as u32 * 1_000_000).unwrap_or(t);
     let ms = (t.unix_timestamp_nanos() / 1_000_000) as i64;
-    (t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(), ms)
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    (t.format(&format).unwrap_or_default(), ms)
 }
 
 fn record_action(action: &'static str, result: &Result<Outcome, ServiceError>) {

@@ -87,7 +87,7 @@ pub fn compile(sources: &[Source], version: String) -> Result<RuleSet, Vec<RuleE
             Ok(f) => f,
             Err(e) => {
                 let at = e.span().map_or(0, |s| s.start);
-                errors.push(RuleError::at(&src.name, &src.text, at, e.message().trim().to_owned()));
+                errors.push(RuleError::at(&src.name, &src.text, at, with_hint(e.message().trim())));
                 continue;
             }
         };
@@ -120,6 +120,19 @@ pub fn compile(sources: &[Source], version: String) -> Result<RuleSet, Vec<RuleE
     } else {
         Err(errors)
     }
+}
+
+/// Adds how to fix it to the parser's message where the fix is not obvious.
+fn with_hint(message: &str) -> String {
+    let hint = match message {
+        "missing field `target`" => " (add target = \"representative\" or target = \"queue\")",
+        "missing field `id`" => " (every rule needs a unique id, e.g. id = \"vip-to-tier-2\")",
+        "missing field `by`" => {
+            " (give by = \"skill\", \"skill_match\", \"free_capacity\", \"idle_time\" or \"queue_priority\")"
+        }
+        _ => "",
+    };
+    format!("{message}{hint}")
 }
 
 fn scalar(symbols: &mut Symbols, s: &Scalar) -> Val {

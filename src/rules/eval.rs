@@ -17,6 +17,9 @@ pub enum Val {
 
 const UNKNOWN: u32 = u32::MAX;
 
+/// Idle time counts up to a day; a representative never given work counts as a day idle.
+pub const MAX_IDLE_MINUTES: f64 = 1440.0;
+
 /// A compiled attribute condition.
 #[derive(Debug, Clone)]
 pub struct Cond {
@@ -279,7 +282,8 @@ impl RuleSet {
             }
             t.conv_skills_ok.push(ok);
             t.skill_match.push(-(distance as f64));
-            t.idle_minutes.push(rep.last_assigned_ms.map_or(1e6, |at| ((now - at).max(0) as f64) / 60_000.0));
+            let idle = rep.last_assigned_ms.map_or(MAX_IDLE_MINUTES, |at| (now - at).max(0) as f64 / 60_000.0);
+            t.idle_minutes.push(idle.min(MAX_IDLE_MINUTES));
             let row = |names: &[String], have: &dyn Fn(&str) -> bool, words: usize| {
                 let cols: Vec<usize> = names.iter().enumerate().filter(|(_, n)| have(n)).map(|(i, _)| i).collect();
                 let mut b = bits(&cols);

@@ -1,0 +1,344 @@
+//! What routing rules decide: every kind of condition and requirement, ranking,
+//! explanations, and the rules in force over HTTP (reload, 422, history).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{ADMIN, Daemon, INTEGRATION, SUPERVISOR, conversation_in};
+use serde_json::{Value, json};
+use switchboard::domain::{Conversation, Id, Queue, Representative, RoutingAction};
+use switchboard::routing::{Policy, RoutingContext, Verdict};
+use switchboard::rules::{self, RuleSet, Source};
+
+fn ruleset(text: &str) -> RuleSet {
+    rules::compile(&[Source { name: "t.toml".into(), text: text.into() }]).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+fn conv(json: Value) -> Conversation {
+    let mut base = json!({"id": "c", "record": {"entity": "case", "id": "R"}, "queue": "billing"});
+    base.as_object_mut().unwrap().extend(json.as_object().unwrap().clone());
+    let input = serde_json::from_value(base.clone()).unwrap();
+    Conversation::create(Id::parse("c").unwrap(), input, String::new())
+}
+
+fn rep(id: &str, json: Value, used: i64) -> Representative {
+    let mut base = json!({"name": id});
+    base.as_object_mut().unwrap().extend(json.as_object().unwrap().clone());
+    Representative::new(Id::parse(id).unwrap(), serde_json::from_value(base).unwrap(), used, 1, String::new())
+}
+
+fn queue(id: &str, json: Value) -> Queue {
+    let mut base = json!({"name": id});
+    base.as_object_mut().unwrap().extend(json.as_object().unwrap().clone());
+    Queue {
+        id: Id::parse(id).unwrap(),
+        input: serde_json::from_value(base).unwrap(),
+        version: 1,
+        updated_at: String::new(),
+    }
+}
+
+/// Which of `reps` the rules let through for `action`.
+fn eligible(set: &RuleSet, action: RoutingAction, c: &Conversation, reps: &[Representative]) -> Vec<String> {
+    let refs: Vec<&Representative> = reps.iter().collect();
+    let ctx = RoutingContext { action, conversation: c, explain: true };
+    set.representatives(ctx, &refs)
+        .into_iter()
+        .zip(reps)
+        .filter(|(v, _)| matches!(v, Verdict::Eligible { .. }))
+        .map(|(_, r)| r.id.to_string())
+        .collect()
+}
+
+#[test]
+fn each_representative_requirement() {
+    let c = conv(json!({"skills": {"billing": 5}, "capacity_units": 2,
+        "intent": {"family": "billing", "group": "refunds", "intent": "late"}}));
+    let cases: Vec<(&str, Vec<(&str, Value, i64)>, Vec<&str>)> = vec![
+        (
+            "presence = [\"available\", \"busy\"]",
+            vec![("a", json!({"presence": "available"}), 0), ("b", json!({"presence": "away"}), 0)],
+            vec!["a"],
+        ),
+        (
+            "conversation_skills = true",
+            vec![
+                ("a", json!({"skills": {"billing": 5}}), 0),
+                ("b", json!({"skills": {"billing": 4}}), 0),
+                ("c", json!({"skills": {"english": 9}}), 0),
+            ],
+            vec!["a"],
+        ),
+        (
+            "skills = { english = 7, billing = 2 }",
+            vec![
+                ("a", json!({"skills": {"billing": 5, "english": 7}}), 0),
+                ("b", json!({"skills": {"english": 9}}), 0),
+            ],
+            vec!["a"],
+        ),
+        (
+            "capacity_for_conversation = true",
+            vec![("a", json!({"capacity": 3}), 1), ("b", json!({"capacity": 3}), 2)],
+            vec!["a"],
+        ),
+        ("min_free_capacity = 1", vec![("a", json!({"capacity": 1}), 0), ("b", json!({"capacity": 1}), 1)], vec!["a"]),
+        (
+            "user_groups_any = [\"t1\", \"t2\"]",
+            vec![("a", json!({"user_groups": ["t2"]}), 0), ("b", json!({"user_groups": ["t3"]}), 0)],
+            vec!["a"],
+        ),
+        (
+            "user_groups_all = [\"t1\", \"t2\"]",
+            vec![("a", json!({"user_groups": ["t2", "t1"]}), 0), ("b", json!({"user_groups": ["t2"]}), 0)],
+            vec!["a"],
+        ),
+        (
+            "member_of_conversation_queue = true",
+            vec![("a", json!({"queues": ["billing"]}), 0), ("b", json!({"queues": []}), 0)],
+            vec!["a"],
+        ),
+        (
+            "member_of_any = [\"vip\"]",
+            vec![("a", json!({"queues": ["billing", "vip"]}), 0), ("b", json!({"queues": ["billing"]}), 0)],
+            vec!["a"],
+        ),
+        (
+            "handles_intent = \"family\"",
+            vec![
+                ("a", json!({"intents": [{"family": "billing", "group": "invoices"}]}), 0),
+                ("b", json!({"intents": [{"family": "tech"}]}), 0),
+            ],
+            vec!["a"],
+        ),
+        (
+            "handles_intent = \"group\"",
+            vec![
+                ("a", json!({"intents": [{"family": "billing"}]}), 0),
+                ("b", json!({"intents": [{"family": "billing", "group": "invoices"}]}), 0),
+                ("c", json!({"intents": [{"family": "billing", "group": "refunds", "intent": "other"}]}), 0),
+            ],
+            vec!["a", "c"],
+        ),
+        (
+            "handles_intent = \"intent\"",
+            vec![
+                ("a", json!({"intents": [{"family": "billing", "group": "refunds"}]}), 0),
+                ("b", json!({"intents": [{"family": "billing", "group": "refunds", "intent": "other"}]}), 0),
+                ("c", json!({"intents": [{"family": "billing", "group": "refunds", "intent": "late"}]}), 0),
+            ],
+            vec!["a", "c"],
+        ),
+        (
+            "attributes = { site = { equals = \"lisbon\" }, seniority = { gte = 2 } }",
+            vec![
+                ("a", json!({"attributes": {"site": "lisbon", "seniority": 3}}), 0),
+                ("b", json!({"attributes": {"site": "lisbon", "seniority": 1}}), 0),
+                ("c", json!({"attributes": {"site": "madrid", "seniority": 5}}), 0),
+                ("d", json!({"attributes": {"seniority": 5}}), 0),
+            ],
+            vec!["a"],
+        ),
+        (
+            "attributes = { remote = { exists = false } }",
+            vec![("a", json!({}), 0), ("b", json!({"attributes": {"remote": true}}), 0)],
+            vec!["a"],
+        ),
+    ];
+    for (require, reps, want) in cases {
+        let set = ruleset(&format!("[[rule]]\nid = \"r\"\ntarget = \"representative\"\nrequire = {{ {require} }}\n"));
+        let reps: Vec<Representative> = reps.into_iter().map(|(id, j, used)| rep(id, j, used)).collect();
+        assert_eq!(eligible(&set, RoutingAction::Assign, &c, &reps), want, "{require}");
+    }
+}
+
+#[test]
+fn when_decides_where_a_rule_applies() {
+    let reps = vec![rep("offline", json!({}), 0)];
+    let rule = |when: &str| {
+        ruleset(&format!(
+            "[[rule]]\nid = \"r\"\ntarget = \"representative\"\nwhen = {{ {when} }}\nrequire = {{ presence = [\"available\"] }}\n"
+        ))
+    };
+    let gold_case = conv(json!({"priority": 2, "attributes": {"tier": "gold", "age": 40},
+        "intent": {"family": "billing", "group": "refunds"}}));
+    // (when, action, applies?)
+    let cases = [
+        ("action = [\"transfer\"]", RoutingAction::Assign, false),
+        ("action = [\"transfer\"]", RoutingAction::Transfer, true),
+        ("entity = [\"email\"]", RoutingAction::Assign, false),
+        ("entity = [\"case\", \"email\"]", RoutingAction::Assign, true),
+        ("queue = [\"billing\"]", RoutingAction::Assign, true),
+        ("queue = [\"vip\"]", RoutingAction::Assign, false),
+        ("priority = { min = 3 }", RoutingAction::Assign, false),
+        ("priority = { min = 1, max = 2 }", RoutingAction::Assign, true),
+        ("intent = { family = \"billing\" }", RoutingAction::Assign, true),
+        ("intent = { family = \"billing\", group = \"invoices\" }", RoutingAction::Assign, false),
+        ("intent_based = false", RoutingAction::Assign, false),
+        ("attributes = { tier = { one_of = [\"gold\", \"platinum\"] } }", RoutingAction::Assign, true),
+        ("attributes = { tier = { equals = \"silver\" } }", RoutingAction::Assign, false),
+        ("attributes = { age = { gt = 30, lt = 50 } }", RoutingAction::Assign, true),
+        ("attributes = { age = { lte = 39 } }", RoutingAction::Assign, false),
+        ("attributes = { vip = { exists = true } }", RoutingAction::Assign, false),
+    ];
+    for (when, action, applies) in cases {
+        let got = eligible(&rule(when), action, &gold_case, &reps).is_empty();
+        assert_eq!(got, applies, "{when} with {action:?}");
+    }
+}
+
+#[test]
+fn every_applicable_rule_must_hold_and_scores_add_up() {
+    let set = ruleset(
+        r#"
+[[rule]]
+id = "reachable"
+target = "representative"
+require = { presence = ["available", "busy"] }
+[[rule.rank]]
+by = "free_capacity"
+weight = 2.0
+
+[[rule]]
+id = "billing"
+target = "representative"
+require = { skills = { billing = 3 } }
+[[rule.rank]]
+by = "skill"
+skill = "billing"
+[[rule.rank]]
+by = "skill_match"
+weight = 0.5
+"#,
+    );
+    let c = conv(json!({"skills": {"billing": 4}}));
+    let reps = vec![
+        rep("a", json!({"presence": "available", "capacity": 3, "skills": {"billing": 4}}), 1),
+        rep("b", json!({"presence": "busy", "capacity": 1, "skills": {"billing": 9}}), 0),
+        rep("c", json!({"presence": "away", "capacity": 9, "skills": {"billing": 9}}), 0),
+        rep("d", json!({"presence": "available", "capacity": 9, "skills": {"billing": 2}}), 0),
+    ];
+    let refs: Vec<&Representative> = reps.iter().collect();
+    let verdicts =
+        set.representatives(RoutingContext { action: RoutingAction::Assign, conversation: &c, explain: true }, &refs);
+    // a: 2×2 free + 4 skill + 0.5×0 = 8; b: 2×1 + 9 + 0.5×(−5) = 8.5
+    assert_eq!(verdicts[0], Verdict::Eligible { score: 8.0 });
+    assert_eq!(verdicts[1], Verdict::Eligible { score: 8.5 });
+    match &verdicts[3] {
+        Verdict::Excluded { reasons } => {
+            assert_eq!(reasons.len(), 1);
+            assert_eq!(reasons[0].rule, "billing");
+            assert_eq!(reasons[0].detail, "skill `billing` is 2, below 3");
+        }
+        other => panic!("{other:?}"),
+    }
+    match &verdicts[2] {
+        Verdict::Excluded { reasons } => assert_eq!(reasons[0].detail, "presence `away` is not one of available, busy"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn queue_requirements_and_ranking() {
+    let set = ruleset(
+        r#"
+[[rule]]
+id = "queues"
+target = "queue"
+require = { intent_based = false, priority = { max = 2 }, names = ["Billing", "VIP", "Night"] }
+[[rule.rank]]
+by = "queue_priority"
+"#,
+    );
+    let c = conv(json!({}));
+    let qs = vec![
+        queue("billing", json!({"name": "Billing", "priority": 2})),
+        queue("vip", json!({"name": "VIP", "priority": 0})),
+        queue("night", json!({"name": "Night", "priority": 5})),
+        queue("intents", json!({"name": "Billing", "intent_based": true})),
+        queue("other", json!({"name": "Other"})),
+    ];
+    let refs: Vec<&Queue> = qs.iter().collect();
+    let v = set.queues(RoutingContext { action: RoutingAction::Transfer, conversation: &c, explain: true }, &refs);
+    assert_eq!(v[0], Verdict::Eligible { score: -2.0 });
+    assert_eq!(v[1], Verdict::Eligible { score: 0.0 });
+    let detail = |v: &Verdict| match v {
+        Verdict::Excluded { reasons } => reasons.iter().map(|r| r.detail.clone()).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(detail(&v[2]), ["priority 5 is outside 2 or less"]);
+    assert_eq!(detail(&v[3]), ["queue `intents` is intent-based"]);
+    assert_eq!(detail(&v[4]), ["name `Other` is not one of Billing, VIP, Night"]);
+}
+
+fn write_rules(daemon: &Daemon, name: &str, text: &str) {
+    std::fs::write(daemon.dir.path().join("rules").join(name), text).unwrap();
+}
+
+#[tokio::test]
+async fn rules_in_force_over_http_reload_and_history() {
+    let daemon = Daemon::start().await;
+    let c = &daemon.client;
+    c.seed_directory().await;
+    conversation_in(c, "c1", "open").await;
+    let status = c.get("/v1/rules", SUPERVISOR).await.expect(200).json;
+    assert_eq!(status["version"], "empty");
+    assert_eq!(status["last_error"], Value::Null);
+
+    write_rules(
+        &daemon,
+        "presence.toml",
+        "[[rule]]\nid = \"available-only\"\ntarget = \"representative\"\nrequire = { presence = [\"available\"] }\n",
+    );
+    // Only admins reload.
+    c.post("/v1/rules/reload", SUPERVISOR, json!({})).await.problem(403, "forbidden");
+    c.post("/v1/rules/reload", INTEGRATION, json!({})).await.problem(403, "forbidden");
+    let reloaded = c.post("/v1/rules/reload", ADMIN, json!({})).await.expect(200).json;
+    let version = reloaded["version"].as_str().unwrap().to_owned();
+    assert_ne!(version, "empty");
+    assert_eq!(reloaded["files"], json!(["rules/presence.toml"]));
+    assert_eq!(reloaded["rules"], json!(["available-only"]));
+
+    let cands =
+        c.get("/v1/conversations/c1/candidates?action=assign&target=representative&explain=true", SUPERVISOR).await;
+    let cands = cands.expect(200).json;
+    assert_eq!(cands["ruleset"], version.as_str());
+    assert_eq!(cands["candidates"][0]["id"], "ann");
+    assert_eq!(
+        cands["excluded"],
+        json!([{"id": "bob", "name": "Bob Stone", "reasons": [
+        {"rule": "available-only", "detail": "presence `busy` is not one of available"}]}])
+    );
+    let refused = c.post("/v1/conversations/c1/assign", SUPERVISOR, json!({"representative": "bob"})).await;
+    let refused = refused.problem(422, "not_eligible");
+    assert_eq!(refused.json["reasons"][0]["rule"], "available-only");
+    c.post("/v1/conversations/c1/assign", SUPERVISOR, json!({"representative": "ann"})).await.expect(200);
+    let history = c.get("/v1/conversations/c1/history", SUPERVISOR).await.json;
+    assert_eq!(history["events"][1]["ruleset"], version.as_str());
+
+    // An invalid reload keeps the rules in force and says why.
+    write_rules(
+        &daemon,
+        "broken.toml",
+        "[[rule]]\nid = \"x\"\ntarget = \"representative\"\nrequire = { presence = [\"availble\"] }\n",
+    );
+    let failed = c.post("/v1/rules/reload", ADMIN, json!({})).await.problem(422, "invalid_rules");
+    assert_eq!(failed.json["errors"][0]["file"], "rules/broken.toml");
+    assert_eq!(failed.json["errors"][0]["line"], 4);
+    assert_eq!(failed.json["errors"][0]["column"], 25);
+    let status = c.get("/v1/rules", SUPERVISOR).await.json;
+    assert_eq!(status["version"], version.as_str(), "the rules in force are unchanged");
+    assert_eq!(status["last_error"]["file"], "rules/broken.toml");
+    assert_eq!(status["last_error"]["line"], 4);
+    assert!(status["last_error"]["message"].as_str().unwrap().contains("unknown variant `availble`"));
+    conversation_in(c, "c2", "open").await;
+    c.post("/v1/conversations/c2/assign", SUPERVISOR, json!({"representative": "bob"}))
+        .await
+        .problem(422, "not_eligible");
+
+    // Fixed: the next reload clears last_error.
+    std::fs::remove_file(daemon.dir.path().join("rules/broken.toml")).unwrap();
+    let ok = c.post("/v1/rules/reload", ADMIN, json!({})).await.expect(200).json;
+    assert_eq!(ok["last_error"], Value::Null);
+    assert_eq!(ok["version"], version.as_str(), "same files, same version");
+}
