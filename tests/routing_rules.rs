@@ -54,7 +54,9 @@ fn eligible(set: &RuleSet, action: RoutingAction, c: &Conversation, reps: &[Repr
 fn each_representative_requirement() {
     let c = conv(json!({"skills": {"billing": 5}, "capacity_units": 2,
         "intent": {"family": "billing", "group": "refunds", "intent": "late"}}));
-    let cases: Vec<(&str, Vec<(&str, Value, i64)>, Vec<&str>)> = vec![
+    // (require, representatives (id, fields, used capacity), the eligible ones)
+    type Case<'a> = (&'a str, Vec<(&'a str, Value, i64)>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             "presence = [\"available\", \"busy\"]",
             vec![("a", json!({"presence": "available"}), 0), ("b", json!({"presence": "away"}), 0)],
@@ -212,7 +214,7 @@ weight = 0.5
 "#,
     );
     let c = conv(json!({"skills": {"billing": 4}}));
-    let reps = vec![
+    let reps = [
         rep("a", json!({"presence": "available", "capacity": 3, "skills": {"billing": 4}}), 1),
         rep("b", json!({"presence": "busy", "capacity": 1, "skills": {"billing": 9}}), 0),
         rep("c", json!({"presence": "away", "capacity": 9, "skills": {"billing": 9}}), 0),
@@ -251,7 +253,7 @@ by = "queue_priority"
 "#,
     );
     let c = conv(json!({}));
-    let qs = vec![
+    let qs = [
         queue("billing", json!({"name": "Billing", "priority": 2})),
         queue("vip", json!({"name": "VIP", "priority": 0})),
         queue("night", json!({"name": "Night", "priority": 5})),
