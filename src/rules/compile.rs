@@ -264,7 +264,9 @@ fn compile_rule(
 
     if let Some(p) = &r.presence {
         let mask = p.get_ref().iter().fold(0u8, |m, p| m | presence_bit(*p));
-        reqs.push(Req::Presence(mask));
+        let names: Vec<&str> =
+            Presence::ALL.iter().filter(|p| mask & presence_bit(**p) != 0).map(|p| p.as_str()).collect();
+        reqs.push(Req::Presence(mask, names.join(", ")));
     }
     if r.conversation_skills.as_ref().is_some_and(|b| *b.get_ref()) {
         reqs.push(Req::ConversationSkills);
@@ -286,7 +288,7 @@ fn compile_rule(
     if let Some(g) = &r.user_groups_any {
         check_nonempty(ctx, &id, "user_groups_any", g);
         let cols: Vec<usize> = g.get_ref().iter().map(|n| column(&mut columns.groups, n)).collect();
-        reqs.push(Req::GroupsAny(bits(&cols), g.get_ref().clone()));
+        reqs.push(Req::GroupsAny(bits(&cols), g.get_ref().join(", ")));
     }
     if let Some(g) = &r.user_groups_all {
         let cols: Vec<usize> = g.get_ref().iter().map(|n| column(&mut columns.groups, n)).collect();
@@ -298,7 +300,7 @@ fn compile_rule(
     if let Some(q) = &r.member_of_any {
         check_nonempty(ctx, &id, "member_of_any", q);
         let cols: Vec<usize> = q.get_ref().iter().map(|n| column(&mut columns.queues, n)).collect();
-        reqs.push(Req::QueuesAny(bits(&cols), q.get_ref().clone()));
+        reqs.push(Req::QueuesAny(bits(&cols), q.get_ref().join(", ")));
     }
     if let Some(level) = &r.handles_intent {
         reqs.push(Req::HandlesIntent(*level.get_ref()));

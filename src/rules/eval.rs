@@ -2,7 +2,7 @@
 //! are picked once; each candidate is compiled once into a row of integers and
 //! bitsets; the eligibility pass then compares integers only.
 
-use super::compile::{Columns, Symbols, bits, presence_bit};
+use super::compile::{Columns, Symbols, presence_bit};
 use super::schema::{IntentLevel, IntentPattern, Range};
 use crate::domain::{AttributeValue, Conversation, Queue, Reason, Representative, TargetKind};
 use crate::routing::{Policy, RoutingContext, Verdict};
@@ -73,17 +73,25 @@ fn in_range(r: &Range, v: u32) -> bool {
 /// One requirement, as the eligibility pass checks it.
 #[derive(Debug, Clone)]
 pub enum Req {
-    Presence(u8),
+    /// The mask of allowed presences, and their names for explanations.
+    Presence(u8, String),
     ConversationSkills,
-    Skill { col: usize, min: u8 },
+    Skill {
+        col: usize,
+        min: u8,
+    },
     CapacityForConversation,
     MinFree(i64),
-    GroupsAny(Vec<u64>, Vec<String>),
+    /// The mask, and the groups listed for explanations.
+    GroupsAny(Vec<u64>, String),
     GroupsAll(Vec<u64>, Vec<String>),
     ConversationQueue,
-    QueuesAny(Vec<u64>, Vec<String>),
+    QueuesAny(Vec<u64>, String),
     HandlesIntent(IntentLevel),
-    Attribute { col: usize, cond: Cond },
+    Attribute {
+        col: usize,
+        cond: Cond,
+    },
     IntentBased(bool),
     Priority(Range),
     QueueIds(Vec<u32>, Vec<String>),
@@ -284,14 +292,17 @@ impl RuleSet {
             t.skill_match.push(-(distance as f64));
             let idle = rep.last_assigned_ms.map_or(MAX_IDLE_MINUTES, |at| (now - at).max(0) as f64 / 60_000.0);
             t.idle_minutes.push(idle.min(MAX_IDLE_MINUTES));
-            let row = |names: &[String], have: &dyn Fn(&str) -> bool, words: usize| {
-                let cols: Vec<usize> = names.iter().enumerate().filter(|(_, n)| have(n)).map(|(i, _)| i).collect();
-                let mut b = bits(&cols);
-                b.resize(words, 0);
-                b
+            let row = |out: &mut Vec<u64>, names: &[String], have: &dyn Fn(&str) -> bool, words: usize| {
+                let start = out.len();
+                out.resize(start + words, 0);
+                for (i, name) in names.iter().enumerate() {
+                    if have(name) {
+                        out[start + i / 64] |= 1 << (i % 64);
+                    }
+                }
             };
-            t.groups.extend(row(&cols.groups, &|g| r.user_groups.iter().any(|x| x.as_str() == g), gw));
-            t.queues.extend(row(&cols.queues, &|q| r.queues.iter().any(|x| x.as_str() == q), qw));
+            row(&mut t.groups, &cols.groups, &|g| r.user_groups.iter().any(|x| x.as_str() == g), gw);
+            row(&mut t.queues, &cols.queues, &|q| r.queues.iter().any(|x| x.as_str() == q), qw);
             for name in &cols.skills {
                 let level = r.skills.iter().find(|(k, _)| k.as_str() == name).map_or(-1, |(_, p)| i16::from(p.get()));
                 t.skills.push(level);
@@ -317,7 +328,7 @@ impl RuleSet {
 
     fn rep_passes(&self, req: &Req, t: &RepTable, i: usize, units: i64) -> bool {
         match req {
-            Req::Presence(mask) => t.presence[i] & mask != 0,
+            Req::Presence(mask, _) => t.presence[i] & mask != 0,
             Req::ConversationSkills => t.conv_skills_ok[i],
             Req::Skill { col, min } => t.skills[i * self.columns.skills.len() + col] >= i16::from(*min),
             Req::CapacityForConversation => t.free[i] >= units,
@@ -359,41 +370,86 @@ impl RuleSet {
         score
     }
 
-    /// The eligibility pass: whether row `i` meets every applicable rule.
-    #[inline]
-    pub fn representative_eligible(&self, rules: &[&Rule], t: &RepTable, i: usize, units: i64) -> bool {
-        rules.iter().all(|r| r.reqs.iter().all(|q| self.rep_passes(q, t, i, units)))
-    }
-
-    /// Eligibility of every row, into `out` (cleared first).
+    /// The eligibility pass: every row against every applicable requirement, into `out`
+    /// (cleared first). It runs requirement by requirement over whole columns, so each
+    /// inner loop is a branch-free comparison of integers that the compiler vectorises.
     pub fn eligible_representatives(&self, rules: &[&Rule], t: &RepTable, units: i64, out: &mut Vec<bool>) {
         out.clear();
-        out.extend((0..t.len).map(|i| self.representative_eligible(rules, t, i, units)));
+        out.resize(t.len, true);
+        for req in rules.iter().flat_map(|r| &r.reqs) {
+            self.narrow(req, t, units, out);
+        }
+    }
+
+    /// `out[i] &= row i meets req`.
+    fn narrow(&self, req: &Req, t: &RepTable, units: i64, out: &mut [bool]) {
+        fn each<T>(out: &mut [bool], col: &[T], test: impl Fn(&T) -> bool) {
+            for (o, v) in out.iter_mut().zip(col) {
+                *o &= test(v);
+            }
+        }
+        fn rows(out: &mut [bool], col: &[u64], width: usize, test: impl Fn(&[u64]) -> bool) {
+            if width == 0 {
+                out.iter_mut().for_each(|o| *o &= test(&[]));
+                return;
+            }
+            for (o, row) in out.iter_mut().zip(col.chunks_exact(width)) {
+                *o &= test(row);
+            }
+        }
+        let skills = self.columns.skills.len();
+        let attrs = self.columns.attributes.len();
+        match req {
+            Req::Presence(mask, _) => each(out, &t.presence, |p| p & mask != 0),
+            Req::ConversationSkills => each(out, &t.conv_skills_ok, |ok| *ok),
+            Req::Skill { col, min } => {
+                for (o, row) in out.iter_mut().zip(t.skills.chunks_exact(skills)) {
+                    *o &= row[*col] >= i16::from(*min);
+                }
+            }
+            Req::CapacityForConversation => each(out, &t.free, |f| *f >= units),
+            Req::MinFree(n) => each(out, &t.free, |f| f >= n),
+            Req::GroupsAny(mask, _) => rows(out, &t.groups, t.group_words, |r| has_any(r, mask)),
+            Req::GroupsAll(mask, _) => rows(out, &t.groups, t.group_words, |r| has_all(r, mask)),
+            Req::ConversationQueue => each(out, &t.conv_queue, |ok| *ok),
+            Req::QueuesAny(mask, _) => rows(out, &t.queues, t.queue_words, |r| has_any(r, mask)),
+            Req::HandlesIntent(level) => {
+                let depth = level_depth(*level);
+                each(out, &t.intent_depth, |d| *d >= depth)
+            }
+            Req::Attribute { col, cond } => {
+                for (o, row) in out.iter_mut().zip(t.attrs.chunks_exact(attrs)) {
+                    *o &= cond.holds(row[*col]);
+                }
+            }
+            Req::IntentBased(_) | Req::Priority(_) | Req::QueueIds(..) | Req::QueueNames(..) => {}
+        }
     }
 
     fn explain_rep(&self, rule: &Rule, req: &Req, conv: &Conversation, rep: &Representative) -> String {
         let r = &rep.input;
-        let list = |l: &[String]| l.join(", ");
         match req {
-            Req::Presence(mask) => {
-                let allowed: Vec<&str> = crate::domain::Presence::ALL
-                    .iter()
-                    .filter(|p| mask & presence_bit(**p) != 0)
-                    .map(|p| p.as_str())
-                    .collect();
-                format!("presence `{}` is not one of {}", r.presence.as_str(), allowed.join(", "))
-            }
+            Req::Presence(_, allowed) => format!("presence `{}` is not one of {allowed}", r.presence.as_str()),
             Req::ConversationSkills => {
-                let missing: Vec<String> = conv
-                    .skills
-                    .iter()
-                    .filter(|(s, need)| r.skills.get(*s).is_none_or(|have| have < *need))
-                    .map(|(s, need)| match r.skills.get(s) {
-                        Some(have) => format!("`{s}` {} < {}", have.get(), need.get()),
-                        None => format!("`{s}` missing (needs {})", need.get()),
-                    })
-                    .collect();
-                format!("does not meet the conversation's skills: {}", missing.join(", "))
+                use std::fmt::Write;
+                let mut text = String::with_capacity(64);
+                text.push_str("does not meet the conversation's skills: ");
+                let mut first = true;
+                for (s, need) in &conv.skills {
+                    let have = r.skills.get(s);
+                    if have.is_some_and(|h| h >= need) {
+                        continue;
+                    }
+                    if !first {
+                        text.push_str(", ");
+                    }
+                    first = false;
+                    let _ = match have {
+                        Some(have) => write!(text, "`{s}` {} < {}", have.get(), need.get()),
+                        None => write!(text, "`{s}` missing (needs {})", need.get()),
+                    };
+                }
+                text
             }
             Req::Skill { col, min } => {
                 let name = &self.columns.skills[*col];
@@ -406,7 +462,7 @@ impl RuleSet {
                 format!("free capacity {} is below the conversation's {} units", rep.free_capacity, conv.capacity_units)
             }
             Req::MinFree(n) => format!("free capacity {} is below {n}", rep.free_capacity),
-            Req::GroupsAny(_, names) => format!("is in none of the user groups {}", list(names)),
+            Req::GroupsAny(_, names) => format!("is in none of the user groups {names}"),
             Req::GroupsAll(_, names) => {
                 let missing: Vec<&str> = names
                     .iter()
@@ -419,7 +475,7 @@ impl RuleSet {
                 )
             }
             Req::ConversationQueue => format!("is not a member of the conversation's queue `{}`", conv.queue),
-            Req::QueuesAny(_, names) => format!("is a member of none of the queues {}", list(names)),
+            Req::QueuesAny(_, names) => format!("is a member of none of the queues {names}"),
             Req::HandlesIntent(level) => {
                 let i = conv.intent.as_ref();
                 let shown = i.map_or(String::new(), |i| {
@@ -488,9 +544,11 @@ impl Policy for RuleSet {
         let rules = self.applicable(&ctx, TargetKind::Representative);
         let table = self.representative_table(ctx.conversation, reps);
         let units = i64::from(ctx.conversation.capacity_units);
+        let mut eligible = Vec::new();
+        self.eligible_representatives(&rules, &table, units, &mut eligible);
         (0..reps.len())
             .map(|i| {
-                if self.representative_eligible(&rules, &table, i, units) {
+                if eligible[i] {
                     return Verdict::Eligible { score: self.rep_score(&rules, &table, i) };
                 }
                 let reasons = if ctx.explain {

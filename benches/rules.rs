@@ -1,0 +1,152 @@
+//! Rule evaluation: the eligibility pass per candidate over the demo's rules, the cost
+//! of compiling candidates, explanations, and rules that do not apply.
+//!
+//! `cargo bench --bench rules`.
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use serde_json::json;
+use switchboard::domain::{Conversation, Id, Representative, RoutingAction, TargetKind};
+use switchboard::routing::{Policy, RoutingContext};
+use switchboard::rules::{self, RuleSet, Source};
+
+fn id(s: &str) -> Id {
+    Id::parse(s).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Deterministic pseudo-random numbers (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// `n` representatives with varied presence, skills, groups, queues, intents, load.
+pub fn representatives(n: usize, seed: u64) -> Vec<Representative> {
+    let mut rng = Rng(seed | 1);
+    let presences = ["available", "busy", "busy_dnd", "away", "offline"];
+    let skills = ["billing", "english", "spanish", "networking", "french"];
+    let groups = ["tier-1", "tier-2", "supervisors"];
+    let queues = ["billing", "tech-support", "vip", "intents"];
+    let families = [("billing", "refunds"), ("billing", "invoices"), ("technical", "connectivity")];
+    (0..n)
+        .map(|i| {
+            let mut sk = serde_json::Map::new();
+            for s in skills {
+                if rng.next(2) == 0 {
+                    sk.insert(s.into(), json!(rng.next(11)));
+                }
+            }
+            let (fam, grp) = families[rng.next(3) as usize];
+            let input = json!({
+                "name": format!("Rep {i:05}"),
+                "presence": presences[rng.next(5) as usize],
+                "capacity": rng.next(5),
+                "skills": sk,
+                "queues": [queues[rng.next(4) as usize], queues[rng.next(4) as usize]],
+                "user_groups": [groups[rng.next(3) as usize]],
+                "intents": [{"family": fam, "group": grp}],
+                "attributes": {"site": if rng.next(2) == 0 { "lisbon" } else { "madrid" }},
+            });
+            let input = serde_json::from_value(input).unwrap_or_else(|e| panic!("{e}"));
+            Representative::new(id(&format!("r{i}")), input, rng.next(3) as i64, 1, String::new())
+        })
+        .collect()
+}
+
+/// A VIP billing case: every demo rule applies to it.
+pub fn conversation() -> Conversation {
+    let input = serde_json::from_value(json!({
+        "record": {"entity": "case", "id": "CAS-1"}, "queue": "billing", "capacity_units": 1,
+        "skills": {"billing": 5}, "attributes": {"customer_tier": "gold"},
+        "intent": {"family": "billing", "group": "refunds"}
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    Conversation::create(id("c1"), input, String::new())
+}
+
+fn demo_rules(extra_inapplicable: usize) -> RuleSet {
+    let mut sources = rules::read_dir(std::path::Path::new("rules")).unwrap_or_else(|e| panic!("{e:?}"));
+    let mut text = String::new();
+    for i in 0..extra_inapplicable {
+        text.push_str(&format!(
+            "[[rule]]\nid = \"other-{i}\"\ntarget = \"representative\"\nwhen = {{ queue = [\"q{i}\"] }}\nrequire = {{ presence = [\"available\"], min_free_capacity = {i} }}\n"
+        ));
+    }
+    sources.push(Source { name: "extra.toml".into(), text });
+    rules::compile(&sources).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+fn eligibility(c: &mut Criterion) {
+    let set = demo_rules(0);
+    let conv = conversation();
+    let ctx = RoutingContext { action: RoutingAction::Assign, conversation: &conv, explain: false };
+    let applicable = set.applicable(&ctx, TargetKind::Representative);
+    let conditions: usize = applicable.iter().map(|r| r.reqs.len()).sum();
+    println!("demo rules: {} applicable, {} conditions in all", applicable.len(), conditions);
+
+    let mut group = c.benchmark_group("eligibility_pass");
+    for n in [100usize, 1_000, 10_000, 100_000] {
+        let reps = representatives(n, 7);
+        let refs: Vec<&Representative> = reps.iter().collect();
+        let table = set.representative_table(&conv, &refs);
+        let mut out = Vec::with_capacity(n);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                set.eligible_representatives(&applicable, &table, 1, &mut out);
+                std::hint::black_box(&out);
+            });
+        });
+    }
+    group.finish();
+
+    let reps = representatives(10_000, 7);
+    let refs: Vec<&Representative> = reps.iter().collect();
+    let mut group = c.benchmark_group("per_request_10k");
+    group.throughput(Throughput::Elements(10_000));
+    group.bench_function("compile_candidates", |b| {
+        b.iter(|| std::hint::black_box(set.representative_table(&conv, &refs)));
+    });
+    group.bench_function("verdicts", |b| {
+        b.iter(|| std::hint::black_box(set.representatives(ctx, &refs)));
+    });
+    group.bench_function("verdicts_explained", |b| {
+        let ctx = RoutingContext { explain: true, ..ctx };
+        b.iter(|| std::hint::black_box(set.representatives(ctx, &refs)));
+    });
+    group.finish();
+}
+
+fn inapplicable_rules(c: &mut Criterion) {
+    let conv = conversation();
+    let ctx = RoutingContext { action: RoutingAction::Assign, conversation: &conv, explain: false };
+    let reps = representatives(10_000, 7);
+    let refs: Vec<&Representative> = reps.iter().collect();
+    let mut group = c.benchmark_group("rules_that_do_not_apply_10k");
+    group.throughput(Throughput::Elements(10_000));
+    for extra in [0usize, 10, 100, 1_000] {
+        let set = demo_rules(extra);
+        let table = set.representative_table(&conv, &refs);
+        let mut out = Vec::new();
+        group.bench_with_input(BenchmarkId::from_parameter(extra), &extra, |b, _| {
+            b.iter(|| {
+                let applicable = set.applicable(&ctx, TargetKind::Representative);
+                set.eligible_representatives(&applicable, &table, 1, &mut out);
+                std::hint::black_box(&out);
+            });
+        });
+    }
+    group.finish();
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    eligibility(&mut c);
+    inapplicable_rules(&mut c);
+    c.final_summary();
+}
