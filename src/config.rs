@@ -31,6 +31,12 @@ struct File {
     /// Demo data (JSON) loaded into a database that is empty at start.
     #[serde(default)]
     seed: Option<PathBuf>,
+    /// Where compiled plugin code is cached between restarts.
+    #[serde(default = "default_plugin_cache")]
+    plugin_cache: PathBuf,
+    /// Sandbox limits of plugin calls.
+    #[serde(default)]
+    plugin_limits: crate::plugins::Limits,
     #[serde(default)]
     tokens: Vec<toml::Spanned<TokenFile>>,
 }
@@ -55,6 +61,9 @@ fn default_rules_dir() -> PathBuf {
 fn default_plugins_dir() -> PathBuf {
     "plugins/dist".into()
 }
+fn default_plugin_cache() -> PathBuf {
+    "data/plugin-cache".into()
+}
 
 /// The configuration, with paths resolved.
 #[derive(Debug, Clone)]
@@ -67,6 +76,8 @@ pub struct Config {
     pub rules_dir: PathBuf,
     pub plugins_dir: PathBuf,
     pub seed: Option<PathBuf>,
+    pub plugin_cache: PathBuf,
+    pub plugin_limits: crate::plugins::Limits,
     pub tokens: Tokens,
 }
 
@@ -81,7 +92,10 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
         let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
-        Self::parse(&src, &shown, path.parent().unwrap_or(Path::new(".")))
+        let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        // Absolute, so paths derived from it stay right whatever the working directory.
+        let base = std::path::absolute(folder).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+        Self::parse(&src, &shown, &base)
     }
 
     pub fn parse(src: &str, path: &str, base: &Path) -> Result<Self, ConfigError> {
@@ -124,6 +138,8 @@ impl Config {
             rules_dir: base.join(file.rules_dir),
             plugins_dir: base.join(file.plugins_dir),
             seed: file.seed.map(|s| base.join(s)),
+            plugin_cache: base.join(file.plugin_cache),
+            plugin_limits: file.plugin_limits,
             tokens: Tokens::new(tokens),
         })
     }

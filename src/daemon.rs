@@ -8,7 +8,8 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::http::{AppState, router};
-use crate::routing::Routing;
+use crate::plugins::PluginHost;
+use crate::routing::{Routing, Sources};
 use crate::service::Supervisor;
 
 /// The rule files are invalid: every error, one per line.
@@ -27,11 +28,23 @@ impl std::fmt::Display for RulesInvalid {
 
 impl std::error::Error for RulesInvalid {}
 
+/// Where the rules and plugins of `config` come from, with the plugin engine.
+pub fn sources(config: &Config) -> anyhow::Result<Sources> {
+    let host =
+        PluginHost::new(config.plugin_limits, Some(&config.plugin_cache)).context("starting the plugin engine")?;
+    Ok(Sources { rules_dir: config.rules_dir.clone(), plugins_dir: config.plugins_dir.clone(), host })
+}
+
 /// Everything the daemon runs on, built from its configuration.
 pub async fn build(config: &Config) -> anyhow::Result<AppState> {
     let store = crate::store::open(&config.database, &config.base)
         .with_context(|| format!("opening the database `{}`", config.database))?;
-    let routing = Routing::load(config.rules_dir.clone()).map_err(RulesInvalid)?;
+    let sources = sources(config)?;
+    // Loading plugins runs guest code, which must not block the async workers.
+    let routing = tokio::task::spawn_blocking(move || Routing::load(sources))
+        .await
+        .context("loading the routing rules")?
+        .map_err(RulesInvalid)?;
     tracing::info!(version = %routing.status().version, files = routing.status().files.len(), "routing rules loaded");
     let supervisor = Arc::new(Supervisor::new(store.clone(), Arc::new(routing)));
     if let Some(seed) = &config.seed

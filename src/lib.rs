@@ -19,6 +19,7 @@ pub mod config;
 pub mod daemon;
 pub mod domain;
 pub mod http;
+pub mod plugins;
 pub mod routing;
 pub mod rules;
 pub mod seed;

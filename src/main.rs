@@ -78,13 +78,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Check { config } => {
             let config = Config::load(&config)?;
-            let rules = switchboard::rules::load_dir(&config.rules_dir).map_err(daemon::RulesInvalid)?;
+            let routing =
+                switchboard::routing::Routing::load(daemon::sources(&config)?).map_err(daemon::RulesInvalid)?;
+            let status = routing.status();
+            let plugins: Vec<String> = status.plugins.iter().map(|p| p.name.clone()).collect();
             println!(
-                "ok: {} rules in {} files from {} (version {})",
-                rules.rules().len(),
-                rules.files().len(),
+                "ok: {} rules in {} files from {}, {} plugins ({}), version {}",
+                status.rules.len(),
+                status.files.len(),
                 config.rules_dir.display(),
-                switchboard::routing::Policy::version(&rules)
+                plugins.len(),
+                if plugins.is_empty() { "none".to_owned() } else { plugins.join(", ") },
+                status.version
             );
             Ok(())
         }

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 pub use crate::domain::Reason;
 use crate::domain::{Conversation, Queue, Representative, RoutingAction};
+use crate::plugins::{PluginHost, PluginSet, PluginStats};
 use crate::rules::{RuleError, RuleSet};
 
 /// What a policy evaluates a batch of targets for.
@@ -77,13 +78,6 @@ pub struct LastError {
     pub errors: Vec<RuleError>,
 }
 
-/// A loaded plugin (the plugin host fills this in).
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct PluginInfo {
-    pub name: String,
-    pub sha256: String,
-}
-
 /// `GET /v1/rules`.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RulesStatus {
@@ -92,7 +86,8 @@ pub struct RulesStatus {
     pub files: Vec<String>,
     /// The rule ids in force, in file order.
     pub rules: Vec<String>,
-    pub plugins: Vec<PluginInfo>,
+    /// Each loaded plugin with its SHA-256 and call and failure counts.
+    pub plugins: Vec<PluginStats>,
     pub last_error: Option<LastError>,
 }
 
@@ -100,20 +95,57 @@ struct Snapshot {
     policy: Arc<Box<dyn Policy>>,
     files: Vec<String>,
     rules: Vec<String>,
+    plugins: PluginSet,
     loaded_at: String,
 }
 
 impl Snapshot {
-    fn of(rules: RuleSet) -> Self {
+    fn of(rules: RuleSet, plugins: PluginSet) -> Self {
         let files = rules.files().to_vec();
         let ids = rules.rules().iter().map(|r| r.id.clone()).collect();
-        Self { policy: Arc::new(Box::new(rules)), files, rules: ids, loaded_at: crate::service::now().0 }
+        Self { policy: Arc::new(Box::new(rules)), files, rules: ids, plugins, loaded_at: crate::service::now().0 }
+    }
+
+    fn fixed(policy: Box<dyn Policy>) -> Self {
+        Self {
+            policy: Arc::new(policy),
+            files: Vec::new(),
+            rules: Vec::new(),
+            plugins: PluginSet::default(),
+            loaded_at: crate::service::now().0,
+        }
+    }
+}
+
+/// Where the rules and plugins come from.
+pub struct Sources {
+    pub rules_dir: PathBuf,
+    pub plugins_dir: PathBuf,
+    pub host: Arc<PluginHost>,
+}
+
+impl Sources {
+    /// Loads the plugins (reusing unchanged ones of `previous`), then the rules.
+    fn load(&self, previous: Option<&PluginSet>) -> Result<(RuleSet, PluginSet), Vec<RuleError>> {
+        let plugins = self.host.load_dir(&self.plugins_dir, previous).map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| RuleError {
+                    file: self.plugins_dir.join(format!("{}.wasm", e.name)).display().to_string(),
+                    line: 1,
+                    column: 1,
+                    message: e.to_string(),
+                })
+                .collect::<Vec<_>>()
+        })?;
+        let rules = crate::rules::load_dir(&self.rules_dir, &plugins)?;
+        Ok((rules, plugins))
     }
 }
 
 /// The rules in force, swapped atomically as a whole.
 pub struct Routing {
-    dir: Option<PathBuf>,
+    sources: Option<Sources>,
     current: ArcSwap<Snapshot>,
     last_error: Mutex<Option<LastError>>,
     /// Serialises reloads (compilation is synchronous; the lock is never held across `.await`).
@@ -121,25 +153,24 @@ pub struct Routing {
 }
 
 impl Routing {
-    /// Loads the rules of `dir`; every error of the file set when they are invalid.
-    pub fn load(dir: PathBuf) -> Result<Self, Vec<RuleError>> {
-        let rules = crate::rules::load_dir(&dir)?;
-        Ok(Self::with(Some(dir), Snapshot::of(rules)))
+    /// Loads the plugins and rules; every error of the file set when they are invalid.
+    pub fn load(sources: Sources) -> Result<Self, Vec<RuleError>> {
+        let (rules, plugins) = sources.load(None)?;
+        Ok(Self::with(Some(sources), Snapshot::of(rules, plugins)))
     }
 
     /// A fixed policy with no rules folder (tests, tools).
     pub fn fixed(policy: Box<dyn Policy>) -> Self {
-        let snapshot = Snapshot {
-            policy: Arc::new(policy),
-            files: Vec::new(),
-            rules: Vec::new(),
-            loaded_at: crate::service::now().0,
-        };
-        Self::with(None, snapshot)
+        Self::with(None, Snapshot::fixed(policy))
     }
 
-    fn with(dir: Option<PathBuf>, snapshot: Snapshot) -> Self {
-        Self { dir, current: ArcSwap::from_pointee(snapshot), last_error: Mutex::new(None), reloading: Mutex::new(()) }
+    fn with(sources: Option<Sources>, snapshot: Snapshot) -> Self {
+        Self {
+            sources,
+            current: ArcSwap::from_pointee(snapshot),
+            last_error: Mutex::new(None),
+            reloading: Mutex::new(()),
+        }
     }
 
     /// The snapshot a request uses from start to end.
@@ -149,25 +180,21 @@ impl Routing {
 
     /// Puts `policy` in force (tests and embedders; rule files go through [`Routing::reload`]).
     pub fn replace(&self, policy: Box<dyn Policy>) {
-        self.current.store(Arc::new(Snapshot {
-            policy: Arc::new(policy),
-            files: Vec::new(),
-            rules: Vec::new(),
-            loaded_at: crate::service::now().0,
-        }));
+        self.current.store(Arc::new(Snapshot::fixed(policy)));
     }
 
     /// Reads, validates and compiles the rules folder, then swaps the new rules in. On
     /// failure the rules in force stay and `last_error` says why.
     pub fn reload(&self) -> Result<RulesStatus, Vec<RuleError>> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(dir) = &self.dir else {
+        let Some(sources) = &self.sources else {
             return Ok(self.status());
         };
-        match crate::rules::load_dir(dir) {
-            Ok(rules) => {
-                let old = self.current.load().policy.version().to_owned();
-                let snapshot = Snapshot::of(rules);
+        let current = self.current.load_full();
+        match sources.load(Some(&current.plugins)) {
+            Ok((rules, plugins)) => {
+                let old = current.policy.version().to_owned();
+                let snapshot = Snapshot::of(rules, plugins);
                 tracing::info!(from = %old, to = %snapshot.policy.version(), files = snapshot.files.len(), "rules reloaded");
                 self.current.store(Arc::new(snapshot));
                 *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -201,7 +228,7 @@ impl Routing {
             loaded_at: s.loaded_at.clone(),
             files: s.files.clone(),
             rules: s.rules.clone(),
-            plugins: Vec::new(),
+            plugins: s.plugins.iter().map(|p| p.stats()).collect(),
             last_error: self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }

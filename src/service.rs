@@ -290,32 +290,49 @@ impl Supervisor {
             })
             .into());
         }
-        let ctx = RoutingContext { action: query.action, conversation: &conv, explain: query.explain };
         let everything = PageRequest { after: None, limit: usize::MAX };
-        let entries: Vec<Entry> = match query.target {
+        enum Targets {
+            Representatives(Vec<Representative>),
+            Queues(Vec<Queue>),
+        }
+        let targets = match query.target {
             TargetKind::Representative => {
-                let reps = self.store.representatives(query.representatives.clone(), everything).await?.items;
-                let reps: Vec<&Representative> = reps
-                    .iter()
-                    .filter(|r| query.action != RoutingAction::Transfer || conv.representative.as_ref() != Some(&r.id))
-                    .collect();
-                let verdicts = policy.representatives(ctx, &reps);
-                reps.iter()
-                    .zip(verdicts)
-                    .map(|(r, verdict)| Entry { id: r.id.clone(), name: r.input.name.as_str().to_owned(), verdict })
-                    .collect()
+                let mut reps = self.store.representatives(query.representatives.clone(), everything).await?.items;
+                if query.action == RoutingAction::Transfer {
+                    reps.retain(|r| conv.representative.as_ref() != Some(&r.id));
+                }
+                Targets::Representatives(reps)
             }
-            TargetKind::Queue => {
-                let queues = self.store.queues(query.queues.clone(), everything).await?.items;
-                let queues: Vec<&Queue> = queues.iter().collect();
-                let verdicts = policy.queues(ctx, &queues);
-                queues
-                    .iter()
-                    .zip(verdicts)
-                    .map(|(q, verdict)| Entry { id: q.id.clone(), name: q.input.name.as_str().to_owned(), verdict })
-                    .collect()
-            }
+            TargetKind::Queue => Targets::Queues(self.store.queues(query.queues.clone(), everything).await?.items),
         };
+        // Rules may call plugins, which block: evaluate off the async workers.
+        let (action, explain) = (query.action, query.explain);
+        let evaluated = policy.clone();
+        let (conv, entries) = tokio::task::spawn_blocking(move || {
+            let ctx = RoutingContext { action, conversation: &conv, explain };
+            let entries: Vec<Entry> = match &targets {
+                Targets::Representatives(reps) => {
+                    let refs: Vec<&Representative> = reps.iter().collect();
+                    let verdicts = evaluated.representatives(ctx, &refs);
+                    reps.iter()
+                        .zip(verdicts)
+                        .map(|(r, verdict)| Entry { id: r.id.clone(), name: r.input.name.as_str().to_owned(), verdict })
+                        .collect()
+                }
+                Targets::Queues(queues) => {
+                    let refs: Vec<&Queue> = queues.iter().collect();
+                    let verdicts = evaluated.queues(ctx, &refs);
+                    queues
+                        .iter()
+                        .zip(verdicts)
+                        .map(|(q, verdict)| Entry { id: q.id.clone(), name: q.input.name.as_str().to_owned(), verdict })
+                        .collect()
+                }
+            };
+            (conv, entries)
+        })
+        .await
+        .map_err(|_| ServiceError::Internal(StoreError::Closed))?;
         let mut candidates = Vec::new();
         let mut excluded = Vec::new();
         for Entry { id, name, verdict } in entries {

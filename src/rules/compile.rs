@@ -7,8 +7,10 @@ use toml::Spanned;
 
 use super::RuleError;
 use super::eval::{Cond, Rank, Req, Rule, RuleSet, Val, WhenMatch};
-use super::schema::{RankBy, RankDef, RuleDef, RuleFile, Scalar, TargetKindDef};
+use super::schema::{PluginRefDef, RankBy, RankDef, RuleDef, RuleFile, Scalar, TargetKindDef};
 use crate::domain::{Id, Presence, RoutingAction, TargetKind};
+use crate::plugins::{PluginSet, PluginUse};
+use std::sync::Arc;
 
 /// One rule file's name (as shown in errors) and text.
 pub struct Source {
@@ -75,8 +77,9 @@ impl Ctx<'_> {
     }
 }
 
-/// Validates and compiles every file; all errors of the set, or the rule set.
-pub fn compile(sources: &[Source], version: String) -> Result<RuleSet, Vec<RuleError>> {
+/// Validates and compiles every file against the loaded plugins; all errors of the
+/// set, or the rule set.
+pub fn compile(sources: &[Source], version: String, plugins: &PluginSet) -> Result<RuleSet, Vec<RuleError>> {
     let mut errors = Vec::new();
     let mut symbols = Symbols::default();
     let mut columns = Columns::default();
@@ -110,7 +113,7 @@ pub fn compile(sources: &[Source], version: String) -> Result<RuleSet, Vec<RuleE
             } else {
                 seen.insert(id.clone(), here);
             }
-            if let Some(rule) = compile_rule(&mut ctx, span, def, &mut symbols, &mut columns) {
+            if let Some(rule) = compile_rule(&mut ctx, span, def, &mut symbols, &mut columns, plugins) {
                 rules.push(rule);
             }
         }
@@ -183,6 +186,7 @@ fn compile_rule(
     def: RuleDef,
     symbols: &mut Symbols,
     columns: &mut Columns,
+    plugins: &PluginSet,
 ) -> Option<Rule> {
     let before = ctx.errors.len();
     let id = def.id.get_ref().clone();
@@ -334,7 +338,40 @@ fn compile_rule(
     }
 
     let rank = def.rank.iter().filter_map(|k| rank_key(ctx, &id, target, k, columns)).collect();
-    (ctx.errors.len() == before).then_some(Rule { id, description: def.description, target, when, reqs, rank })
+    if ctx.errors.len() != before {
+        return None;
+    }
+    let plugin = match def.plugin {
+        None => None,
+        Some(p) => Some(Arc::new(plugin_use(ctx, &id, p, plugins)?)),
+    };
+    Some(Rule { id, description: def.description, target, when, reqs, rank, plugin })
+}
+
+fn plugin_use(ctx: &mut Ctx<'_>, id: &str, def: Spanned<PluginRefDef>, plugins: &PluginSet) -> Option<PluginUse> {
+    let def = def.into_inner();
+    let name = def.name.get_ref();
+    let Some(plugin) = plugins.get(name) else {
+        let loaded = plugins.names();
+        let loaded = if loaded.is_empty() { "none".to_owned() } else { loaded.join(", ") };
+        ctx.error(
+            def.name.span(),
+            format!(
+                "rule `{id}`: plugin `{name}` is not loaded (loaded from {}: {loaded}); build it into {}/{name}.wasm",
+                plugins.dir().display(),
+                plugins.dir().display()
+            ),
+        );
+        return None;
+    };
+    let config = serde_json::to_string(&def.config.unwrap_or_default()).unwrap_or_else(|_| "{}".into());
+    match plugin.with_config(config, def.on_failure.unwrap_or_default()) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            ctx.error(def.name.span(), format!("rule `{id}`: {e}"));
+            None
+        }
+    }
 }
 
 fn check_nonempty(ctx: &mut Ctx<'_>, id: &str, key: &str, list: &Spanned<Vec<String>>) {

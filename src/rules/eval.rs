@@ -2,9 +2,12 @@
 //! are picked once; each candidate is compiled once into a row of integers and
 //! bitsets; the eligibility pass then compares integers only.
 
+use std::sync::Arc;
+
 use super::compile::{Columns, Symbols, presence_bit};
 use super::schema::{IntentLevel, IntentPattern, Range};
 use crate::domain::{AttributeValue, Conversation, Queue, Reason, Representative, TargetKind};
+use crate::plugins::{FailurePolicy, PluginUse, wit};
 use crate::routing::{Policy, RoutingContext, Verdict};
 
 /// A compiled attribute value: strings as symbols (`u32::MAX`: a string no rule names).
@@ -117,6 +120,8 @@ pub struct Rule {
     pub when: WhenMatch,
     pub reqs: Vec<Req>,
     pub rank: Vec<Rank>,
+    /// The matcher consulted for the targets the requirements let through.
+    pub plugin: Option<Arc<PluginUse>>,
 }
 
 /// The compiled rules in force.
@@ -527,6 +532,64 @@ impl RuleSet {
     }
 }
 
+/// What plugins added to a request: score adjustments and exclusions with reasons.
+struct PluginOutcome {
+    scores: Vec<f64>,
+    reasons: Vec<Vec<Reason>>,
+}
+
+impl PluginOutcome {
+    fn new(n: usize) -> Self {
+        Self { scores: vec![0.0; n], reasons: vec![Vec::new(); n] }
+    }
+
+    /// Calls `rule`'s plugin with the candidates still eligible, in one batch.
+    fn consult(
+        &mut self,
+        rule: &Rule,
+        eligible: &mut [bool],
+        explain: bool,
+        request: impl FnOnce(&[usize]) -> wit::Request,
+    ) {
+        let Some(using) = &rule.plugin else { return };
+        let batch: Vec<usize> = (0..eligible.len()).filter(|&i| eligible[i]).collect();
+        if batch.is_empty() {
+            return;
+        }
+        let name = &using.plugin.name;
+        match using.evaluate(&request(&batch), batch.len()) {
+            Ok(verdicts) => {
+                for (&i, v) in batch.iter().zip(verdicts) {
+                    if v.eligible {
+                        self.scores[i] += v.score;
+                    } else {
+                        eligible[i] = false;
+                        if explain {
+                            let why = v.reason.unwrap_or_else(|| "excluded".to_owned());
+                            self.reasons[i]
+                                .push(Reason { rule: rule.id.clone(), detail: format!("plugin `{name}`: {why}") });
+                        }
+                    }
+                }
+            }
+            Err(e) => match using.on_failure {
+                FailurePolicy::FailOpen => {}
+                FailurePolicy::FailClosed => {
+                    for &i in &batch {
+                        eligible[i] = false;
+                        if explain {
+                            self.reasons[i].push(Reason {
+                                rule: rule.id.clone(),
+                                detail: format!("plugin `{name}` failed: {}", e.what),
+                            });
+                        }
+                    }
+                }
+            },
+        }
+    }
+}
+
 fn shown_value(v: &AttributeValue) -> String {
     match v {
         AttributeValue::Bool(b) => b.to_string(),
@@ -546,10 +609,21 @@ impl Policy for RuleSet {
         let units = i64::from(ctx.conversation.capacity_units);
         let mut eligible = Vec::new();
         self.eligible_representatives(&rules, &table, units, &mut eligible);
+        let mut extra = PluginOutcome::new(reps.len());
+        for rule in rules.iter().filter(|r| r.plugin.is_some()) {
+            extra.consult(rule, &mut eligible, ctx.explain, |batch| {
+                let chosen: Vec<&Representative> = batch.iter().map(|&i| reps[i]).collect();
+                let idle: Vec<f32> = batch.iter().map(|&i| table.idle_minutes[i] as f32).collect();
+                crate::plugins::representatives_request(ctx.action, now_ms(), ctx.conversation, &chosen, &idle)
+            });
+        }
         (0..reps.len())
             .map(|i| {
                 if eligible[i] {
-                    return Verdict::Eligible { score: self.rep_score(&rules, &table, i) };
+                    return Verdict::Eligible { score: self.rep_score(&rules, &table, i) + extra.scores[i] };
+                }
+                if !extra.reasons[i].is_empty() {
+                    return Verdict::Excluded { reasons: std::mem::take(&mut extra.reasons[i]) };
                 }
                 let reasons = if ctx.explain {
                     rules
@@ -572,13 +646,30 @@ impl Policy for RuleSet {
     fn queues(&self, ctx: RoutingContext<'_>, queues: &[&Queue]) -> Vec<Verdict> {
         let rules = self.applicable(&ctx, TargetKind::Queue);
         let table = self.queue_table(queues);
-        (0..queues.len())
+        let failures: Vec<Vec<(&Rule, &Req)>> = (0..queues.len())
             .map(|i| {
-                let failed: Vec<(&Rule, &Req)> = rules
+                rules
                     .iter()
                     .flat_map(|r| r.reqs.iter().map(move |q| (*r, q)))
                     .filter(|(_, q)| !Self::queue_passes(q, &table, i))
-                    .collect();
+                    .collect()
+            })
+            .collect();
+        let mut eligible: Vec<bool> = failures.iter().map(Vec::is_empty).collect();
+        let mut extra = PluginOutcome::new(queues.len());
+        for rule in rules.iter().filter(|r| r.plugin.is_some()) {
+            extra.consult(rule, &mut eligible, ctx.explain, |batch| {
+                let chosen: Vec<&Queue> = batch.iter().map(|&i| queues[i]).collect();
+                crate::plugins::queues_request(ctx.action, now_ms(), ctx.conversation, &chosen)
+            });
+        }
+        failures
+            .into_iter()
+            .enumerate()
+            .map(|(i, failed)| {
+                if failed.is_empty() && !eligible[i] {
+                    return Verdict::Excluded { reasons: std::mem::take(&mut extra.reasons[i]) };
+                }
                 if failed.is_empty() {
                     let score = rules
                         .iter()
@@ -587,8 +678,8 @@ impl Policy for RuleSet {
                             Rank::QueuePriority(w) => -w * f64::from(table.priority[i]),
                             _ => 0.0,
                         })
-                        .sum();
-                    Verdict::Eligible { score }
+                        .sum::<f64>();
+                    Verdict::Eligible { score: score + extra.scores[i] }
                 } else {
                     let reasons = if ctx.explain {
                         failed

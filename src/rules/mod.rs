@@ -13,6 +13,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::plugins::PluginSet;
+
 pub use compile::Source;
 pub use eval::{QueueTable, RepTable, Rule, RuleSet};
 
@@ -93,14 +95,26 @@ pub fn read_dir(dir: &Path) -> Result<Vec<Source>, Vec<RuleError>> {
     if errors.is_empty() { Ok(sources) } else { Err(errors) }
 }
 
-/// Validates and compiles rule files.
+/// Validates and compiles rule files that name no plugins.
 pub fn compile(sources: &[Source]) -> Result<RuleSet, Vec<RuleError>> {
-    compile::compile(sources, version_of(sources))
+    compile_with(sources, &PluginSet::default())
+}
+
+/// Validates and compiles rule files against the loaded plugins. The version covers
+/// the rule files and the plugins' contents.
+pub fn compile_with(sources: &[Source], plugins: &PluginSet) -> Result<RuleSet, Vec<RuleError>> {
+    let mut version = version_of(sources);
+    let shas: Vec<&str> = plugins.iter().map(|p| p.sha256.as_str()).collect();
+    if !shas.is_empty() {
+        let all = format!("{version}\0{}", shas.join("\0"));
+        version = hex::encode(&crate::auth::sha256(all.as_bytes())[..6]);
+    }
+    compile::compile(sources, version, plugins)
 }
 
 /// Reads, validates and compiles the rule files of `dir`.
-pub fn load_dir(dir: &Path) -> Result<RuleSet, Vec<RuleError>> {
-    compile(&read_dir(dir)?)
+pub fn load_dir(dir: &Path, plugins: &PluginSet) -> Result<RuleSet, Vec<RuleError>> {
+    compile_with(&read_dir(dir)?, plugins)
 }
 
 /// The JSON Schema of rule files, for editors.

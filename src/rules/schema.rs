@@ -52,6 +52,27 @@ pub struct RuleDef {
     #[serde(default)]
     #[schemars(with = "Vec<RankDef>")]
     pub rank: Vec<Spanned<RankDef>>,
+    /// A WASM matcher plugin consulted for the targets the requirements let through.
+    #[serde(default)]
+    #[schemars(with = "Option<PluginRefDef>")]
+    pub plugin: Option<Spanned<PluginRefDef>>,
+}
+
+/// A rule's use of a matcher plugin.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginRefDef {
+    /// The plugin's name: its file name in `plugins_dir` without `.wasm`.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    /// Passed to the plugin's `init`, as JSON.
+    #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
+    pub config: Option<toml::Table>,
+    /// `fail_closed` (default: the plugin's candidates are excluded when it fails) or
+    /// `fail_open` (the plugin is skipped when it fails).
+    #[serde(default)]
+    pub on_failure: Option<crate::plugins::FailurePolicy>,
 }
 
 /// A number range; either bound may be left out.

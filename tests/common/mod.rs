@@ -329,3 +329,24 @@ where
 }
 
 pub type SharedPolicy = Arc<dyn Policy>;
+
+/// Builds the plugin workspace (example matchers and test guests) once per test
+/// process with the real toolchain, and returns the folder of the built components.
+pub fn built_plugins() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let status = Command::new(root.join("plugins/build.sh")).status().expect("running plugins/build.sh");
+            assert!(status.success(), "plugins/build.sh failed");
+            root.join("plugins/target/wasm32-wasip2/release")
+        })
+        .clone()
+}
+
+/// Copies the built component `crate_name` into `dir` as `<plugin>.wasm`.
+pub fn install_plugin(dir: &Path, crate_name: &str, plugin: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let from = built_plugins().join(format!("{crate_name}.wasm"));
+    std::fs::copy(&from, dir.join(format!("{plugin}.wasm"))).unwrap();
+}
