@@ -57,9 +57,11 @@ impl Guest for VipScoring {
         let attribute = symbol(&config.attribute);
         let tiers: Vec<u32> = config.tiers.iter().filter_map(|t| symbol(t)).collect();
         let groups: Vec<u32> = config.groups.iter().filter_map(|g| symbol(g)).collect();
-        let vip = request.conversation.attributes.iter().any(|a| {
-            Some(a.key) == attribute && matches!(a.value, Value::Text(t) if tiers.contains(&t))
-        });
+        let vip = request
+            .conversation
+            .attributes
+            .iter()
+            .any(|a| Some(a.key) == attribute && matches!(a.value, Value::Text(t) if tiers.contains(&t)));
         match &request.candidates {
             Candidates::Representatives(reps) => reps
                 .iter()
