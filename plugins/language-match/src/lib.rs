@@ -15,7 +15,7 @@ use serde::Deserialize;
 wit_bindgen::generate!({ world: "plugin", path: "../wit" });
 
 use exports::switchboard::matcher::matcher::Guest;
-use switchboard::matcher::types::{Candidates, Request, Value, Verdict};
+use switchboard::matcher::types::{Candidates, Request, Span, Value, Verdict};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +42,23 @@ fn default_weight() -> f64 {
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
 
+/// The symbol of `name` in this request, if the request mentions it.
+fn symbol(request: &Request, name: &str) -> Option<u32> {
+    let mut start = 0;
+    for (i, &end) in request.symbol_ends.iter().enumerate() {
+        if request.symbol_text.get(start as usize..end as usize) == Some(name) {
+            return Some(i as u32);
+        }
+        start = end;
+    }
+    None
+}
+
+/// The items of a shared list that a span points at.
+fn slice<T>(list: &[T], span: Span) -> &[T] {
+    list.get(span.start as usize..(span.start + span.len) as usize).unwrap_or(&[])
+}
+
 struct LanguageMatch;
 
 impl Guest for LanguageMatch {
@@ -57,8 +74,8 @@ impl Guest for LanguageMatch {
         let Some(config) = CONFIG.get() else {
             return Vec::new();
         };
-        let key = request.symbols.iter().position(|s| *s == config.attribute).map(|i| i as u32);
-        let language = request.conversation.attributes.iter().find_map(|a| match a.value {
+        let key = symbol(&request, &config.attribute);
+        let language = slice(&request.attributes, request.conversation.attributes).iter().find_map(|a| match a.value {
             Value::Text(t) if Some(a.key) == key => Some(t),
             _ => None,
         });
@@ -69,11 +86,14 @@ impl Guest for LanguageMatch {
                     let Some(language) = language else {
                         return Verdict { eligible: true, score: 0.0, reason: None };
                     };
-                    let level = rep.skills.iter().find(|s| s.skill == language).map_or(0, |s| s.level);
+                    let level =
+                        slice(&request.skills, rep.skills).iter().find(|s| s.skill == language).map_or(0, |s| s.level);
                     if level >= config.min_level {
                         Verdict { eligible: true, score: config.weight * f64::from(level), reason: None }
                     } else {
-                        let name = &request.symbols[language as usize];
+                        let start = if language == 0 { 0 } else { request.symbol_ends[language as usize - 1] };
+                        let name =
+                            &request.symbol_text[start as usize..request.symbol_ends[language as usize] as usize];
                         Verdict {
                             eligible: false,
                             score: 0.0,

@@ -15,7 +15,7 @@ use serde::Deserialize;
 wit_bindgen::generate!({ world: "plugin", path: "../wit" });
 
 use exports::switchboard::matcher::matcher::Guest;
-use switchboard::matcher::types::{Candidates, Request, Value, Verdict};
+use switchboard::matcher::types::{Candidates, Request, Span, Value, Verdict};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +40,23 @@ fn default_boost() -> f64 {
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
 
+/// The symbol of `name` in this request, if the request mentions it.
+fn symbol(request: &Request, name: &str) -> Option<u32> {
+    let mut start = 0;
+    for (i, &end) in request.symbol_ends.iter().enumerate() {
+        if request.symbol_text.get(start as usize..end as usize) == Some(name) {
+            return Some(i as u32);
+        }
+        start = end;
+    }
+    None
+}
+
+/// The items of a shared list that a span points at.
+fn slice<T>(list: &[T], span: Span) -> &[T] {
+    list.get(span.start as usize..(span.start + span.len) as usize).unwrap_or(&[])
+}
+
 struct VipScoring;
 
 impl Guest for VipScoring {
@@ -53,20 +70,17 @@ impl Guest for VipScoring {
             return Vec::new();
         };
         // Resolve the configured names to this request's symbols once.
-        let symbol = |name: &str| request.symbols.iter().position(|s| s == name).map(|i| i as u32);
-        let attribute = symbol(&config.attribute);
-        let tiers: Vec<u32> = config.tiers.iter().filter_map(|t| symbol(t)).collect();
-        let groups: Vec<u32> = config.groups.iter().filter_map(|g| symbol(g)).collect();
-        let vip = request
-            .conversation
-            .attributes
+        let attribute = symbol(&request, &config.attribute);
+        let tiers: Vec<u32> = config.tiers.iter().filter_map(|t| symbol(&request, t)).collect();
+        let groups: Vec<u32> = config.groups.iter().filter_map(|g| symbol(&request, g)).collect();
+        let vip = slice(&request.attributes, request.conversation.attributes)
             .iter()
             .any(|a| Some(a.key) == attribute && matches!(a.value, Value::Text(t) if tiers.contains(&t)));
         match &request.candidates {
             Candidates::Representatives(reps) => reps
                 .iter()
                 .map(|rep| {
-                    let in_group = rep.user_groups.iter().any(|g| groups.contains(g));
+                    let in_group = slice(&request.names, rep.user_groups).iter().any(|g| groups.contains(g));
                     match (vip, in_group) {
                         (false, _) => Verdict { eligible: true, score: 0.0, reason: None },
                         (true, true) => Verdict { eligible: true, score: config.boost, reason: None },

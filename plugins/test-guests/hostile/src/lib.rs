@@ -51,9 +51,9 @@ impl Guest for Hostile {
                 }
             }
             3 => panic!("hostile matcher panics on purpose"),
-            // 8 MiB of reason per candidate: more than an instance may hold.
+            // 32 MiB of reason per candidate: more than an instance may hold.
             4 => (0..count(&request))
-                .map(|_| Verdict { eligible: true, score: 0.0, reason: Some("x".repeat(8 << 20)) })
+                .map(|_| Verdict { eligible: true, score: 0.0, reason: Some("x".repeat(32 << 20)) })
                 .collect(),
             5 => (0..count(&request) + 1).map(|_| ok()).collect(),
             6 => {

@@ -1,0 +1,49 @@
+//! Plugin verdicts: per call and per candidate for batches of 1 to 10,000, through the
+//! real host (conversion, lowering, the guest, lifting) with the `vip-scoring` example.
+//!
+//! `cargo bench --bench plugins` (builds the plugins first with plugins/build.sh).
+
+use std::path::Path;
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use switchboard::domain::{Representative, RoutingAction};
+use switchboard::plugins::{FailurePolicy, Limits, PluginHost, representatives_request};
+
+#[path = "common/synthetic.rs"]
+mod synthetic;
+use synthetic::{conversation, representatives};
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let built = std::process::Command::new(root.join("plugins/build.sh")).status();
+    assert!(built.is_ok_and(|s| s.success()), "plugins/build.sh failed");
+    // A generous deadline: the bench measures cost, not the sandbox.
+    let limits = Limits { deadline_ms: 1_000, memory_mib: 256 };
+    let host = PluginHost::new(limits, None).unwrap_or_else(|e| panic!("{e}"));
+    let plugin =
+        host.load("vip-scoring", &root.join("plugins/dist/vip-scoring.wasm")).unwrap_or_else(|e| panic!("{e}"));
+    let config = r#"{"tiers":["gold","platinum"],"groups":["tier-2"],"boost":5.0}"#.to_owned();
+    let using = plugin.with_config(config, FailurePolicy::FailClosed).unwrap_or_else(|e| panic!("{e}"));
+    let conv = conversation();
+
+    let mut c = Criterion::default().configure_from_args();
+    let mut group = c.benchmark_group("plugin_evaluate");
+    for n in [1usize, 10, 100, 1_000, 10_000] {
+        let reps = representatives(n, 11);
+        let refs: Vec<&Representative> = reps.iter().collect();
+        let idle = vec![0.0f32; n];
+        let request = representatives_request(RoutingAction::Assign, 0, &conv, &refs, &idle);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new("call", n), &n, |b, _| {
+            b.iter(|| std::hint::black_box(using.evaluate(&request, n).unwrap_or_else(|e| panic!("{e}"))));
+        });
+        group.bench_with_input(BenchmarkId::new("convert_and_call", n), &n, |b, _| {
+            b.iter(|| {
+                let request = representatives_request(RoutingAction::Assign, 0, &conv, &refs, &idle);
+                std::hint::black_box(using.evaluate(&request, n).unwrap_or_else(|e| panic!("{e}")))
+            });
+        });
+    }
+    group.finish();
+    c.final_summary();
+}
