@@ -37,6 +37,9 @@ struct File {
     /// Sandbox limits of plugin calls.
     #[serde(default)]
     plugin_limits: crate::plugins::Limits,
+    /// Reload when files in `rules_dir` or `plugins_dir` change.
+    #[serde(default = "yes")]
+    watch: bool,
     #[serde(default)]
     tokens: Vec<toml::Spanned<TokenFile>>,
 }
@@ -61,6 +64,9 @@ fn default_rules_dir() -> PathBuf {
 fn default_plugins_dir() -> PathBuf {
     "plugins/dist".into()
 }
+fn yes() -> bool {
+    true
+}
 fn default_plugin_cache() -> PathBuf {
     "data/plugin-cache".into()
 }
@@ -78,6 +84,7 @@ pub struct Config {
     pub seed: Option<PathBuf>,
     pub plugin_cache: PathBuf,
     pub plugin_limits: crate::plugins::Limits,
+    pub watch: bool,
     pub tokens: Tokens,
 }
 
@@ -140,6 +147,7 @@ impl Config {
             seed: file.seed.map(|s| base.join(s)),
             plugin_cache: base.join(file.plugin_cache),
             plugin_limits: file.plugin_limits,
+            watch: file.watch,
             tokens: Tokens::new(tokens),
         })
     }

@@ -46,14 +46,24 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
         .context("loading the routing rules")?
         .map_err(RulesInvalid)?;
     tracing::info!(version = %routing.status().version, files = routing.status().files.len(), "routing rules loaded");
-    let supervisor = Arc::new(Supervisor::new(store.clone(), Arc::new(routing)));
+    let routing = Arc::new(routing);
+    let supervisor = Arc::new(Supervisor::new(store.clone(), routing.clone()));
     if let Some(seed) = &config.seed
         && store.is_empty().await?
     {
         let n = crate::seed::load(&supervisor, seed).await?;
         tracing::info!(records = n, file = %seed.display(), "loaded demo data into the empty database");
     }
-    Ok(AppState::new(supervisor, config.tokens.clone()))
+    let reloader = crate::reload::spawn(routing);
+    crate::reload::on_sighup(reloader.clone());
+    let watcher: Option<Arc<dyn std::any::Any + Send + Sync>> = if config.watch {
+        let dirs = [config.rules_dir.clone(), config.plugins_dir.clone()];
+        let watcher = crate::reload::watch(&dirs, reloader.clone()).context("watching the rules and plugins")?;
+        Some(Arc::new(std::sync::Mutex::new(watcher)))
+    } else {
+        None
+    };
+    Ok(AppState::new(supervisor, config.tokens.clone(), reloader, watcher))
 }
 
 /// Serves on `listener` until `shutdown` completes, then finishes requests in flight.

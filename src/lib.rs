@@ -20,6 +20,7 @@ pub mod daemon;
 pub mod domain;
 pub mod http;
 pub mod plugins;
+pub mod reload;
 pub mod routing;
 pub mod rules;
 pub mod seed;

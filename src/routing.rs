@@ -89,6 +89,8 @@ pub struct RulesStatus {
     /// Each loaded plugin with its SHA-256 and call and failure counts.
     pub plugins: Vec<PluginStats>,
     pub last_error: Option<LastError>,
+    /// Successful reloads since the daemon started.
+    pub reloads: u64,
 }
 
 struct Snapshot {
@@ -150,6 +152,8 @@ pub struct Routing {
     last_error: Mutex<Option<LastError>>,
     /// Serialises reloads (compilation is synchronous; the lock is never held across `.await`).
     reloading: Mutex<()>,
+    /// Successful reloads since start.
+    reloads: std::sync::atomic::AtomicU64,
 }
 
 impl Routing {
@@ -170,6 +174,7 @@ impl Routing {
             current: ArcSwap::from_pointee(snapshot),
             last_error: Mutex::new(None),
             reloading: Mutex::new(()),
+            reloads: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -195,8 +200,16 @@ impl Routing {
             Ok((rules, plugins)) => {
                 let old = current.policy.version().to_owned();
                 let snapshot = Snapshot::of(rules, plugins);
-                tracing::info!(from = %old, to = %snapshot.policy.version(), files = snapshot.files.len(), "rules reloaded");
+                let new = snapshot.policy.version().to_owned();
+                if new == old {
+                    tracing::debug!(version = %new, "rules reloaded, unchanged");
+                } else {
+                    log_changes(&current, &snapshot);
+                    metrics::gauge!("switchboard_rules_version_info", "version" => old).set(0.0);
+                    metrics::gauge!("switchboard_rules_version_info", "version" => new).set(1.0);
+                }
                 self.current.store(Arc::new(snapshot));
+                self.reloads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 metrics::counter!("switchboard_rule_reloads_total", "outcome" => "ok").increment(1);
                 Ok(self.status())
@@ -230,8 +243,28 @@ impl Routing {
             rules: s.rules.clone(),
             plugins: s.plugins.iter().map(|p| p.stats()).collect(),
             last_error: self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            reloads: self.reloads.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
+}
+
+/// Logs what a reload changed: rule files, rules and plugins.
+fn log_changes(old: &Snapshot, new: &Snapshot) {
+    let diff = |a: &[String], b: &[String]| -> Vec<String> { b.iter().filter(|x| !a.contains(x)).cloned().collect() };
+    let plugins =
+        |s: &Snapshot| -> Vec<String> { s.plugins.iter().map(|p| format!("{}@{}", p.name, &p.sha256[..12])).collect() };
+    let (old_plugins, new_plugins) = (plugins(old), plugins(new));
+    tracing::info!(
+        from = %old.policy.version(),
+        to = %new.policy.version(),
+        files_added = ?diff(&old.files, &new.files),
+        files_removed = ?diff(&new.files, &old.files),
+        rules_added = ?diff(&old.rules, &new.rules),
+        rules_removed = ?diff(&new.rules, &old.rules),
+        plugins_loaded = ?diff(&old_plugins, &new_plugins),
+        plugins_dropped = ?diff(&new_plugins, &old_plugins),
+        "rules reloaded"
+    );
 }
 
 impl Default for Routing {

@@ -136,6 +136,19 @@ async fn hostile_guests_are_contained() {
     assert_eq!(ids(&got, "candidates"), ["ann", "bob"], "{got}");
 }
 
+#[tokio::test]
+async fn guests_are_granted_nothing() {
+    let d = daemon().await;
+    let c = &d.client;
+    install_plugin(&plugins_dir(&d), "hostile", "hostile");
+    conversation_in(c, "c1", "open").await;
+    write_rules(&d, &hostile_rule("sandbox", "fail_closed"));
+    reload(&d).await;
+    let got = c.get(CANDIDATES, SUPERVISOR).await.expect(200).json;
+    let reason = got["excluded"][0]["reasons"][0]["detail"].as_str().unwrap();
+    assert_eq!(reason, "plugin `hostile`: clock 0, env 0, args 0, fs denied, net denied");
+}
+
 fn hostile_rule(mode: &str, on_failure: &str) -> String {
     format!(
         "[[rule]]\nid = \"hostile\"\ntarget = \"representative\"\n[rule.plugin]\nname = \"hostile\"\non_failure = \"{on_failure}\"\nconfig = {{ mode = \"{mode}\" }}\n"

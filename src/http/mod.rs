@@ -28,6 +28,7 @@ use tower_http::trace::TraceLayer;
 pub use error::{ApiError, Problem};
 
 use crate::auth::Tokens;
+use crate::reload::Reloader;
 use crate::service::Supervisor;
 use crate::store::Outcome;
 
@@ -39,12 +40,20 @@ pub const BODY_LIMIT: usize = 1 << 20;
 pub struct AppState {
     pub supervisor: Arc<Supervisor>,
     pub tokens: Arc<Tokens>,
+    pub reloader: Reloader,
     metrics: PrometheusHandle,
+    /// Keeps the file watcher alive as long as any state does.
+    _watcher: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl AppState {
-    pub fn new(supervisor: Arc<Supervisor>, tokens: Tokens) -> Self {
-        Self { supervisor, tokens: Arc::new(tokens), metrics: metrics_handle() }
+    pub fn new(
+        supervisor: Arc<Supervisor>,
+        tokens: Tokens,
+        reloader: Reloader,
+        watcher: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    ) -> Self {
+        Self { supervisor, tokens: Arc::new(tokens), reloader, metrics: metrics_handle(), _watcher: watcher }
     }
 }
 

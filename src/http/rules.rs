@@ -23,10 +23,9 @@ pub async fn status(_auth: Authed<Read>, State(app): State<AppState>) -> Respons
         (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn reload(_auth: Authed<Administer>, State(app): State<AppState>) -> Result<Response, ApiError> {
-    let supervisor = app.supervisor.clone();
-    // Reading and compiling files is blocking work.
-    let result = tokio::task::spawn_blocking(move || supervisor.routing().reload()).await.map_err(|_| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the reload was interrupted; retry it")
+    // The reload task serves this together with the watcher's and SIGHUP's requests.
+    let result = app.reloader.reload().await.ok_or_else(|| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the reload task is not running; retry it")
     })?;
     match result {
         Ok(status) => Ok(json(StatusCode::OK, &status)),

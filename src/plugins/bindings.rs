@@ -10,7 +10,7 @@ wasmtime::component::bindgen!({
     path: "plugins/wit",
 });
 
-pub use switchboard::matcher::types as wit;
+pub use self::switchboard::matcher::types as wit;
 
 /// The interface a plugin must export.
 pub const INTERFACE: &str = "switchboard:matcher/matcher@0.1.0";

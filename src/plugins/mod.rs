@@ -62,6 +62,29 @@ impl Default for Limits {
     }
 }
 
+/// A clock that always reads zero: guests get the time from the request only.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
 /// The epoch ticks every this long; deadlines are counted in ticks.
 const TICK: Duration = Duration::from_millis(1);
 
@@ -321,7 +344,14 @@ impl Plugin {
     fn instantiate(&self, config: &str) -> Result<Instance, PluginError> {
         let limits = self.host.limits;
         let memory = usize::try_from(limits.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
-        let wasi = WasiCtx::builder().stdout(self.log.stream("stdout")).stderr(self.log.stream("stderr")).build();
+        // Nothing is granted: no preopened folders, environment, arguments or sockets,
+        // and clocks that stand still (the time comes in the request).
+        let wasi = WasiCtx::builder()
+            .stdout(self.log.stream("stdout"))
+            .stderr(self.log.stream("stderr"))
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .build();
         let state = GuestState {
             wasi,
             table: ResourceTable::new(),

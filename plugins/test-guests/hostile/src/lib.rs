@@ -1,6 +1,7 @@
 //! A matcher that misbehaves on purpose, for the sandbox tests. Its config
 //! `{"mode": "..."}` names the misdeed: `loop`, `memory`, `panic`, `oversized`,
-//! `wrong-count`, `print`, or `ok` (behaves).
+//! `wrong-count`, `print`, `sandbox` (reports what it can reach as its exclusion
+//! reason), or `ok` (behaves).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -10,7 +11,7 @@ use exports::switchboard::matcher::matcher::Guest;
 use switchboard::matcher::types::{Candidates, Request, Verdict};
 
 static MODE: AtomicU8 = AtomicU8::new(0);
-const MODES: [&str; 7] = ["ok", "loop", "memory", "panic", "oversized", "wrong-count", "print"];
+const MODES: [&str; 8] = ["ok", "loop", "memory", "panic", "oversized", "wrong-count", "print", "sandbox"];
 
 struct Hostile;
 
@@ -61,6 +62,17 @@ impl Guest for Hostile {
                     println!("hostile matcher line {i}");
                 }
                 (0..count(&request)).map(|_| ok()).collect()
+            }
+            7 => {
+                let clock = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let env = std::env::vars().count();
+                let args = std::env::args().count();
+                let fs = if std::fs::read_dir("/").is_ok() { "readable" } else { "denied" };
+                let net = if std::net::TcpStream::connect("127.0.0.1:1").is_ok() { "open" } else { "denied" };
+                let reason = format!("clock {clock}, env {env}, args {args}, fs {fs}, net {net}");
+                (0..count(&request)).map(|_| Verdict { eligible: false, score: 0.0, reason: Some(reason.clone()) }).collect()
             }
             _ => (0..count(&request)).map(|_| ok()).collect(),
         }
