@@ -95,7 +95,8 @@ pub struct RulesStatus {
 
 struct Snapshot {
     policy: Arc<Box<dyn Policy>>,
-    files: Vec<String>,
+    /// Each rule file's name and a digest of its content.
+    files: Vec<(String, String)>,
     rules: Vec<String>,
     plugins: PluginSet,
     loaded_at: String,
@@ -103,9 +104,13 @@ struct Snapshot {
 
 impl Snapshot {
     fn of(rules: RuleSet, plugins: PluginSet) -> Self {
-        let files = rules.files().to_vec();
+        let files = rules.file_digests().to_vec();
         let ids = rules.rules().iter().map(|r| r.id.clone()).collect();
         Self { policy: Arc::new(Box::new(rules)), files, rules: ids, plugins, loaded_at: crate::service::now().0 }
+    }
+
+    fn file_names(&self) -> Vec<String> {
+        self.files.iter().map(|(name, _)| name.clone()).collect()
     }
 
     fn fixed(policy: Box<dyn Policy>) -> Self {
@@ -239,7 +244,7 @@ impl Routing {
         RulesStatus {
             version: s.policy.version().to_owned(),
             loaded_at: s.loaded_at.clone(),
-            files: s.files.clone(),
+            files: s.file_names(),
             rules: s.rules.clone(),
             plugins: s.plugins.iter().map(|p| p.stats()).collect(),
             last_error: self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
@@ -257,8 +262,14 @@ fn log_changes(old: &Snapshot, new: &Snapshot) {
     tracing::info!(
         from = %old.policy.version(),
         to = %new.policy.version(),
-        files_added = ?diff(&old.files, &new.files),
-        files_removed = ?diff(&new.files, &old.files),
+        files_added = ?diff(&old.file_names(), &new.file_names()),
+        files_changed = ?new
+            .files
+            .iter()
+            .filter(|(name, digest)| old.files.iter().any(|(n, d)| n == name && d != digest))
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>(),
+        files_removed = ?diff(&new.file_names(), &old.file_names()),
         rules_added = ?diff(&old.rules, &new.rules),
         rules_removed = ?diff(&new.rules, &old.rules),
         plugins_loaded = ?diff(&old_plugins, &new_plugins),

@@ -119,7 +119,11 @@ pub fn compile(sources: &[Source], version: String, plugins: &PluginSet) -> Resu
         }
     }
     if errors.is_empty() {
-        Ok(RuleSet::new(version, sources.iter().map(|s| s.name.clone()).collect(), rules, symbols, columns))
+        let files = sources
+            .iter()
+            .map(|s| (s.name.clone(), hex::encode(&crate::auth::sha256(s.text.as_bytes())[..8])))
+            .collect();
+        Ok(RuleSet::new(version, files, rules, symbols, columns))
     } else {
         Err(errors)
     }

@@ -128,7 +128,8 @@ pub struct Rule {
 #[derive(Debug, Clone)]
 pub struct RuleSet {
     version: String,
-    files: Vec<String>,
+    /// Each file's name and a digest of its content.
+    files: Vec<(String, String)>,
     rules: Vec<Rule>,
     symbols: Symbols,
     columns: Columns,
@@ -217,7 +218,7 @@ fn now_ms() -> i64 {
 impl RuleSet {
     pub(super) fn new(
         version: String,
-        files: Vec<String>,
+        files: Vec<(String, String)>,
         rules: Vec<Rule>,
         symbols: Symbols,
         columns: Columns,
@@ -225,7 +226,8 @@ impl RuleSet {
         Self { version, files, rules, symbols, columns }
     }
 
-    pub fn files(&self) -> &[String] {
+    /// Each file's name and a digest of its content.
+    pub fn file_digests(&self) -> &[(String, String)] {
         &self.files
     }
 
