@@ -1,5 +1,6 @@
 //! Plugin verdicts: per call and per candidate for batches of 1 to 10,000, through the
-//! real host (conversion, lowering, the guest, lifting) with the `vip-scoring` example.
+//! real host (conversion, lowering, the guest, lifting) with the `vip-scoring` example,
+//! and with a guest that ignores the request (`noop_guest_call`: the interface's cost).
 //!
 //! `cargo bench --bench plugins` (builds the plugins first with plugins/build.sh).
 
@@ -24,6 +25,12 @@ fn main() {
         host.load("vip-scoring", &root.join("plugins/dist/vip-scoring.wasm")).unwrap_or_else(|e| panic!("{e}"));
     let config = r#"{"tiers":["gold","platinum"],"groups":["tier-2"],"boost":5.0}"#.to_owned();
     let using = plugin.with_config(config, FailurePolicy::FailClosed).unwrap_or_else(|e| panic!("{e}"));
+    // A guest that answers without reading the request: the interface's own cost.
+    let noop = host
+        .load("hostile", &root.join("plugins/target/wasm32-wasip2/release/hostile.wasm"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_config(r#"{"mode":"ok"}"#.to_owned(), FailurePolicy::FailClosed)
+        .unwrap_or_else(|e| panic!("{e}"));
     let conv = conversation();
 
     let mut c = Criterion::default().configure_from_args();
@@ -36,6 +43,9 @@ fn main() {
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::new("call", n), &n, |b, _| {
             b.iter(|| std::hint::black_box(using.evaluate(&request, n).unwrap_or_else(|e| panic!("{e}"))));
+        });
+        group.bench_with_input(BenchmarkId::new("noop_guest_call", n), &n, |b, _| {
+            b.iter(|| std::hint::black_box(noop.evaluate(&request, n).unwrap_or_else(|e| panic!("{e}"))));
         });
         group.bench_with_input(BenchmarkId::new("convert_and_call", n), &n, |b, _| {
             b.iter(|| {
