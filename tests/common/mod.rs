@@ -6,7 +6,6 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode, header::HeaderMap};
@@ -292,10 +291,6 @@ impl Drop for Process {
     }
 }
 
-pub fn path_in(dir: &Path, rel: &str) -> PathBuf {
-    dir.join(rel)
-}
-
 /// A conversation's state in one of the five statuses, held by `ann` where held.
 pub async fn conversation_in(client: &Client, id: &str, status: &str) {
     client.create(id).await;
@@ -327,8 +322,6 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
-
-pub type SharedPolicy = Arc<dyn Policy>;
 
 /// Builds the plugin workspace (example matchers and test guests) once per test
 /// process with the real toolchain, and returns the folder of the built components.
