@@ -107,7 +107,7 @@ async fn hostile_guests_are_contained() {
         ("memory", "memory"),
         ("panic", "trapped"),
         ("oversized", "memory"),
-        ("wrong-count", "returned 3 verdicts for 2 candidates"),
+        ("wrong-count", "returned 3 scores for 2 candidates"),
     ];
     for (mode, needle) in cases {
         write_rules(&d, &hostile_rule(mode, "fail_closed"));
@@ -164,7 +164,7 @@ async fn a_component_of_another_interface_version_is_refused_clearly() {
     let message = failed.json["errors"][0]["message"].as_str().unwrap();
     assert!(
         message.contains(
-            "does not export `switchboard:matcher/matcher@0.1.0` (it exports `switchboard:matcher/matcher@0.0.9`)"
+            "does not export `switchboard:matcher/matcher@0.2.0` (it exports `switchboard:matcher/matcher@0.0.9`)"
         ),
         "{message}"
     );

@@ -13,9 +13,9 @@ wasmtime::component::bindgen!({
 pub use self::switchboard::matcher::types as wit;
 
 /// The interface a plugin must export.
-pub const INTERFACE: &str = "switchboard:matcher/matcher@0.1.0";
+pub const INTERFACE: &str = "switchboard:matcher/matcher@0.2.0";
 
-/// Builds one request: interned strings and the shared lists candidates point into.
+/// Builds one request: interned strings, the conversation and the candidate columns.
 #[derive(Default)]
 struct Builder<'a> {
     ids: HashMap<&'a str, u32>,
@@ -23,13 +23,6 @@ struct Builder<'a> {
     ends: Vec<u32>,
     candidate_text: String,
     candidate_ends: Vec<u32>,
-    skills: Vec<wit::Skill>,
-    names: Vec<u32>,
-    attributes: Vec<wit::Attribute>,
-}
-
-fn span(start: usize, end: usize) -> wit::Span {
-    wit::Span { start: start as u32, len: (end - start) as u32 }
 }
 
 impl<'a> Builder<'a> {
@@ -47,38 +40,6 @@ impl<'a> Builder<'a> {
         self.candidate_ends.push(self.candidate_text.len() as u32);
     }
 
-    fn skills(&mut self, skills: &'a Skills) -> wit::Span {
-        let start = self.skills.len();
-        for (k, v) in skills {
-            let skill = self.sym(k.as_str());
-            self.skills.push(wit::Skill { skill, level: v.get() });
-        }
-        span(start, self.skills.len())
-    }
-
-    fn names(&mut self, names: &'a [crate::domain::Id]) -> wit::Span {
-        let start = self.names.len();
-        for n in names {
-            let s = self.sym(n.as_str());
-            self.names.push(s);
-        }
-        span(start, self.names.len())
-    }
-
-    fn attributes(&mut self, attrs: &'a Attributes) -> wit::Span {
-        let start = self.attributes.len();
-        for (k, v) in attrs {
-            let key = self.sym(k.as_str());
-            let value = match v {
-                AttributeValue::String(s) => wit::Value::Text(self.sym(s)),
-                AttributeValue::Number(n) => wit::Value::Number(n.as_f64().unwrap_or(f64::NAN)),
-                AttributeValue::Bool(b) => wit::Value::Boolean(*b),
-            };
-            self.attributes.push(wit::Attribute { key, value });
-        }
-        span(start, self.attributes.len())
-    }
-
     fn conversation(&mut self, c: &'a Conversation) -> wit::Conversation {
         let intent = c.intent.as_ref();
         wit::Conversation {
@@ -90,49 +51,110 @@ impl<'a> Builder<'a> {
             intent_family: intent.map(|i| self.sym(i.family.as_str())),
             intent_group: intent.and_then(|i| i.group.as_ref()).map(|g| self.sym(g.as_str())),
             intent: intent.and_then(|i| i.intent.as_ref()).map(|x| self.sym(x.as_str())),
-            skills: self.skills(&c.skills),
-            attributes: self.attributes(&c.attributes),
+            skills: c.skills.iter().map(|(k, v)| wit::Skill { skill: self.sym(k.as_str()), level: v.get() }).collect(),
+            attributes: c
+                .attributes
+                .iter()
+                .map(|(k, v)| {
+                    let key = self.sym(k.as_str());
+                    let value = match v {
+                        AttributeValue::String(s) => wit::Value::Text(self.sym(s)),
+                        AttributeValue::Number(n) => wit::Value::Number(n.as_f64().unwrap_or(f64::NAN)),
+                        AttributeValue::Bool(b) => wit::Value::Boolean(*b),
+                    };
+                    wit::Attribute { key, value }
+                })
+                .collect(),
             representative: c.representative.as_ref().map(|r| self.sym(r.as_str())),
         }
+    }
+
+    fn skills(&mut self, skills: &'a Skills, cols: &mut wit::Representatives) {
+        for (k, v) in skills {
+            cols.skill_ids.push(self.sym(k.as_str()));
+            cols.skill_levels.push(v.get());
+        }
+        cols.skill_ends.push(cols.skill_ids.len() as u32);
+    }
+
+    fn names(&mut self, names: &'a [crate::domain::Id], out: &mut Vec<u32>, ends: &mut Vec<u32>) {
+        out.extend(names.iter().map(|n| self.sym(n.as_str())));
+        ends.push(out.len() as u32);
+    }
+
+    fn attributes(&mut self, attrs: &'a Attributes, cols: &mut wit::Representatives) {
+        for (k, v) in attrs {
+            cols.attribute_keys.push(self.sym(k.as_str()));
+            let (kind, text, number) = match v {
+                AttributeValue::String(s) => (wit::ValueKind::Text, self.sym(s), 0.0),
+                AttributeValue::Number(n) => (wit::ValueKind::Number, 0, n.as_f64().unwrap_or(f64::NAN)),
+                AttributeValue::Bool(b) => (wit::ValueKind::Boolean, 0, f64::from(u8::from(*b))),
+            };
+            cols.attribute_kinds.push(kind as u8);
+            cols.attribute_texts.push(text);
+            cols.attribute_numbers.push(number);
+        }
+        cols.attribute_ends.push(cols.attribute_keys.len() as u32);
     }
 
     fn request(
         self,
         act: RoutingAction,
         now_ms: i64,
+        count: usize,
         conversation: wit::Conversation,
         candidates: wit::Candidates,
     ) -> wit::Request {
         wit::Request {
             action: action(act),
             now_ms,
+            count: count as u32,
             symbol_text: self.text,
             symbol_ends: self.ends,
             candidate_id_text: self.candidate_text,
             candidate_id_ends: self.candidate_ends,
-            skills: self.skills,
-            names: self.names,
-            attributes: self.attributes,
             conversation,
             candidates,
         }
     }
 }
 
-fn presence(p: Presence) -> wit::Presence {
-    match p {
+fn presence(p: Presence) -> u8 {
+    let p = match p {
         Presence::Available => wit::Presence::Available,
         Presence::Busy => wit::Presence::Busy,
         Presence::BusyDnd => wit::Presence::BusyDnd,
         Presence::Away => wit::Presence::Away,
         Presence::Offline => wit::Presence::Offline,
-    }
+    };
+    p as u8
 }
 
 fn action(a: RoutingAction) -> wit::Action {
     match a {
         RoutingAction::Assign => wit::Action::Assign,
         RoutingAction::Transfer => wit::Action::Transfer,
+    }
+}
+
+fn with_capacity(n: usize) -> wit::Representatives {
+    wit::Representatives {
+        presence: Vec::with_capacity(n),
+        capacity: Vec::with_capacity(n),
+        free_capacity: Vec::with_capacity(n),
+        idle_minutes: Vec::with_capacity(n),
+        skill_ends: Vec::with_capacity(n),
+        skill_ids: Vec::with_capacity(n * 3),
+        skill_levels: Vec::with_capacity(n * 3),
+        queue_ends: Vec::with_capacity(n),
+        queues: Vec::with_capacity(n * 2),
+        user_group_ends: Vec::with_capacity(n),
+        user_groups: Vec::with_capacity(n),
+        attribute_ends: Vec::with_capacity(n),
+        attribute_keys: Vec::with_capacity(n),
+        attribute_kinds: Vec::with_capacity(n),
+        attribute_texts: Vec::with_capacity(n),
+        attribute_numbers: Vec::with_capacity(n),
     }
 }
 
@@ -146,36 +168,37 @@ pub fn representatives_request(
 ) -> wit::Request {
     let mut b = Builder::default();
     let conversation = b.conversation(conv);
-    let mut candidates = Vec::with_capacity(reps.len());
+    let mut cols = with_capacity(reps.len());
     for (r, idle) in reps.iter().zip(idle_minutes.iter().copied().chain(std::iter::repeat(0.0))) {
         b.candidate(r.id.as_str());
-        candidates.push(wit::Representative {
-            presence: presence(r.input.presence),
-            capacity: r.input.capacity,
-            free_capacity: r.free_capacity.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
-            idle_minutes: idle,
-            skills: b.skills(&r.input.skills),
-            queues: b.names(&r.input.queues),
-            user_groups: b.names(&r.input.user_groups),
-            attributes: b.attributes(&r.input.attributes),
-        });
+        cols.presence.push(presence(r.input.presence));
+        cols.capacity.push(r.input.capacity);
+        cols.free_capacity.push(r.free_capacity.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32);
+        cols.idle_minutes.push(idle);
+        b.skills(&r.input.skills, &mut cols);
+        b.names(&r.input.queues, &mut cols.queues, &mut cols.queue_ends);
+        b.names(&r.input.user_groups, &mut cols.user_groups, &mut cols.user_group_ends);
+        b.attributes(&r.input.attributes, &mut cols);
     }
-    b.request(act, now_ms, conversation, wit::Candidates::Representatives(candidates))
+    b.request(act, now_ms, reps.len(), conversation, wit::Candidates::Representatives(cols))
 }
 
 /// A request over queues.
 pub fn queues_request(act: RoutingAction, now_ms: i64, conv: &Conversation, queues: &[&Queue]) -> wit::Request {
     let mut b = Builder::default();
     let conversation = b.conversation(conv);
-    let mut candidates = Vec::with_capacity(queues.len());
+    let mut cols = wit::Queues {
+        ids: Vec::with_capacity(queues.len()),
+        names: Vec::with_capacity(queues.len()),
+        priorities: Vec::with_capacity(queues.len()),
+        intent_based: Vec::with_capacity(queues.len()),
+    };
     for q in queues {
         b.candidate(q.id.as_str());
-        candidates.push(wit::Queue {
-            id: b.sym(q.id.as_str()),
-            name: b.sym(q.input.name.as_str()),
-            priority: q.input.priority,
-            intent_based: q.input.intent_based,
-        });
+        cols.ids.push(b.sym(q.id.as_str()));
+        cols.names.push(b.sym(q.input.name.as_str()));
+        cols.priorities.push(q.input.priority);
+        cols.intent_based.push(u8::from(q.input.intent_based));
     }
-    b.request(act, now_ms, conversation, wit::Candidates::Queues(candidates))
+    b.request(act, now_ms, queues.len(), conversation, wit::Candidates::Queues(cols))
 }

@@ -16,7 +16,7 @@ mod guest_io;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -310,6 +310,8 @@ pub struct PluginUse {
     pub config: String,
     pub on_failure: FailurePolicy,
     pool: Mutex<Vec<Instance>>,
+    calls_ok: OnceLock<metrics::Counter>,
+    calls_failed: OnceLock<metrics::Counter>,
 }
 
 impl std::fmt::Debug for PluginUse {
@@ -378,7 +380,10 @@ impl Plugin {
     /// Prepares a use of this plugin with `config` (JSON), checking the plugin accepts it.
     pub fn with_config(self: &Arc<Self>, config: String, on_failure: FailurePolicy) -> Result<PluginUse, PluginError> {
         let first = self.instantiate(&config)?;
-        Ok(PluginUse { plugin: self.clone(), config, on_failure, pool: Mutex::new(vec![first]) })
+        Ok(PluginUse { plugin: self.clone(), config, on_failure, pool: Mutex::new(vec![first]),
+            calls_ok: OnceLock::new(),
+            calls_failed: OnceLock::new(),
+        })
     }
 }
 
@@ -400,9 +405,40 @@ fn describe_trap(e: &wasmtime::Error, limits: Limits) -> String {
 /// Reasons longer than this are cut.
 const MAX_REASON: usize = 500;
 
+/// Checks a guest's answer on `n` candidates, saying plainly what is wrong with it, and
+/// tidies it: scores that are not finite count as 0, over-long reasons are cut.
+fn check(mut v: wit::Verdicts, n: usize) -> Result<wit::Verdicts, String> {
+    if !v.scores.is_empty() && v.scores.len() != n {
+        return Err(format!("returned {} scores for {n} candidates (give none or one per candidate)", v.scores.len()));
+    }
+    if let Some(&k) = v.excluded.iter().find(|&&k| k as usize >= n) {
+        return Err(format!("excluded candidate {k}, but there are {n} (indices start at 0)"));
+    }
+    if !v.reason_of.is_empty() && v.reason_of.len() != v.excluded.len() {
+        let (r, e) = (v.reason_of.len(), v.excluded.len());
+        return Err(format!("returned {r} reason indices for {e} exclusions (give none or one per exclusion)"));
+    }
+    if let Some(&r) = v.reason_of.iter().find(|&&r| r as usize >= v.reasons.len()) {
+        return Err(format!("named reason {r}, but returned {} reasons", v.reasons.len()));
+    }
+    for score in &mut v.scores {
+        if !score.is_finite() {
+            *score = 0.0;
+        }
+    }
+    for r in &mut v.reasons {
+        if r.len() > MAX_REASON {
+            let cut = (0..=MAX_REASON).rev().find(|i| r.is_char_boundary(*i)).unwrap_or(0);
+            r.truncate(cut);
+            r.push('…');
+        }
+    }
+    Ok(v)
+}
+
 impl PluginUse {
-    /// One verdict per candidate of `request`, or the failure.
-    pub fn evaluate(&self, request: &wit::Request, expected: usize) -> Result<Vec<wit::Verdict>, PluginError> {
+    /// The verdicts on `request`'s candidates (`expected` of them), checked, or the failure.
+    pub fn evaluate(&self, request: &wit::Request, expected: usize) -> Result<wit::Verdicts, PluginError> {
         let plugin = &self.plugin;
         plugin.calls.fetch_add(1, Ordering::Relaxed);
         let taken = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
@@ -418,35 +454,58 @@ impl PluginUse {
                 }
             }
         });
-        let outcome = match &result {
-            Ok(v) if v.len() != expected => "wrong_count",
-            Ok(_) => "ok",
-            Err(_) => "failed",
-        };
-        metrics::counter!("switchboard_plugin_calls_total", "plugin" => plugin.name.clone(), "outcome" => outcome)
+        let result = result.and_then(|v| check(v, expected).map_err(|what| plugin.error(what)));
+        // Counter handles are looked up once per use, not per call.
+        let counter = if result.is_ok() { &self.calls_ok } else { &self.calls_failed };
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        counter
+            .get_or_init(|| {
+                metrics::counter!("switchboard_plugin_calls_total", "plugin" => plugin.name.clone(), "outcome" => outcome)
+            })
             .increment(1);
-        let result = result.and_then(|mut v| {
-            if v.len() != expected {
-                return Err(plugin.error(format!("returned {} verdicts for {expected} candidates", v.len())));
-            }
-            for verdict in &mut v {
-                if !verdict.score.is_finite() {
-                    verdict.score = 0.0;
-                }
-                if let Some(r) = &mut verdict.reason
-                    && r.len() > MAX_REASON
-                {
-                    let cut = (0..=MAX_REASON).rev().find(|i| r.is_char_boundary(*i)).unwrap_or(0);
-                    r.truncate(cut);
-                    r.push('…');
-                }
-            }
-            Ok(v)
-        });
         if let Err(e) = &result {
             plugin.failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("{e}");
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_REASON, check, wit};
+
+    fn verdicts(excluded: &[u32], reason_of: &[u32], reasons: &[&str], scores: &[f64]) -> wit::Verdicts {
+        wit::Verdicts {
+            excluded: excluded.to_vec(),
+            reason_of: reason_of.to_vec(),
+            reasons: reasons.iter().map(|r| r.to_string()).collect(),
+            scores: scores.to_vec(),
+        }
+    }
+
+    #[test]
+    fn answers_that_do_not_fit_the_batch_are_refused_plainly() {
+        let cases = [
+            (verdicts(&[], &[], &[], &[1.0; 4]), "returned 4 scores for 3 candidates (give none or one per candidate)"),
+            (verdicts(&[3], &[], &[], &[]), "excluded candidate 3, but there are 3 (indices start at 0)"),
+            (verdicts(&[0, 1], &[0], &["no"], &[]), "returned 1 reason indices for 2 exclusions"),
+            (verdicts(&[0], &[1], &["no"], &[]), "named reason 1, but returned 1 reasons"),
+        ];
+        for (answer, message) in cases {
+            let got = check(answer, 3).unwrap_err();
+            assert!(got.starts_with(message), "`{got}` does not start with `{message}`");
+        }
+    }
+
+    #[test]
+    fn good_answers_are_tidied_not_refused() {
+        let long = "é".repeat(MAX_REASON);
+        let got = check(verdicts(&[2, 0], &[0, 0], &[&long], &[f64::NAN, 1.5, f64::INFINITY]), 3).unwrap();
+        assert_eq!(got.scores, [0.0, 1.5, 0.0]);
+        assert!(got.reasons[0].len() <= MAX_REASON + '…'.len_utf8() && got.reasons[0].ends_with('…'));
+        assert_eq!(got.excluded, [2, 0]);
+        let none = check(verdicts(&[], &[], &[], &[]), 0).unwrap();
+        assert!(none.excluded.is_empty() && none.scores.is_empty());
     }
 }

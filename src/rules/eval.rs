@@ -561,16 +561,17 @@ impl PluginOutcome {
         let name = &using.plugin.name;
         match using.evaluate(&request(&batch), batch.len()) {
             Ok(verdicts) => {
-                for (&i, v) in batch.iter().zip(verdicts) {
-                    if v.eligible {
-                        self.scores[i] += v.score;
-                    } else {
-                        eligible[i] = false;
-                        if explain {
-                            let why = v.reason.unwrap_or_else(|| "excluded".to_owned());
-                            self.reasons[i]
-                                .push(Reason { rule: rule.id.clone(), detail: format!("plugin `{name}`: {why}") });
-                        }
+                for (&i, score) in batch.iter().zip(&verdicts.scores) {
+                    self.scores[i] += score;
+                }
+                for (n, &k) in verdicts.excluded.iter().enumerate() {
+                    let i = batch[k as usize];
+                    eligible[i] = false;
+                    if explain {
+                        let why = verdicts.reason_of.get(n).and_then(|&r| verdicts.reasons.get(r as usize));
+                        let why = why.map_or("excluded", String::as_str);
+                        self.reasons[i]
+                            .push(Reason { rule: rule.id.clone(), detail: format!("plugin `{name}`: {why}") });
                     }
                 }
             }

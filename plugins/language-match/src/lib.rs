@@ -11,11 +11,7 @@
 use std::sync::OnceLock;
 
 use serde::Deserialize;
-
-wit_bindgen::generate!({ world: "plugin", path: "../wit" });
-
-use exports::switchboard::matcher::matcher::Guest;
-use switchboard::matcher::types::{Candidates, Request, Span, Value, Verdict};
+use switchboard_matcher::{Candidates, Guest, Request, Value, Verdicts, VerdictsBuilder};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,23 +38,6 @@ fn default_weight() -> f64 {
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
 
-/// The symbol of `name` in this request, if the request mentions it.
-fn symbol(request: &Request, name: &str) -> Option<u32> {
-    let mut start = 0;
-    for (i, &end) in request.symbol_ends.iter().enumerate() {
-        if request.symbol_text.get(start as usize..end as usize) == Some(name) {
-            return Some(i as u32);
-        }
-        start = end;
-    }
-    None
-}
-
-/// The items of a shared list that a span points at.
-fn slice<T>(list: &[T], span: Span) -> &[T] {
-    list.get(span.start as usize..(span.start + span.len) as usize).unwrap_or(&[])
-}
-
 struct LanguageMatch;
 
 impl Guest for LanguageMatch {
@@ -70,43 +49,29 @@ impl Guest for LanguageMatch {
         CONFIG.set(config).map_err(|_| "init was called twice".to_string())
     }
 
-    fn evaluate(request: Request) -> Vec<Verdict> {
-        let Some(config) = CONFIG.get() else {
-            return Vec::new();
+    fn evaluate(request: Request) -> Verdicts {
+        let (Some(config), Candidates::Representatives(reps)) = (CONFIG.get(), &request.candidates) else {
+            return Verdicts::all_eligible();
         };
-        let key = symbol(&request, &config.attribute);
-        let language = slice(&request.attributes, request.conversation.attributes).iter().find_map(|a| match a.value {
-            Value::Text(t) if Some(a.key) == key => Some(t),
+        let language = request.symbol(&config.attribute).and_then(|key| match request.conversation_attribute(key) {
+            Some(Value::Text(t)) => Some(t),
             _ => None,
         });
-        match &request.candidates {
-            Candidates::Representatives(reps) => reps
-                .iter()
-                .map(|rep| {
-                    let Some(language) = language else {
-                        return Verdict { eligible: true, score: 0.0, reason: None };
-                    };
-                    let level =
-                        slice(&request.skills, rep.skills).iter().find(|s| s.skill == language).map_or(0, |s| s.level);
-                    if level >= config.min_level {
-                        Verdict { eligible: true, score: config.weight * f64::from(level), reason: None }
-                    } else {
-                        let start = if language == 0 { 0 } else { request.symbol_ends[language as usize - 1] };
-                        let name =
-                            &request.symbol_text[start as usize..request.symbol_ends[language as usize] as usize];
-                        Verdict {
-                            eligible: false,
-                            score: 0.0,
-                            reason: Some(format!("speaks `{name}` at {level}, below {}", config.min_level)),
-                        }
-                    }
-                })
-                .collect(),
-            Candidates::Queues(queues) => {
-                queues.iter().map(|_| Verdict { eligible: true, score: 0.0, reason: None }).collect()
+        let Some(language) = language else {
+            return Verdicts::all_eligible();
+        };
+        let name = request.text(language);
+        let mut out = VerdictsBuilder::new(reps.len());
+        for k in 0..reps.len() {
+            let level = reps.skill_level(k, language).unwrap_or(0);
+            if level >= config.min_level {
+                out.add_score(k, config.weight * f64::from(level));
+            } else {
+                out.exclude(k, &format!("speaks `{name}` at {level}, below {}", config.min_level));
             }
         }
+        out.finish()
     }
 }
 
-export!(LanguageMatch);
+switchboard_matcher::export!(LanguageMatch);

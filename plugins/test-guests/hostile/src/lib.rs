@@ -5,21 +5,20 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-wit_bindgen::generate!({ world: "plugin", path: "../../wit" });
-
-use exports::switchboard::matcher::matcher::Guest;
-use switchboard::matcher::types::{Candidates, Request, Verdict};
+use switchboard_matcher::{Guest, Request, Verdicts, VerdictsBuilder};
 
 static MODE: AtomicU8 = AtomicU8::new(0);
 const MODES: [&str; 8] = ["ok", "loop", "memory", "panic", "oversized", "wrong-count", "print", "sandbox"];
 
 struct Hostile;
 
-fn count(request: &Request) -> usize {
-    match &request.candidates {
-        Candidates::Representatives(r) => r.len(),
-        Candidates::Queues(q) => q.len(),
+/// Excludes every candidate with `reason`.
+fn exclude_all(request: &Request, reason: &str) -> Verdicts {
+    let mut out = VerdictsBuilder::new(request.count as usize);
+    for k in 0..request.count as usize {
+        out.exclude(k, reason);
     }
+    out.finish()
 }
 
 impl Guest for Hostile {
@@ -34,8 +33,7 @@ impl Guest for Hostile {
         Ok(())
     }
 
-    fn evaluate(request: Request) -> Vec<Verdict> {
-        let ok = || Verdict { eligible: true, score: 0.0, reason: None };
+    fn evaluate(request: Request) -> Verdicts {
         match MODE.load(Ordering::Relaxed) {
             1 => {
                 let mut n: u64 = 0;
@@ -52,16 +50,15 @@ impl Guest for Hostile {
                 }
             }
             3 => panic!("hostile matcher panics on purpose"),
-            // 32 MiB of reason per candidate: more than an instance may hold.
-            4 => (0..count(&request))
-                .map(|_| Verdict { eligible: true, score: 0.0, reason: Some("x".repeat(32 << 20)) })
-                .collect(),
-            5 => (0..count(&request) + 1).map(|_| ok()).collect(),
+            // 32 MiB of reason: more than an instance may hold.
+            4 => exclude_all(&request, &"x".repeat(32 << 20)),
+            // One score too many.
+            5 => Verdicts { scores: vec![1.0; request.count as usize + 1], ..Verdicts::all_eligible() },
             6 => {
                 for i in 0..100 {
                     println!("hostile matcher line {i}");
                 }
-                (0..count(&request)).map(|_| ok()).collect()
+                Verdicts::all_eligible()
             }
             7 => {
                 let clock = std::time::SystemTime::now()
@@ -71,12 +68,11 @@ impl Guest for Hostile {
                 let args = std::env::args().count();
                 let fs = if std::fs::read_dir("/").is_ok() { "readable" } else { "denied" };
                 let net = if std::net::TcpStream::connect("127.0.0.1:1").is_ok() { "open" } else { "denied" };
-                let reason = format!("clock {clock}, env {env}, args {args}, fs {fs}, net {net}");
-                (0..count(&request)).map(|_| Verdict { eligible: false, score: 0.0, reason: Some(reason.clone()) }).collect()
+                exclude_all(&request, &format!("clock {clock}, env {env}, args {args}, fs {fs}, net {net}"))
             }
-            _ => (0..count(&request)).map(|_| ok()).collect(),
+            _ => Verdicts::all_eligible(),
         }
     }
 }
 
-export!(Hostile);
+switchboard_matcher::export!(Hostile);
