@@ -1,6 +1,9 @@
 //! Plugin verdicts: per call and per candidate for batches of 1 to 10,000, through the
-//! real host (conversion, lowering, the guest, lifting) with the `vip-scoring` example,
-//! and with a guest that ignores the request (`noop_guest_call`: the interface's cost).
+//! real host (conversion, lowering, the guest, lifting) with the `vip-scoring` example
+//! (which reads only the candidates' user groups), and with a guest that ignores the
+//! request (`noop_guest_call`: the interface's cost; `noop_guest_all_fields`: the same
+//! asking for every candidate field). `convert_all_fields` is the host's cost of building
+//! a request with every field from domain records.
 //!
 //! `cargo bench --bench plugins` (builds the plugins first with plugins/build.sh).
 
@@ -25,12 +28,16 @@ fn main() {
         host.load("vip-scoring", &root.join("plugins/dist/vip-scoring.wasm")).unwrap_or_else(|e| panic!("{e}"));
     let config = r#"{"tiers":["gold","platinum"],"groups":["tier-2"],"boost":5.0}"#.to_owned();
     let using = plugin.with_config(config, FailurePolicy::FailClosed).unwrap_or_else(|e| panic!("{e}"));
-    // A guest that answers without reading the request: the interface's own cost.
-    let noop = host
+    // A guest that answers without reading the request: the interface's own cost,
+    // asking for no candidate field (`ok`) and for every one (`all`).
+    let hostile = host
         .load("hostile", &root.join("plugins/target/wasm32-wasip2/release/hostile.wasm"))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .with_config(r#"{"mode":"ok"}"#.to_owned(), FailurePolicy::FailClosed)
         .unwrap_or_else(|e| panic!("{e}"));
+    let noop = |mode: &str| {
+        let config = format!(r#"{{"mode":"{mode}"}}"#);
+        hostile.with_config(config, FailurePolicy::FailClosed).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (noop_none, noop_all) = (noop("ok"), noop("all"));
     let conv = conversation();
 
     let mut c = Criterion::default().configure_from_args();
@@ -39,19 +46,19 @@ fn main() {
         let reps = representatives(n, 11);
         let refs: Vec<&Representative> = reps.iter().collect();
         let idle = vec![0.0f32; n];
-        let request = representatives_request(RoutingAction::Assign, 0, &conv, &refs, &idle);
+        let request = |needs| representatives_request(RoutingAction::Assign, 0, &conv, &refs, &idle, needs);
         group.throughput(Throughput::Elements(n as u64));
-        group.bench_with_input(BenchmarkId::new("call", n), &n, |b, _| {
-            b.iter(|| std::hint::black_box(using.evaluate(&request, n).unwrap_or_else(|e| panic!("{e}"))));
-        });
-        group.bench_with_input(BenchmarkId::new("noop_guest_call", n), &n, |b, _| {
-            b.iter(|| std::hint::black_box(noop.evaluate(&request, n).unwrap_or_else(|e| panic!("{e}"))));
-        });
-        group.bench_with_input(BenchmarkId::new("convert_and_call", n), &n, |b, _| {
-            b.iter(|| {
-                let request = representatives_request(RoutingAction::Assign, 0, &conv, &refs, &idle);
-                std::hint::black_box(using.evaluate(&request, n).unwrap_or_else(|e| panic!("{e}")))
+        for (name, using) in [("call", &using), ("noop_guest_call", &noop_none), ("noop_guest_all_fields", &noop_all)] {
+            let req = request(using.needs);
+            group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+                b.iter(|| std::hint::black_box(using.evaluate(&req, n).unwrap_or_else(|e| panic!("{e}"))));
             });
+        }
+        group.bench_with_input(BenchmarkId::new("convert_and_call", n), &n, |b, _| {
+            b.iter(|| std::hint::black_box(using.evaluate(&request(using.needs), n).unwrap_or_else(|e| panic!("{e}"))));
+        });
+        group.bench_with_input(BenchmarkId::new("convert_all_fields", n), &n, |b, _| {
+            b.iter(|| std::hint::black_box(request(noop_all.needs)));
         });
     }
     group.finish();

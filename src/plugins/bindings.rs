@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::domain::{AttributeValue, Attributes, Conversation, Presence, Queue, Representative, RoutingAction, Skills};
+use crate::domain::{AttributeValue, Conversation, Id, Presence, Queue, Representative, RoutingAction};
 
 wasmtime::component::bindgen!({
     world: "plugin",
@@ -18,7 +18,7 @@ pub const INTERFACE: &str = "switchboard:matcher/matcher@0.2.0";
 /// Builds one request: interned strings, the conversation and the candidate columns.
 #[derive(Default)]
 struct Builder<'a> {
-    ids: HashMap<&'a str, u32>,
+    ids: HashMap<&'a str, u32, foldhash::fast::RandomState>,
     text: String,
     ends: Vec<u32>,
     candidate_text: String,
@@ -35,9 +35,11 @@ impl<'a> Builder<'a> {
         })
     }
 
-    fn candidate(&mut self, id: &str) {
-        self.candidate_text.push_str(id);
-        self.candidate_ends.push(self.candidate_text.len() as u32);
+    fn candidates(&mut self, ids: impl Iterator<Item = &'a str>) {
+        for id in ids {
+            self.candidate_text.push_str(id);
+            self.candidate_ends.push(self.candidate_text.len() as u32);
+        }
     }
 
     fn conversation(&mut self, c: &'a Conversation) -> wit::Conversation {
@@ -69,32 +71,57 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn skills(&mut self, skills: &'a Skills, cols: &mut wit::Representatives) {
-        for (k, v) in skills {
-            cols.skill_ids.push(self.sym(k.as_str()));
-            cols.skill_levels.push(v.get());
+    fn skills(&mut self, reps: &[&'a Representative]) -> wit::SkillRuns {
+        let mut runs = wit::SkillRuns {
+            ends: Vec::with_capacity(reps.len()),
+            skills: Vec::with_capacity(reps.len() * 3),
+            levels: Vec::with_capacity(reps.len() * 3),
+        };
+        for r in reps {
+            for (k, v) in &r.input.skills {
+                runs.skills.push(self.sym(k.as_str()));
+                runs.levels.push(v.get());
+            }
+            runs.ends.push(runs.skills.len() as u32);
         }
-        cols.skill_ends.push(cols.skill_ids.len() as u32);
+        runs
     }
 
-    fn names(&mut self, names: &'a [crate::domain::Id], out: &mut Vec<u32>, ends: &mut Vec<u32>) {
-        out.extend(names.iter().map(|n| self.sym(n.as_str())));
-        ends.push(out.len() as u32);
+    fn names(&mut self, reps: &[&'a Representative], of: fn(&Representative) -> &[Id]) -> wit::SymbolRuns {
+        let mut runs =
+            wit::SymbolRuns { ends: Vec::with_capacity(reps.len()), symbols: Vec::with_capacity(reps.len()) };
+        for &r in reps {
+            for n in of(r) {
+                runs.symbols.push(self.sym(n.as_str()));
+            }
+            runs.ends.push(runs.symbols.len() as u32);
+        }
+        runs
     }
 
-    fn attributes(&mut self, attrs: &'a Attributes, cols: &mut wit::Representatives) {
-        for (k, v) in attrs {
-            cols.attribute_keys.push(self.sym(k.as_str()));
-            let (kind, text, number) = match v {
-                AttributeValue::String(s) => (wit::ValueKind::Text, self.sym(s), 0.0),
-                AttributeValue::Number(n) => (wit::ValueKind::Number, 0, n.as_f64().unwrap_or(f64::NAN)),
-                AttributeValue::Bool(b) => (wit::ValueKind::Boolean, 0, f64::from(u8::from(*b))),
-            };
-            cols.attribute_kinds.push(kind as u8);
-            cols.attribute_texts.push(text);
-            cols.attribute_numbers.push(number);
+    fn attributes(&mut self, reps: &[&'a Representative]) -> wit::AttributeRuns {
+        let mut runs = wit::AttributeRuns {
+            ends: Vec::with_capacity(reps.len()),
+            keys: Vec::new(),
+            kinds: Vec::new(),
+            texts: Vec::new(),
+            numbers: Vec::new(),
+        };
+        for r in reps {
+            for (k, v) in &r.input.attributes {
+                runs.keys.push(self.sym(k.as_str()));
+                let (kind, text, number) = match v {
+                    AttributeValue::String(s) => (wit::ValueKind::Text, self.sym(s), 0.0),
+                    AttributeValue::Number(n) => (wit::ValueKind::Number, 0, n.as_f64().unwrap_or(f64::NAN)),
+                    AttributeValue::Bool(b) => (wit::ValueKind::Boolean, 0, f64::from(u8::from(*b))),
+                };
+                runs.kinds.push(kind as u8);
+                runs.texts.push(text);
+                runs.numbers.push(number);
+            }
+            runs.ends.push(runs.keys.len() as u32);
         }
-        cols.attribute_ends.push(cols.attribute_keys.len() as u32);
+        runs
     }
 
     fn request(
@@ -104,15 +131,16 @@ impl<'a> Builder<'a> {
         count: usize,
         conversation: wit::Conversation,
         candidates: wit::Candidates,
+        needs: wit::Needs,
     ) -> wit::Request {
+        let ids = needs.contains(wit::Needs::CANDIDATE_IDS);
         wit::Request {
             action: action(act),
             now_ms,
             count: count as u32,
             symbol_text: self.text,
             symbol_ends: self.ends,
-            candidate_id_text: self.candidate_text,
-            candidate_id_ends: self.candidate_ends,
+            candidate_ids: ids.then_some(wit::CandidateIds { text: self.candidate_text, ends: self.candidate_ends }),
             conversation,
             candidates,
         }
@@ -137,54 +165,46 @@ fn action(a: RoutingAction) -> wit::Action {
     }
 }
 
-fn with_capacity(n: usize) -> wit::Representatives {
-    wit::Representatives {
-        presence: Vec::with_capacity(n),
-        capacity: Vec::with_capacity(n),
-        free_capacity: Vec::with_capacity(n),
-        idle_minutes: Vec::with_capacity(n),
-        skill_ends: Vec::with_capacity(n),
-        skill_ids: Vec::with_capacity(n * 3),
-        skill_levels: Vec::with_capacity(n * 3),
-        queue_ends: Vec::with_capacity(n),
-        queues: Vec::with_capacity(n * 2),
-        user_group_ends: Vec::with_capacity(n),
-        user_groups: Vec::with_capacity(n),
-        attribute_ends: Vec::with_capacity(n),
-        attribute_keys: Vec::with_capacity(n),
-        attribute_kinds: Vec::with_capacity(n),
-        attribute_texts: Vec::with_capacity(n),
-        attribute_numbers: Vec::with_capacity(n),
-    }
-}
-
-/// A request over representatives (`idle_minutes` in the same order).
+/// A request over representatives (`idle_minutes` in the same order), with the fields
+/// the plugin declared it `needs`.
 pub fn representatives_request(
     act: RoutingAction,
     now_ms: i64,
     conv: &Conversation,
     reps: &[&Representative],
     idle_minutes: &[f32],
+    needs: wit::Needs,
 ) -> wit::Request {
     let mut b = Builder::default();
     let conversation = b.conversation(conv);
-    let mut cols = with_capacity(reps.len());
-    for (r, idle) in reps.iter().zip(idle_minutes.iter().copied().chain(std::iter::repeat(0.0))) {
-        b.candidate(r.id.as_str());
-        cols.presence.push(presence(r.input.presence));
-        cols.capacity.push(r.input.capacity);
-        cols.free_capacity.push(r.free_capacity.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32);
-        cols.idle_minutes.push(idle);
-        b.skills(&r.input.skills, &mut cols);
-        b.names(&r.input.queues, &mut cols.queues, &mut cols.queue_ends);
-        b.names(&r.input.user_groups, &mut cols.user_groups, &mut cols.user_group_ends);
-        b.attributes(&r.input.attributes, &mut cols);
+    if needs.contains(wit::Needs::CANDIDATE_IDS) {
+        b.candidates(reps.iter().map(|r| r.id.as_str()));
     }
-    b.request(act, now_ms, reps.len(), conversation, wit::Candidates::Representatives(cols))
+    let column = |need: wit::Needs| needs.contains(need).then_some(());
+    let cols = wit::Representatives {
+        presence: column(wit::Needs::PRESENCE).map(|()| reps.iter().map(|r| presence(r.input.presence)).collect()),
+        capacity: column(wit::Needs::CAPACITY).map(|()| reps.iter().map(|r| r.input.capacity).collect()),
+        free_capacity: column(wit::Needs::CAPACITY).map(|()| {
+            reps.iter().map(|r| r.free_capacity.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32).collect()
+        }),
+        idle_minutes: column(wit::Needs::IDLE_TIME)
+            .map(|()| (0..reps.len()).map(|i| idle_minutes.get(i).copied().unwrap_or(0.0)).collect()),
+        skills: column(wit::Needs::SKILLS).map(|()| b.skills(reps)),
+        queues: column(wit::Needs::QUEUES).map(|()| b.names(reps, |r| &r.input.queues)),
+        user_groups: column(wit::Needs::USER_GROUPS).map(|()| b.names(reps, |r| &r.input.user_groups)),
+        attributes: column(wit::Needs::ATTRIBUTES).map(|()| b.attributes(reps)),
+    };
+    b.request(act, now_ms, reps.len(), conversation, wit::Candidates::Representatives(cols), needs)
 }
 
 /// A request over queues.
-pub fn queues_request(act: RoutingAction, now_ms: i64, conv: &Conversation, queues: &[&Queue]) -> wit::Request {
+pub fn queues_request(
+    act: RoutingAction,
+    now_ms: i64,
+    conv: &Conversation,
+    queues: &[&Queue],
+    needs: wit::Needs,
+) -> wit::Request {
     let mut b = Builder::default();
     let conversation = b.conversation(conv);
     let mut cols = wit::Queues {
@@ -193,12 +213,12 @@ pub fn queues_request(act: RoutingAction, now_ms: i64, conv: &Conversation, queu
         priorities: Vec::with_capacity(queues.len()),
         intent_based: Vec::with_capacity(queues.len()),
     };
+    b.candidates(queues.iter().map(|q| q.id.as_str()));
     for q in queues {
-        b.candidate(q.id.as_str());
         cols.ids.push(b.sym(q.id.as_str()));
         cols.names.push(b.sym(q.input.name.as_str()));
         cols.priorities.push(q.input.priority);
         cols.intent_based.push(u8::from(q.input.intent_based));
     }
-    b.request(act, now_ms, queues.len(), conversation, wit::Candidates::Queues(cols))
+    b.request(act, now_ms, queues.len(), conversation, wit::Candidates::Queues(cols), needs)
 }

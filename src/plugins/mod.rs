@@ -291,6 +291,8 @@ impl std::fmt::Debug for Plugin {
 struct Instance {
     store: Store<GuestState>,
     bindings: bindings::Plugin,
+    /// What its `init` said it reads.
+    needs: wit::Needs,
 }
 
 /// How a rule treats a plugin that fails.
@@ -309,6 +311,8 @@ pub struct PluginUse {
     pub plugin: Arc<Plugin>,
     pub config: String,
     pub on_failure: FailurePolicy,
+    /// The candidate fields the plugin reads (from its first instance's `init`).
+    pub needs: wit::Needs,
     pool: Mutex<Vec<Instance>>,
     calls_ok: OnceLock<metrics::Counter>,
     calls_failed: OnceLock<metrics::Counter>,
@@ -365,12 +369,12 @@ impl Plugin {
         let bindings =
             self.pre.instantiate(&mut store).map_err(|e| self.error(format!("instantiation failed: {e:#}")))?;
         store.set_epoch_deadline(self.deadline_ticks());
-        bindings
+        let needs = bindings
             .switchboard_matcher_matcher()
             .call_init(&mut store, config)
             .map_err(|e| self.error(describe_trap(&e, limits)))?
             .map_err(|e| self.error(format!("refused its config: {e}")))?;
-        Ok(Instance { store, bindings })
+        Ok(Instance { store, bindings, needs })
     }
 
     fn deadline_ticks(&self) -> u64 {
@@ -380,7 +384,12 @@ impl Plugin {
     /// Prepares a use of this plugin with `config` (JSON), checking the plugin accepts it.
     pub fn with_config(self: &Arc<Self>, config: String, on_failure: FailurePolicy) -> Result<PluginUse, PluginError> {
         let first = self.instantiate(&config)?;
-        Ok(PluginUse { plugin: self.clone(), config, on_failure, pool: Mutex::new(vec![first]),
+        Ok(PluginUse {
+            plugin: self.clone(),
+            needs: first.needs,
+            config,
+            on_failure,
+            pool: Mutex::new(vec![first]),
             calls_ok: OnceLock::new(),
             calls_failed: OnceLock::new(),
         })

@@ -551,7 +551,7 @@ impl PluginOutcome {
         rule: &Rule,
         eligible: &mut [bool],
         explain: bool,
-        request: impl FnOnce(&[usize]) -> wit::Request,
+        request: impl FnOnce(&[usize], wit::Needs) -> wit::Request,
     ) {
         let Some(using) = &rule.plugin else { return };
         let batch: Vec<usize> = (0..eligible.len()).filter(|&i| eligible[i]).collect();
@@ -559,7 +559,7 @@ impl PluginOutcome {
             return;
         }
         let name = &using.plugin.name;
-        match using.evaluate(&request(&batch), batch.len()) {
+        match using.evaluate(&request(&batch, using.needs), batch.len()) {
             Ok(verdicts) => {
                 for (&i, score) in batch.iter().zip(&verdicts.scores) {
                     self.scores[i] += score;
@@ -614,10 +614,10 @@ impl Policy for RuleSet {
         self.eligible_representatives(&rules, &table, units, &mut eligible);
         let mut extra = PluginOutcome::new(reps.len());
         for rule in rules.iter().filter(|r| r.plugin.is_some()) {
-            extra.consult(rule, &mut eligible, ctx.explain, |batch| {
+            extra.consult(rule, &mut eligible, ctx.explain, |batch, needs| {
                 let chosen: Vec<&Representative> = batch.iter().map(|&i| reps[i]).collect();
                 let idle: Vec<f32> = batch.iter().map(|&i| table.idle_minutes[i] as f32).collect();
-                crate::plugins::representatives_request(ctx.action, now_ms(), ctx.conversation, &chosen, &idle)
+                crate::plugins::representatives_request(ctx.action, now_ms(), ctx.conversation, &chosen, &idle, needs)
             });
         }
         (0..reps.len())
@@ -661,9 +661,9 @@ impl Policy for RuleSet {
         let mut eligible: Vec<bool> = failures.iter().map(Vec::is_empty).collect();
         let mut extra = PluginOutcome::new(queues.len());
         for rule in rules.iter().filter(|r| r.plugin.is_some()) {
-            extra.consult(rule, &mut eligible, ctx.explain, |batch| {
+            extra.consult(rule, &mut eligible, ctx.explain, |batch, needs| {
                 let chosen: Vec<&Queue> = batch.iter().map(|&i| queues[i]).collect();
-                crate::plugins::queues_request(ctx.action, now_ms(), ctx.conversation, &chosen)
+                crate::plugins::queues_request(ctx.action, now_ms(), ctx.conversation, &chosen, needs)
             });
         }
         failures

@@ -11,7 +11,7 @@
 use std::sync::OnceLock;
 
 use serde::Deserialize;
-use switchboard_matcher::{Candidates, Guest, Request, Value, Verdicts, VerdictsBuilder};
+use switchboard_matcher::{Candidates, Guest, Needs, Request, Value, Verdicts, VerdictsBuilder};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,12 +41,13 @@ static CONFIG: OnceLock<Config> = OnceLock::new();
 struct LanguageMatch;
 
 impl Guest for LanguageMatch {
-    fn init(config: String) -> Result<(), String> {
+    fn init(config: String) -> Result<Needs, String> {
         let config: Config = serde_json::from_str(&config).map_err(|e| format!("invalid config: {e}"))?;
         if config.min_level > 10 {
             return Err(format!("min_level {} is above 10", config.min_level));
         }
-        CONFIG.set(config).map_err(|_| "init was called twice".to_string())
+        CONFIG.set(config).map_err(|_| "init was called twice".to_string())?;
+        Ok(Needs::SKILLS)
     }
 
     fn evaluate(request: Request) -> Verdicts {
@@ -61,8 +62,8 @@ impl Guest for LanguageMatch {
             return Verdicts::all_eligible();
         };
         let name = request.text(language);
-        let mut out = VerdictsBuilder::new(reps.len());
-        for k in 0..reps.len() {
+        let mut out = VerdictsBuilder::new(request.count as usize);
+        for k in 0..request.count as usize {
             let level = reps.skill_level(k, language).unwrap_or(0);
             if level >= config.min_level {
                 out.add_score(k, config.weight * f64::from(level));

@@ -1,20 +1,22 @@
 //! Writing Switchboard matchers in Rust.
 //!
 //! The bindings of `switchboard:matcher@0.2.0` (plugins/wit), plus accessors over its
-//! columns so a matcher reads like the rule it implements:
+//! columns so a matcher reads like the rule it implements. A matcher says at `init`
+//! which candidate fields it reads (`Needs`); the others arrive empty.
 //!
 //! ```ignore
-//! use switchboard_matcher::{Candidates, Guest, Request, Verdicts, VerdictsBuilder};
+//! use switchboard_matcher::{Candidates, Guest, Needs, Request, Verdicts, VerdictsBuilder};
 //!
 //! struct MyMatcher;
 //!
 //! impl Guest for MyMatcher {
-//!     fn init(_config: String) -> Result<(), String> { Ok(()) }
+//!     // Reads only the representatives' skills: nothing else is computed or sent.
+//!     fn init(_config: String) -> Result<Needs, String> { Ok(Needs::SKILLS) }
 //!     fn evaluate(request: Request) -> Verdicts {
 //!         let mut out = VerdictsBuilder::new(request.count as usize);
 //!         if let Candidates::Representatives(reps) = &request.candidates {
 //!             let billing = request.symbol("billing");
-//!             for k in 0..reps.len() {
+//!             for k in 0..request.count as usize {
 //!                 if billing.and_then(|s| reps.skill_level(k, s)).unwrap_or(0) < 5 {
 //!                     out.exclude(k, "billing below 5");
 //!                 }
@@ -70,10 +72,10 @@ impl Request {
         self.symbol_text.get(range).unwrap_or("")
     }
 
-    /// The id of candidate `k`.
-    pub fn candidate_id(&self, k: usize) -> &str {
-        let range = run(&self.candidate_id_ends, k);
-        self.candidate_id_text.get(range).unwrap_or("")
+    /// The id of candidate `k` (`None` unless `init` declared `Needs::CANDIDATE_IDS`).
+    pub fn candidate_id(&self, k: usize) -> Option<&str> {
+        let ids = self.candidate_ids.as_ref()?;
+        ids.text.get(run(&ids.ends, k))
     }
 
     /// The conversation's attribute whose key is the symbol `key`.
@@ -82,56 +84,59 @@ impl Request {
     }
 }
 
+/// Each accessor reads a column that `init` must have declared in its `Needs`; an
+/// undeclared column reads as absent (`None`, or no items).
 impl Representatives {
-    /// How many representatives there are.
-    pub fn len(&self) -> usize {
-        self.presence.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.presence.is_empty()
-    }
-
-    /// Representative `k`'s presence.
-    pub fn presence_of(&self, k: usize) -> Presence {
-        match self.presence.get(k) {
-            Some(0) => Presence::Available,
-            Some(1) => Presence::Busy,
-            Some(2) => Presence::BusyDnd,
-            Some(3) => Presence::Away,
+    /// Representative `k`'s presence (needs `PRESENCE`).
+    pub fn presence_of(&self, k: usize) -> Option<Presence> {
+        Some(match self.presence.as_ref()?.get(k)? {
+            0 => Presence::Available,
+            1 => Presence::Busy,
+            2 => Presence::BusyDnd,
+            3 => Presence::Away,
             _ => Presence::Offline,
-        }
+        })
     }
 
-    /// Representative `k`'s skills: (skill symbol, level).
+    /// Representative `k`'s free capacity (needs `CAPACITY`).
+    pub fn free_capacity_of(&self, k: usize) -> Option<i32> {
+        self.free_capacity.as_ref()?.get(k).copied()
+    }
+
+    /// Representative `k`'s skills as (skill symbol, level) (needs `SKILLS`).
     pub fn skills_of(&self, k: usize) -> impl Iterator<Item = (u32, u8)> + '_ {
-        let range = run(&self.skill_ends, k);
-        items(&self.skill_ids, range.clone()).iter().copied().zip(items(&self.skill_levels, range).iter().copied())
+        let (skills, levels) = match &self.skills {
+            Some(runs) => {
+                let range = run(&runs.ends, k);
+                (items(&runs.skills, range.clone()), items(&runs.levels, range))
+            }
+            None => (&[][..], &[][..]),
+        };
+        skills.iter().copied().zip(levels.iter().copied())
     }
 
-    /// Representative `k`'s level in `skill` (a symbol), if they have it.
+    /// Representative `k`'s level in `skill` (a symbol), if they have it (needs `SKILLS`).
     pub fn skill_level(&self, k: usize, skill: u32) -> Option<u8> {
         self.skills_of(k).find(|&(s, _)| s == skill).map(|(_, level)| level)
     }
 
-    /// The queues (symbols) representative `k` is a member of.
+    /// The queues (symbols) representative `k` is a member of (needs `QUEUES`).
     pub fn queues_of(&self, k: usize) -> &[u32] {
-        items(&self.queues, run(&self.queue_ends, k))
+        self.queues.as_ref().map_or(&[], |runs| items(&runs.symbols, run(&runs.ends, k)))
     }
 
-    /// The user groups (symbols) of representative `k`.
+    /// The user groups (symbols) of representative `k` (needs `USER_GROUPS`).
     pub fn user_groups_of(&self, k: usize) -> &[u32] {
-        items(&self.user_groups, run(&self.user_group_ends, k))
+        self.user_groups.as_ref().map_or(&[], |runs| items(&runs.symbols, run(&runs.ends, k)))
     }
 
-    /// Representative `k`'s attribute whose key is the symbol `key`.
+    /// Representative `k`'s attribute whose key is the symbol `key` (needs `ATTRIBUTES`).
     pub fn attribute(&self, k: usize, key: u32) -> Option<Value> {
-        let range = run(&self.attribute_ends, k);
-        let i = range.clone().find(|&i| self.attribute_keys.get(i) == Some(&key))?;
-        let number = self.attribute_numbers.get(i).copied().unwrap_or(0.0);
-        Some(match self.attribute_kinds.get(i).copied() {
-            Some(0) => Value::Text(self.attribute_texts.get(i).copied().unwrap_or(0)),
+        let runs = self.attributes.as_ref()?;
+        let i = run(&runs.ends, k).find(|&i| runs.keys.get(i) == Some(&key))?;
+        let number = runs.numbers.get(i).copied().unwrap_or(0.0);
+        Some(match runs.kinds.get(i).copied() {
+            Some(0) => Value::Text(runs.texts.get(i).copied().unwrap_or(0)),
             Some(2) => Value::Boolean(number != 0.0),
             _ => Value::Number(number),
         })

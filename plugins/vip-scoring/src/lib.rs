@@ -11,7 +11,7 @@
 use std::sync::OnceLock;
 
 use serde::Deserialize;
-use switchboard_matcher::{Candidates, Guest, Request, Value, Verdicts, VerdictsBuilder};
+use switchboard_matcher::{Candidates, Guest, Needs, Request, Value, Verdicts, VerdictsBuilder};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,9 +39,10 @@ static CONFIG: OnceLock<Config> = OnceLock::new();
 struct VipScoring;
 
 impl Guest for VipScoring {
-    fn init(config: String) -> Result<(), String> {
+    fn init(config: String) -> Result<Needs, String> {
         let config: Config = serde_json::from_str(&config).map_err(|e| format!("invalid config: {e}"))?;
-        CONFIG.set(config).map_err(|_| "init was called twice".to_string())
+        CONFIG.set(config).map_err(|_| "init was called twice".to_string())?;
+        Ok(Needs::USER_GROUPS)
     }
 
     fn evaluate(request: Request) -> Verdicts {
@@ -59,8 +60,8 @@ impl Guest for VipScoring {
         }
         let groups: Vec<u32> = config.groups.iter().filter_map(|g| request.symbol(g)).collect();
         let reason = format!("VIP customers need one of the groups {}", config.groups.join(", "));
-        let mut out = VerdictsBuilder::new(reps.len());
-        for k in 0..reps.len() {
+        let mut out = VerdictsBuilder::new(request.count as usize);
+        for k in 0..request.count as usize {
             if reps.user_groups_of(k).iter().any(|g| groups.contains(g)) {
                 out.add_score(k, config.boost);
             } else if config.require {

@@ -1,14 +1,15 @@
 //! A matcher that misbehaves on purpose, for the sandbox tests. Its config
 //! `{"mode": "..."}` names the misdeed: `loop`, `memory`, `panic`, `oversized`,
 //! `wrong-count`, `print`, `sandbox` (reports what it can reach as its exclusion
-//! reason), or `ok` (behaves).
+//! reason), or `ok` (behaves, reading nothing) and `all` (behaves, asking for every
+//! candidate field: the bench's measure of a full request).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use switchboard_matcher::{Guest, Request, Verdicts, VerdictsBuilder};
+use switchboard_matcher::{Guest, Needs, Request, Verdicts, VerdictsBuilder};
 
 static MODE: AtomicU8 = AtomicU8::new(0);
-const MODES: [&str; 8] = ["ok", "loop", "memory", "panic", "oversized", "wrong-count", "print", "sandbox"];
+const MODES: [&str; 9] = ["ok", "loop", "memory", "panic", "oversized", "wrong-count", "print", "sandbox", "all"];
 
 struct Hostile;
 
@@ -22,7 +23,7 @@ fn exclude_all(request: &Request, reason: &str) -> Verdicts {
 }
 
 impl Guest for Hostile {
-    fn init(config: String) -> Result<(), String> {
+    fn init(config: String) -> Result<Needs, String> {
         let mode = config
             .split("\"mode\":\"")
             .nth(1)
@@ -30,7 +31,8 @@ impl Guest for Hostile {
             .and_then(|m| MODES.iter().position(|x| *x == m))
             .ok_or_else(|| format!("unknown mode in {config}"))?;
         MODE.store(mode as u8, Ordering::Relaxed);
-        Ok(())
+        // `all` asks for every candidate field (the bench's measure of a full request).
+        Ok(if MODES[mode] == "all" { Needs::from_bits_retain(0xff) } else { Needs::empty() })
     }
 
     fn evaluate(request: Request) -> Verdicts {
