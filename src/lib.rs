@@ -13,8 +13,10 @@
 //!   running the status table of [`domain`] inside it, and serves reads.
 //!
 //! [`domain`] is pure data and rules of the status model; it does no I/O.
+//! [`bench`] is the `switchboard bench` load generator, an HTTP client of the daemon.
 
 pub mod auth;
+pub mod bench;
 pub mod config;
 pub mod daemon;
 pub mod domain;

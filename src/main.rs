@@ -1,4 +1,4 @@
-//! The `switchboard` command: `serve`, `token new`.
+//! The `switchboard` command: `serve`, `check`, `schema`, `bench`, `token new`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,6 +36,8 @@ enum Cmd {
     },
     /// Print the JSON Schema of rule files (for editors; `rules/schema.json` is this output).
     Schema,
+    /// Benchmark routing over real HTTP: a synthetic contact center, a mix of calls, latency percentiles.
+    Bench(Box<switchboard::bench::Args>),
     /// Manage bearer tokens.
     Token {
         #[command(subcommand)]
@@ -111,6 +113,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 daemon::serve(listener, state, daemon::shutdown_signal()).await
             })
         }
+        Cmd::Bench(args) => switchboard::bench::run(*args),
         Cmd::Token { command: TokenCmd::New { name, role } } => {
             let (token, digest) = switchboard::auth::new_token().context("reading the OS random source")?;
             println!("token: {token}");

@@ -1,0 +1,208 @@
+//! The daemon a bench run starts when it is given no `--target`: this same binary as a
+//! child process (`switchboard serve`), so what is measured is exactly what operators
+//! run, in its own process with its own async runtime, over real HTTP on 127.0.0.1:0.
+//! Its folder is a fresh temporary directory (config, SQLite file, plugin cache) removed
+//! at the end; its log is kept in memory and shown if it fails to start.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// Where a folder given to the daemon came from, for the summary.
+#[derive(Clone, Debug)]
+pub struct Folder {
+    /// `None`: no folder, an empty one is used.
+    pub path: Option<PathBuf>,
+    /// How it was chosen: `--rules`, `default ./rules`, ...
+    pub how: String,
+}
+
+impl Folder {
+    /// `flag` when given; else `default` when it is a folder in the working directory; else none.
+    pub fn choose(given: Option<&Path>, flag: &str, default: &str) -> anyhow::Result<Self> {
+        if let Some(dir) = given {
+            if !dir.is_dir() {
+                bail!(
+                    "{flag} {}: no such folder (give the folder that holds the {})",
+                    dir.display(),
+                    if flag == "--rules" { "*.toml rule files" } else { "*.wasm plugin components" }
+                );
+            }
+            let path = std::path::absolute(dir).with_context(|| format!("{flag} {}", dir.display()))?;
+            return Ok(Self { path: Some(path), how: flag.to_owned() });
+        }
+        if Path::new(default).is_dir() {
+            let path = std::path::absolute(default).with_context(|| format!("./{default}"))?;
+            return Ok(Self { path: Some(path), how: format!("default ./{default}") });
+        }
+        Ok(Self { path: None, how: format!("none: no ./{default} here; pass {flag} DIR") })
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.path {
+            Some(p) => format!("{} ({})", p.display(), self.how),
+            None => self.how.clone(),
+        }
+    }
+}
+
+/// A `switchboard serve` child process.
+pub struct LocalDaemon {
+    child: Child,
+    pub base: String,
+    /// An admin token made for this run.
+    pub token: String,
+    log: Arc<Mutex<VecDeque<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+const LOG_LINES: usize = 200;
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+impl LocalDaemon {
+    pub fn start(rules: &Folder, plugins: &Folder) -> anyhow::Result<Self> {
+        let dir =
+            tempfile::Builder::new().prefix("switchboard-bench-").tempdir().context("making a temporary folder")?;
+        let folder = |f: &Folder, name: &str| -> anyhow::Result<PathBuf> {
+            match &f.path {
+                Some(p) => Ok(p.clone()),
+                None => {
+                    let empty = dir.path().join(name);
+                    std::fs::create_dir(&empty).with_context(|| format!("making {}", empty.display()))?;
+                    Ok(empty)
+                }
+            }
+        };
+        let rules_dir = folder(rules, "rules")?;
+        let plugins_dir = folder(plugins, "plugins")?;
+        let (token, digest) = crate::auth::new_token().context("reading the OS random source")?;
+        let config = format!(
+            "listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://bench.db\"\nrules_dir = {}\nplugins_dir = {}\n\
+             plugin_cache = \"plugin-cache\"\nwatch = false\n\n[[tokens]]\nname = \"bench\"\nrole = \"admin\"\nsha256 = \"{digest}\"\n",
+            toml_string(&rules_dir.to_string_lossy()),
+            toml_string(&plugins_dir.to_string_lossy()),
+        );
+        let config_path = dir.path().join("switchboard.toml");
+        std::fs::write(&config_path, config).with_context(|| format!("writing {}", config_path.display()))?;
+
+        let exe = std::env::current_exe().context("finding the switchboard binary")?;
+        let mut command = Command::new(&exe);
+        command
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            // Start-up lines and problems only: per-request logging would cost the daemon time.
+            .env("RUST_LOG", "warn,switchboard::daemon=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // Its own process group: Ctrl-C stops the bench (which then reports and stops the
+        // daemon) rather than the daemon under a run still in flight.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command.spawn().with_context(|| format!("starting {} serve", exe.display()))?;
+
+        let log = Arc::new(Mutex::new(VecDeque::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        if let Some(stderr) = child.stderr.take() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut tx = Some(tx);
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(addr) = line.split("listening on ").nth(1)
+                        && let Some(tx) = tx.take()
+                    {
+                        let _ = tx.send(addr.trim().to_owned());
+                    }
+                    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                    if log.len() == LOG_LINES {
+                        log.pop_front();
+                    }
+                    log.push_back(line);
+                }
+            });
+        }
+        let mut daemon = Self { child, base: String::new(), token, log, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(addr) => {
+                    daemon.base = format!("http://{addr}");
+                    return Ok(daemon);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(status) = daemon.child.try_wait().context("waiting for the daemon")? {
+                        return Err(daemon.failed(&format!("the daemon exited ({status}) before listening"), rules));
+                    }
+                    if Instant::now() > deadline {
+                        return Err(daemon.failed("the daemon did not listen within 180 s", rules));
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    // Its stderr closed: it is exiting. Let the reader store the last lines.
+                    let status = daemon.child.wait().context("waiting for the daemon")?;
+                    std::thread::sleep(Duration::from_millis(50));
+                    return Err(daemon.failed(&format!("the daemon exited ({status}) before listening"), rules));
+                }
+            }
+        }
+    }
+
+    fn failed(&self, what: &str, rules: &Folder) -> anyhow::Error {
+        let log: Vec<String> = self.log.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+        let mut text = format!("{what}; its log:\n");
+        for line in &log {
+            text.push_str("  | ");
+            text.push_str(line);
+            text.push('\n');
+        }
+        if log.iter().any(|l| l.contains("is not loaded")) {
+            text.push_str(&format!(
+                "hint: the rules in {} use plugins that are not built. Run `plugins/build.sh` (it fills plugins/dist), \
+                 pass --plugins DIR with the built components, or pass --rules DIR with rules that need no plugins.",
+                rules.path.as_deref().map_or_else(|| "use".to_owned(), |p| p.display().to_string())
+            ));
+        }
+        anyhow::anyhow!(text.trim_end().to_owned())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the daemon. Its data is thrown away, so there is nothing to finish: kill it.
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for LocalDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU seconds (user + system) a process has used so far; Linux only.
+pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // USER_HZ: 100 on every Linux the kernel ABI exposes to userspace.
+    Some((utime + stime) / 100.0)
+}

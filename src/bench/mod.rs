@@ -1,0 +1,425 @@
+//! `switchboard bench`: measures routing throughput and latency over real HTTP.
+//!
+//! A run has four phases:
+//!
+//! 1. **Target**: without `--target`, [`local`] starts this binary's `serve` as a child
+//!    process over a fresh temporary SQLite file with a generated admin token; with
+//!    `--target`, a running daemon is checked (health, the token's roles) and used.
+//! 2. **Populate**: the [`synthetic`] contact center of the seed (queues, then
+//!    representatives, then conversations) is created through the API, `--concurrency`
+//!    requests at a time. Every id starts with `bench-<seed>-<run>-`.
+//! 3. **Drive**: [`driver`] runs one worker per unit of concurrency for the warmup, then
+//!    for the measured duration, each call's kind drawn from the mix.
+//! 4. **Report**: [`report`] prints a table (or `--json`), and the command fails when any
+//!    call was an error. Against a `--target` the run then closes its conversations and
+//!    sets its representatives offline, so they stop showing up as candidates.
+
+pub mod args;
+pub mod client;
+pub mod driver;
+pub mod local;
+pub mod report;
+pub mod synthetic;
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+pub use args::Args;
+use client::{Api, Outcome, Role};
+use driver::{Conv, Drive, Live, Pool, for_each, must};
+use local::{Folder, LocalDaemon};
+use report::{Report, Stats};
+use synthetic::Center;
+
+/// Runs `switchboard bench`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.concurrency > args.conversations {
+        bail!(
+            "--concurrency {} is more than --conversations {}: each worker acts on a conversation of its own; \
+             raise --conversations or lower --concurrency",
+            args.concurrency,
+            args.conversations
+        );
+    }
+    if args.target.is_some() && args.token.is_none() {
+        bail!(
+            "--target needs --token (or SWITCHBOARD_TOKEN): an admin token, or a supervisor's with --integration-token"
+        );
+    }
+    let mut run_id = [0u8; 3];
+    getrandom::fill(&mut run_id).context("reading the OS random source")?;
+    let prefix = format!("bench-{}-{}-", args.seed, hex::encode(run_id));
+
+    let (daemon, api, rules_source) = match &args.target {
+        None => {
+            let rules = Folder::choose(args.rules.as_deref(), "--rules", "rules")?;
+            let plugins = Folder::choose(args.plugins.as_deref(), "--plugins", "plugins/dist")?;
+            status(&format!("starting a daemon: rules {}, plugins {}", rules.describe(), plugins.describe()));
+            let daemon = LocalDaemon::start(&rules, &plugins)?;
+            let api = Api::new(&daemon.base, daemon.token.clone(), daemon.token.clone())?;
+            let source = json!({"rules_dir": rules.path, "plugins_dir": plugins.path});
+            (Some(daemon), api, source)
+        }
+        Some(url) => {
+            let token = args.token.clone().unwrap_or_default();
+            let integration = args.integration_token.clone().unwrap_or_else(|| token.clone());
+            (None, Api::new(url.as_str(), token, integration)?, json!({"target": url.as_str()}))
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let result = runtime.block_on(bench(&args, &prefix, &api, daemon.as_ref(), rules_source));
+    if let Some(d) = daemon {
+        d.stop();
+    }
+    result
+}
+
+/// A line about what the run is doing, on stderr (stdout is for the result).
+fn status(line: &str) {
+    eprintln!("bench: {line}");
+}
+
+fn progress_bar(args: &Args, len: u64, template: &str) -> ProgressBar {
+    let target = if args.json || !std::io::stderr().is_terminal() {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    };
+    let bar = ProgressBar::with_draw_target(Some(len), target);
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+async fn bench(
+    args: &Args,
+    prefix: &str,
+    api: &Api,
+    daemon: Option<&LocalDaemon>,
+    rules_source: Value,
+) -> anyhow::Result<()> {
+    check_target(api, prefix).await?;
+    let rules = api.get("/v1/rules").await;
+    if rules.outcome != Outcome::Ok {
+        bail!("GET /v1/rules failed: {:?}", rules.outcome);
+    }
+    let rule_count = rules.body["rules"].as_array().map_or(0, Vec::len);
+    let plugin_names: Vec<&str> =
+        rules.body["plugins"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
+    status(&format!(
+        "rules in force: version {}, {} rules in {} files, plugins: {}",
+        rules.body["version"].as_str().unwrap_or("?"),
+        rule_count,
+        rules.body["files"].as_array().map_or(0, Vec::len),
+        if plugin_names.is_empty() { "none".to_owned() } else { plugin_names.join(", ") }
+    ));
+    let rules_doc = json!({
+        "source": rules_source,
+        "version": rules.body["version"],
+        "files": rules.body["files"],
+        "plugins": plugin_names,
+    });
+
+    let center = Center {
+        seed: args.seed,
+        prefix: prefix.to_owned(),
+        queues: u64::from(args.queues),
+        representatives: u64::from(args.representatives),
+        conversations: u64::from(args.conversations),
+    };
+    let started = Instant::now();
+    let pool = populate(args, api, &center).await?;
+    let populate_time = started.elapsed();
+    let records = center.queues + center.representatives + center.conversations;
+    status(&format!(
+        "populated {} queues, {} representatives, {} conversations under `{prefix}` in {:.1}s ({:.0} records/s)",
+        center.queues,
+        center.representatives,
+        center.conversations,
+        populate_time.as_secs_f64(),
+        records as f64 / populate_time.as_secs_f64().max(1e-9)
+    ));
+
+    let now = Instant::now();
+    let drive = Arc::new(Drive {
+        api: api.clone(),
+        center: center.clone(),
+        mix: args.mix.clone(),
+        pool: Mutex::new(pool),
+        next_conversation: AtomicU64::new(center.conversations),
+        live: Live::default(),
+        measure_from: now + args.warmup,
+        until: now + args.warmup + args.duration,
+    });
+    status(&format!(
+        "driving {} workers for {:?} after a {:?} warmup, mix {}",
+        args.concurrency, args.duration, args.warmup, args.mix
+    ));
+    let (stats, measured, interrupted, cpu) = drive_run(args, &drive, daemon).await?;
+
+    let report = Report {
+        parameters: json!({
+            "seed": args.seed,
+            "representatives": args.representatives,
+            "queues": args.queues,
+            "conversations": args.conversations,
+            "concurrency": args.concurrency,
+            "duration_s": args.duration.as_secs_f64(),
+            "warmup_s": args.warmup.as_secs_f64(),
+            "mix": Value::Object(args::Kind::ALL.iter().map(|k| (k.as_str().to_owned(), json!(args.mix.weight(*k)))).collect()),
+            "target": args.target.as_ref().map_or("local", |u| u.as_str()),
+            "id_prefix": prefix,
+        }),
+        rules: rules_doc,
+        populate: json!({"records": records, "seconds": (populate_time.as_secs_f64() * 1000.0).round() / 1000.0}),
+        measured,
+        interrupted,
+        stats,
+        cpu_seconds: cpu,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+    } else {
+        println!();
+        print!("{}", report.table());
+        println!();
+        let mut footer = format!(
+            "measured {:.1}s{} · seed {} · {} representatives, {} queues, {} conversations · concurrency {}",
+            measured.as_secs_f64(),
+            if interrupted { " (interrupted)" } else { "" },
+            args.seed,
+            args.representatives,
+            args.queues,
+            args.conversations,
+            args.concurrency
+        );
+        if let (Some(d), Some(b)) = cpu {
+            let secs = measured.as_secs_f64().max(1e-9);
+            footer.push_str(&format!(" · CPU: daemon {:.2} cores, bench {:.2} cores", d / secs, b / secs));
+        }
+        println!("{footer}");
+        println!("latency: send to last byte of the answer, every answered call; refusals: 409/412/422 answers");
+    }
+
+    if args.target.is_some() {
+        clean_up(args, api, &center, &drive).await;
+    }
+    let errors = report.stats.total_errors();
+    if errors > 0 {
+        bail!("{errors} calls failed (5xx, unexpected 4xx or transport errors): see the errors above");
+    }
+    Ok(())
+}
+
+/// Against a running daemon: it answers, and the tokens may do what the run needs. The
+/// probes are refused before they could change anything (403 or 400/404 come first).
+async fn check_target(api: &Api, prefix: &str) -> anyhow::Result<()> {
+    let health = api.get("/healthz").await;
+    if let Outcome::Error(e) = &health.outcome {
+        bail!("cannot reach {}: {e}; is the daemon running there?", api.base());
+    }
+    let probe = api.call(Method::POST, "/v1/conversations", Role::Integration, None, Some(&json!({}))).await;
+    match probe.status.map(|s| s.as_u16()) {
+        Some(400) => {}
+        Some(401) => bail!("{} does not know the token: give one from its config's [[tokens]]", api.base()),
+        Some(403) => bail!(
+            "the token may not create conversations or write representatives and queues: \
+             use an admin token, or pass an integration token as --integration-token"
+        ),
+        _ => bail!("probing {}: unexpected answer to POST /v1/conversations: {:?}", api.base(), probe.outcome),
+    }
+    let path = format!("/v1/conversations/{prefix}probe/release");
+    let probe = api.call(Method::POST, &path, Role::Supervisor, None, None).await;
+    match probe.status.map(|s| s.as_u16()) {
+        Some(404) => Ok(()),
+        Some(401) => bail!("{} does not know the token: give one from its config's [[tokens]]", api.base()),
+        Some(403) => bail!("the token may not assign, transfer, release or remove: use an admin or a supervisor token"),
+        _ => bail!("probing {}: unexpected answer to POST {path}: {:?}", api.base(), probe.outcome),
+    }
+}
+
+/// Creates the synthetic center through the API; the pool of its conversations.
+async fn populate(args: &Args, api: &Api, center: &Center) -> anyhow::Result<Pool> {
+    let total = center.queues + center.representatives + center.conversations;
+    let bar = progress_bar(args, total, "populating [{bar:40}] {pos}/{len} {msg}");
+    let done = Arc::new(AtomicU64::new(0));
+    let ticker = {
+        let (bar, done) = (bar.clone(), done.clone());
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(done.load(Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let shared = Arc::new((api.clone(), center.clone()));
+    let result = async {
+        bar.set_message("queues");
+        let s = shared.clone();
+        for_each(center.queues, args.concurrency, done.clone(), move |i| {
+            let s = s.clone();
+            async move {
+                let (api, center) = &*s;
+                let path = format!("/v1/queues/{}", center.queue_id(i));
+                must(api, Method::PUT, &path, Role::Integration, &center.queue(i)).await.map(drop)
+            }
+        })
+        .await?;
+        bar.set_message("representatives");
+        let s = shared.clone();
+        for_each(center.representatives, args.concurrency, done.clone(), move |i| {
+            let s = s.clone();
+            async move {
+                let (api, center) = &*s;
+                let path = format!("/v1/representatives/{}", center.representative_id(i));
+                must(api, Method::PUT, &path, Role::Integration, &center.representative(i)).await.map(drop)
+            }
+        })
+        .await?;
+        bar.set_message("conversations");
+        let pool = Arc::new(Mutex::new(Pool::default()));
+        let (s, p) = (shared.clone(), pool.clone());
+        for_each(center.conversations, args.concurrency, done.clone(), move |i| {
+            let (s, p) = (s.clone(), p.clone());
+            async move {
+                let (api, center) = &*s;
+                let body =
+                    must(api, Method::POST, "/v1/conversations", Role::Integration, &center.conversation(i)).await?;
+                let conv = Conv::from_body(&body).context("the daemon answered a create with no open conversation")?;
+                p.lock().unwrap_or_else(|e| e.into_inner()).put(conv);
+                Ok(())
+            }
+        })
+        .await?;
+        let pool = std::mem::take(&mut *pool.lock().unwrap_or_else(|e| e.into_inner()));
+        Ok::<_, anyhow::Error>(pool)
+    }
+    .await;
+    ticker.abort();
+    bar.finish_and_clear();
+    result.context("populating the daemon")
+}
+
+type Measured = (Stats, Duration, bool, (Option<f64>, Option<f64>));
+
+/// Runs the workers with a progress bar; Ctrl-C stops them early and still reports.
+async fn drive_run(args: &Args, drive: &Arc<Drive>, daemon: Option<&LocalDaemon>) -> anyhow::Result<Measured> {
+    let warmup_ms = args.warmup.as_millis() as u64;
+    let total_ms = warmup_ms + args.duration.as_millis() as u64;
+    let bar = progress_bar(args, total_ms, "{prefix:>9} [{bar:40}] {elapsed_precise} {msg}");
+    let start = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..args.concurrency {
+        workers.spawn(drive.clone().worker(args.seed ^ (u64::from(w) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+    }
+    let ticker = {
+        let (bar, drive) = (bar.clone(), drive.clone());
+        tokio::spawn(async move {
+            let mut last = (Instant::now(), 0u64);
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let now = Instant::now();
+                let calls = drive.live.calls.load(Ordering::Relaxed);
+                let rate = (calls - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-9);
+                last = (now, calls);
+                bar.set_prefix(if now < drive.measure_from { "warming" } else { "measuring" });
+                bar.set_position(now.duration_since(start).as_millis() as u64);
+                bar.set_message(format!(
+                    "{calls} calls, {rate:.0}/s, {} errors",
+                    drive.live.errors.load(Ordering::Relaxed)
+                ));
+            }
+        })
+    };
+    // CPU use is sampled at the start of the measured window.
+    let cpu_at_start = {
+        let drive = drive.clone();
+        let pid = daemon.map(LocalDaemon::pid);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(drive.measure_from.into()).await;
+            (local::cpu_seconds(pid).filter(|_| pid.is_some()), local::cpu_seconds(None))
+        })
+    };
+    let interrupted = tokio::select! {
+        () = tokio::time::sleep_until(drive.until.into()) => false,
+        () = async { if tokio::signal::ctrl_c().await.is_err() { std::future::pending::<()>().await } } => {
+            drive.live.stop.store(true, Ordering::Relaxed);
+            bar.println("bench: interrupted: finishing the calls in flight, then reporting");
+            true
+        }
+    };
+    let mut stats = Stats::new()?;
+    while let Some(result) = workers.join_next().await {
+        stats.merge(&result.context("a worker panicked")??)?;
+    }
+    let end = Instant::now();
+    let measured = end.saturating_duration_since(drive.measure_from);
+    ticker.abort();
+    bar.finish_and_clear();
+    let (daemon_cpu, bench_cpu) = if end > drive.measure_from {
+        let (d0, b0) = cpu_at_start.await.unwrap_or((None, None));
+        let d1 = daemon.and_then(|d| local::cpu_seconds(Some(d.pid())));
+        (d0.zip(d1).map(|(a, b)| b - a), b0.zip(local::cpu_seconds(None)).map(|(a, b)| b - a))
+    } else {
+        cpu_at_start.abort();
+        (None, None)
+    };
+    if measured.is_zero() {
+        bail!("interrupted during the warmup: nothing was measured");
+    }
+    Ok((stats, measured, interrupted, (daemon_cpu, bench_cpu)))
+}
+
+/// After a run against `--target`: close the run's conversations, set its
+/// representatives offline. Queues stay (the API has no delete); all are prefixed.
+async fn clean_up(args: &Args, api: &Api, center: &Center, drive: &Drive) {
+    let convs = drive.pool.lock().unwrap_or_else(|e| e.into_inner()).drain();
+    let n = convs.len() as u64;
+    let convs = Arc::new(convs);
+    let shared = Arc::new((api.clone(), center.clone(), convs));
+    let done = Arc::new(AtomicU64::new(0));
+    let s = shared.clone();
+    let closed = for_each(n, args.concurrency, done.clone(), move |i| {
+        let s = s.clone();
+        async move {
+            let (api, _, convs) = &*s;
+            let path = format!("/v1/conversations/{}/remove", convs[i as usize].id);
+            // Already closed (a race we lost) is fine: only errors matter here.
+            let answer = api.call(Method::POST, &path, Role::Supervisor, None, None).await;
+            match answer.outcome {
+                Outcome::Error(e) => Err(anyhow::anyhow!("POST {path}: {e}")),
+                _ => Ok(()),
+            }
+        }
+    })
+    .await;
+    let s = shared.clone();
+    let offline = for_each(center.representatives, args.concurrency, Arc::new(AtomicU64::new(0)), move |i| {
+        let s = s.clone();
+        async move {
+            let (api, center, _) = &*s;
+            let path = format!("/v1/representatives/{}", center.representative_id(i));
+            must(api, Method::PATCH, &path, Role::Integration, &json!({"presence": "offline"})).await.map(drop)
+        }
+    })
+    .await;
+    match (closed, offline) {
+        (Ok(()), Ok(())) => status(&format!(
+            "cleaned up: closed the run's {n} conversations, set its {} representatives offline (ids `{}*`)",
+            center.representatives, center.prefix
+        )),
+        (a, b) => {
+            for e in [a.err(), b.err()].into_iter().flatten() {
+                status(&format!("clean-up incomplete: {e:#}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! `switchboard bench`: the real binary drives a real daemon (its own child, or a
+//! running one with `--target`) over HTTP, and reports what it measured.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{ADMIN, INTEGRATION, Process, SUPERVISOR, built_plugins, workdir};
+use serde_json::Value;
+
+fn bench(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("bench")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SWITCHBOARD_TOKEN")
+        .env_remove("SWITCHBOARD_INTEGRATION_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The JSON report on stdout of a run that succeeded.
+fn report(out: &Output) -> Value {
+    assert!(out.status.success(), "bench failed:\n{}\n{}", text(&out.stdout), text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", text(&out.stdout)))
+}
+
+/// Latencies are answered calls' percentiles, in order; counts add up.
+fn check_kind(report: &Value, kind: &str) -> u64 {
+    let k = &report["kinds"][kind];
+    let calls = k["calls"].as_u64().unwrap();
+    let (ok, refusals, errors) =
+        (k["ok"].as_u64().unwrap(), k["refusals"].as_u64().unwrap(), k["errors"].as_u64().unwrap());
+    assert_eq!(ok + refusals + errors, calls, "{kind}: {k}");
+    assert_eq!(errors, 0, "{kind}: {k}");
+    if calls > 0 {
+        let l = &k["latency_us"];
+        let p: Vec<u64> = ["p50", "p90", "p99", "max"].iter().map(|q| l[q].as_u64().unwrap()).collect();
+        assert!(p[0] > 0 && p.windows(2).all(|w| w[0] <= w[1]), "{kind}: percentiles out of order: {l}");
+    } else {
+        assert!(k["latency_us"].is_null(), "{kind}: {k}");
+    }
+    calls
+}
+
+#[test]
+fn a_local_run_with_the_example_rules_and_plugins_reports_every_kind_as_json() {
+    // What a user gets from `switchboard bench` in a checkout: ./rules and ./plugins/dist.
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    for entry in std::fs::read_dir(root.join("rules")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            std::fs::copy(&path, dir.path().join("rules").join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::create_dir_all(dir.path().join("plugins/dist")).unwrap();
+    for (krate, plugin) in [("vip_scoring", "vip-scoring"), ("language_match", "language-match")] {
+        std::fs::copy(
+            built_plugins().join(format!("{krate}.wasm")),
+            dir.path().join(format!("plugins/dist/{plugin}.wasm")),
+        )
+        .unwrap();
+    }
+
+    let args = ["--representatives", "60", "--queues", "3", "--conversations", "80", "--concurrency", "4"];
+    let out =
+        bench(dir.path(), &[&args[..], &["--duration", "2s", "--warmup", "200ms", "--seed", "7", "--json"]].concat());
+    let r = report(&out);
+
+    assert_eq!(r["parameters"]["seed"], 7);
+    assert_eq!(r["parameters"]["representatives"], 60);
+    assert_eq!(r["parameters"]["target"], "local");
+    assert_eq!(r["populate"]["records"], 60 + 3 + 80);
+    let plugins: Vec<&str> = r["rules"]["plugins"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    assert_eq!(plugins, ["language-match", "vip-scoring"], "the daemon loaded the example plugins: {}", r["rules"]);
+    assert!(r["rules"]["files"].as_array().unwrap().len() >= 5, "{}", r["rules"]);
+
+    let mut total = 0;
+    for kind in ["candidates", "assign", "transfer", "release", "remove"] {
+        let calls = check_kind(&r, kind);
+        assert!(calls > 0, "{kind} was never called in 2 s: {}", r["kinds"]);
+        total += calls;
+    }
+    // Every remove is followed by a create, which keeps the pool of conversations full.
+    assert_eq!(check_kind(&r, "create"), r["kinds"]["remove"]["calls"].as_u64().unwrap());
+    total += r["kinds"]["create"]["calls"].as_u64().unwrap();
+    assert_eq!(r["total"]["calls"].as_u64().unwrap(), total);
+    assert_eq!(r["total"]["errors"], 0);
+    assert!(r["measured_seconds"].as_f64().unwrap() >= 2.0);
+    assert!(r["machine"]["cpus"].as_u64().unwrap() >= 1);
+    // No progress bar or table in JSON mode: stdout is only the document.
+    assert!(text(&out.stdout).trim_start().starts_with('{'));
+}
+
+#[test]
+fn the_mix_decides_which_calls_are_made_and_the_table_names_them() {
+    let dir = tempfile::tempdir().unwrap(); // no ./rules: the daemon runs with none
+    let out = bench(
+        dir.path(),
+        &[
+            "--representatives",
+            "10",
+            "--queues",
+            "2",
+            "--conversations",
+            "10",
+            "--concurrency",
+            "2",
+            "--duration",
+            "500ms",
+            "--warmup",
+            "0s",
+            "--mix",
+            "candidates=1",
+        ],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("rules none: no ./rules here; pass --rules DIR"), "{stderr}");
+    let header = stdout.lines().find(|l| l.starts_with("kind")).unwrap();
+    for column in ["calls", "calls/s", "p50", "p90", "p99", "max", "refusals", "errors"] {
+        assert!(header.split_whitespace().any(|c| c == column), "{header}");
+    }
+    let row = |kind: &str| -> Vec<String> {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(kind))
+            .unwrap()
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    assert!(row("candidates")[1].parse::<u64>().unwrap() > 0, "{stdout}");
+    for kind in ["assign", "transfer", "release", "remove", "create"] {
+        assert_eq!(row(kind)[1], "0", "{kind} has weight 0: {stdout}");
+        assert_eq!(row(kind)[3], "-", "no latency without calls: {stdout}");
+    }
+    assert!(stdout.contains("concurrency 2"), "{stdout}");
+}
+
+#[test]
+fn a_run_against_a_running_daemon_cleans_up_after_itself() {
+    let dir = workdir("");
+    let daemon = Process::spawn(dir.path());
+    let base = daemon.client.base.clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Records that are not the run's must stay as they are.
+    rt.block_on(async {
+        daemon.client.seed_directory().await;
+        daemon.client.create("mine").await;
+    });
+
+    let out = bench(
+        dir.path(),
+        &[
+            "--target",
+            &base,
+            "--token",
+            SUPERVISOR,
+            "--integration-token",
+            INTEGRATION,
+            "--representatives",
+            "12",
+            "--queues",
+            "2",
+            "--conversations",
+            "20",
+            "--concurrency",
+            "3",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--json",
+        ],
+    );
+    let r = report(&out);
+    let prefix = r["parameters"]["id_prefix"].as_str().unwrap().to_owned();
+    assert!(prefix.starts_with("bench-42-"), "{prefix}");
+    assert_eq!(r["parameters"]["target"].as_str().unwrap().trim_end_matches('/'), base);
+    assert!(check_kind(&r, "candidates") > 0);
+    assert!(text(&out.stderr).contains("cleaned up"), "{}", text(&out.stderr));
+
+    rt.block_on(async {
+        let c = &daemon.client;
+        // None of the run's conversations is still ongoing; ours is.
+        let mut ids = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/v1/conversations?limit=200&cursor={c}"),
+                None => "/v1/conversations?limit=200".to_owned(),
+            };
+            let page = c.get(&path, SUPERVISOR).await.expect(200).json;
+            ids.extend(page["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_owned()));
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(ids, ["mine"]);
+        // The run's representatives are offline; the directory's are as they were.
+        let rep = c.get(&format!("/v1/representatives/{prefix}r0"), SUPERVISOR).await;
+        let reps = c.get("/v1/representatives?limit=200", ADMIN).await.expect(200).json;
+        let mut seen = 0;
+        for rep in reps["items"].as_array().unwrap() {
+            let id = rep["id"].as_str().unwrap();
+            if id.starts_with(&prefix) {
+                seen += 1;
+                assert_eq!(rep["presence"], "offline", "{rep}");
+            }
+        }
+        assert_eq!(seen, 12, "{reps}; first rep: {:?}", rep.json);
+        assert_eq!(c.get("/v1/representatives/ann", SUPERVISOR).await.expect(200).json["presence"], "available");
+    });
+}
+
+#[test]
+fn bad_flags_and_bad_targets_are_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = |args: &[&str]| {
+        let out = bench(dir.path(), args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        text(&out.stderr)
+    };
+    let e = err(&["--mix", "candidates=5,lunch=2"]);
+    assert!(e.contains("lunch") && e.contains("candidates, assign, transfer, release, remove"), "{e}");
+    let e = err(&["--duration", "30"]);
+    assert!(e.contains("30s"), "a duration without a unit suggests one: {e}");
+    let e = err(&["--concurrency", "50", "--conversations", "10"]);
+    assert!(e.contains("--concurrency 50 is more than --conversations 10"), "{e}");
+    let e = err(&["--rules", "/nonexistent/rules"]);
+    assert!(e.contains("--rules /nonexistent/rules: no such folder"), "{e}");
+    let e = err(&["--target", "http://127.0.0.1:9"]);
+    assert!(e.contains("--target needs --token"), "{e}");
+
+    // A running daemon that does not know the token, or whose token may not act.
+    let work = workdir("");
+    let daemon = Process::spawn(work.path());
+    let base = daemon.client.base.clone();
+    let e = err(&["--target", &base, "--token", "nobody", "--duration", "1s"]);
+    assert!(e.contains("does not know the token"), "{e}");
+    let e = err(&["--target", &base, "--token", SUPERVISOR, "--duration", "1s"]);
+    assert!(e.contains("--integration-token"), "a supervisor token alone cannot create records: {e}");
+    let e = err(&["--target", "http://127.0.0.1:9", "--token", ADMIN]);
+    assert!(e.contains("cannot reach http://127.0.0.1:9"), "{e}");
+}
