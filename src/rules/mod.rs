@@ -120,5 +120,12 @@ pub fn load_dir(dir: &Path, plugins: &PluginSet) -> Result<RuleSet, Vec<RuleErro
 /// The JSON Schema of rule files, for editors.
 pub fn json_schema() -> String {
     let schema = schemars::schema_for!(schema::RuleFile);
-    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+    // Keys sorted whatever serde_json's features are: another crate in the build
+    // (cedar-policy in the peer benches) may turn on `preserve_order`.
+    // Sorting a plain Value then printing it through `Schema` keeps schemars' own order
+    // for the top-level keys (`$schema`, `title`, ...) as in a build without it.
+    let mut value = schema.to_value();
+    value.sort_all_objects();
+    schemars::Schema::try_from(value).ok().and_then(|s| serde_json::to_string_pretty(&s).ok()).unwrap_or_default()
+        + "\n"
 }
