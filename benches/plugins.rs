@@ -3,7 +3,8 @@
 //! (which reads only the candidates' user groups), and with a guest that ignores the
 //! request (`noop_guest_call`: the interface's cost; `noop_guest_all_fields`: the same
 //! asking for every candidate field). `convert_all_fields` is the host's cost of building
-//! a request with every field from domain records.
+//! a request with every field from domain records. `plugin_pool/take_and_return` is what
+//! a call pays for the pool of instances.
 //!
 //! `cargo bench --bench plugins` (builds the plugins first with plugins/build.sh).
 
@@ -62,5 +63,10 @@ fn main() {
         });
     }
     group.finish();
+
+    // What a call pays for the pool: take an idle instance, give it back.
+    c.bench_function("plugin_pool/take_and_return", |b| {
+        b.iter(|| assert!(std::hint::black_box(using.pool_round_trip())));
+    });
     c.final_summary();
 }

@@ -1,5 +1,6 @@
 //! Rule evaluation: the eligibility pass per candidate over the demo's rules, the cost
-//! of compiling candidates, explanations, and rules that do not apply.
+//! of compiling candidates, explanations, rules that do not apply, and 1 to 1,000 rules
+//! that all apply.
 //!
 //! `cargo bench --bench rules`.
 
@@ -89,9 +90,54 @@ fn inapplicable_rules(c: &mut Criterion) {
     group.finish();
 }
 
+/// `n` rules that all apply to every conversation, each one requirement, cycling
+/// through the kinds of requirement; lenient, so that most candidates meet them all and
+/// every rule is evaluated for most candidates.
+fn applicable_rule_set(n: usize) -> RuleSet {
+    let requirements = [
+        "presence = [\"available\", \"busy\", \"busy_dnd\", \"away\"]",
+        "min_free_capacity = 0",
+        "skills = { english = 0 }",
+        "user_groups_any = [\"tier-1\", \"tier-2\", \"supervisors\"]",
+        "capacity_for_conversation = true",
+    ];
+    let mut text = String::new();
+    for i in 0..n {
+        let require = requirements[i % requirements.len()];
+        text.push_str(&format!("[[rule]]\nid = \"r{i}\"\ntarget = \"representative\"\nrequire = {{ {require} }}\n"));
+    }
+    rules::compile(&[Source { name: "many.toml".into(), text }]).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+fn applicable_rules(c: &mut Criterion) {
+    let conv = conversation();
+    let ctx = RoutingContext { action: RoutingAction::Assign, conversation: &conv, explain: false };
+    let reps = representatives(10_000, 7);
+    let refs: Vec<&Representative> = reps.iter().collect();
+    let mut group = c.benchmark_group("rules_that_apply_10k");
+    group.throughput(Throughput::Elements(10_000));
+    for n in [1usize, 10, 100, 1_000] {
+        let set = applicable_rule_set(n);
+        let table = set.representative_table(&conv, &refs);
+        let mut out = Vec::new();
+        let applicable = set.applicable(&ctx, TargetKind::Representative);
+        set.eligible_representatives(&applicable, &table, 1, &mut out);
+        println!("{n} applicable rules: {} of 10000 eligible", out.iter().filter(|&&e| e).count());
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                let applicable = set.applicable(&ctx, TargetKind::Representative);
+                set.eligible_representatives(&applicable, &table, 1, &mut out);
+                std::hint::black_box(&out);
+            });
+        });
+    }
+    group.finish();
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     eligibility(&mut c);
     inapplicable_rules(&mut c);
+    applicable_rules(&mut c);
     c.final_summary();
 }

@@ -446,19 +446,33 @@ fn check(mut v: wit::Verdicts, n: usize) -> Result<wit::Verdicts, String> {
 }
 
 impl PluginUse {
+    /// An idle instance from the pool, if there is one.
+    fn take(&self) -> Option<Instance> {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    fn give_back(&self, inst: Instance) {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(inst);
+    }
+
+    /// Takes an idle instance from the pool and gives it back, as every call does; false
+    /// when the pool is empty. For `benches/plugins.rs`, which measures what the pool costs.
+    pub fn pool_round_trip(&self) -> bool {
+        self.take().map(|inst| self.give_back(inst)).is_some()
+    }
+
     /// The verdicts on `request`'s candidates (`expected` of them), checked, or the failure.
     pub fn evaluate(&self, request: &wit::Request, expected: usize) -> Result<wit::Verdicts, PluginError> {
         let plugin = &self.plugin;
         plugin.calls.fetch_add(1, Ordering::Relaxed);
-        let taken = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let result = taken.map_or_else(|| plugin.instantiate(&self.config), Ok).and_then(|mut inst| {
+        let result = self.take().map_or_else(|| plugin.instantiate(&self.config), Ok).and_then(|mut inst| {
             inst.store.set_epoch_deadline(plugin.deadline_ticks());
             let answer = inst.bindings.switchboard_matcher_matcher().call_evaluate(&mut inst.store, request);
             match answer {
                 // A trapped instance is dropped here, never reused.
                 Err(e) => Err(plugin.error(describe_trap(&e, plugin.host.limits))),
                 Ok(verdicts) => {
-                    self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(inst);
+                    self.give_back(inst);
                     Ok(verdicts)
                 }
             }
