@@ -181,3 +181,22 @@ async fn a_component_of_another_interface_version_is_refused_clearly() {
     assert!(e["message"].as_str().unwrap().contains("plugin `nope` is not loaded"), "{e}");
     c.get("/healthz", SUPERVISOR).await.expect(200);
 }
+
+#[test]
+fn a_restart_takes_compiled_code_from_the_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let wasm = common::built_plugins().join("vip_scoring.wasm");
+    let limits = switchboard::plugins::Limits { deadline_ms: 50, memory_mib: 16 };
+    let first = switchboard::plugins::PluginHost::new(limits, Some(cache.path())).unwrap();
+    first.load("vip-scoring", &wasm).unwrap();
+    let (hits, misses) = first.compile_cache_stats().unwrap();
+    assert_eq!((hits, misses), (0, 1), "a cold cache compiles");
+    drop(first);
+    // A new host over the same folder is what a restarted daemon has.
+    let second = switchboard::plugins::PluginHost::new(limits, Some(cache.path())).unwrap();
+    second.load("vip-scoring", &wasm).unwrap();
+    assert_eq!(second.compile_cache_stats(), Some((1, 0)), "the restart reads the compiled code");
+    // Another file is compiled, not confused with the cached one.
+    second.load("language-match", &common::built_plugins().join("language_match.wasm")).unwrap();
+    assert_eq!(second.compile_cache_stats(), Some((1, 1)));
+}

@@ -107,6 +107,8 @@ pub struct PluginHost {
     linker: Linker<GuestState>,
     limits: Limits,
     stop: Arc<AtomicBool>,
+    /// The on-disk cache of compiled code, when configured.
+    cache: Option<wasmtime::Cache>,
 }
 
 impl Drop for PluginHost {
@@ -126,11 +128,15 @@ impl PluginHost {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
-        if let Some(dir) = cache_dir {
-            let mut cache = wasmtime::CacheConfig::new();
-            cache.with_directory(dir);
-            config.cache(Some(wasmtime::Cache::new(cache).map_err(wasm_err)?));
-        }
+        let cache = match cache_dir {
+            Some(dir) => {
+                let mut cache = wasmtime::CacheConfig::new();
+                cache.with_directory(dir);
+                Some(wasmtime::Cache::new(cache).map_err(wasm_err)?)
+            }
+            None => None,
+        };
+        config.cache(cache.clone());
         let engine = Engine::new(&config).map_err(wasm_err)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
@@ -143,11 +149,17 @@ impl PluginHost {
                 ticker.increment_epoch();
             }
         })?;
-        Ok(Arc::new(Self { engine, linker, limits, stop }))
+        Ok(Arc::new(Self { engine, linker, limits, stop, cache }))
     }
 
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// How often compiling a plugin found its code in the on-disk cache, and how often it
+    /// compiled (hits, misses) since this host started; `None` without a cache.
+    pub fn compile_cache_stats(&self) -> Option<(usize, usize)> {
+        self.cache.as_ref().map(|c| (c.cache_hits(), c.cache_misses()))
     }
 
     /// Compiles one component file and checks its interface.
@@ -158,8 +170,11 @@ impl PluginHost {
     }
 
     fn compile(self: &Arc<Self>, name: &str, sha256: &str, bytes: &[u8]) -> Result<Arc<Plugin>, PluginError> {
+        let hits = self.compile_cache_stats().map_or(0, |(hits, _)| hits);
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| err(name, sha256, format!("not a valid WebAssembly component: {e:#}")))?;
+        let cached = self.compile_cache_stats().is_some_and(|(now, _)| now > hits);
+        tracing::debug!(plugin = name, sha256, cached, "plugin compiled");
         let exports: Vec<String> =
             component.component_type().exports(&self.engine).map(|(n, _)| n.to_owned()).collect();
         if !exports.iter().any(|e| e == INTERFACE) {
