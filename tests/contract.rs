@@ -545,3 +545,41 @@ async fn random_bytes_never_get_a_5xx() {
     }
     c.get("/healthz", SUPERVISOR).await.expect(200);
 }
+
+#[tokio::test]
+async fn the_directory_read_for_candidates_shows_every_change() {
+    // Listing representatives decodes each one's document once per version; every
+    // change must still show at once, in the list and in the candidates dialog.
+    let d = Daemon::start().await;
+    let c = &d.client;
+    c.seed_directory().await;
+    c.create("c1").await.expect(201);
+    let ann = |list: &Value| list["items"].as_array().unwrap().iter().find(|r| r["id"] == "ann").cloned().unwrap();
+    let candidate_names = |answer: &Value| -> Vec<String> {
+        answer["candidates"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_owned()).collect()
+    };
+    let dialog = "/v1/conversations/c1/candidates?action=assign&target=representative";
+
+    let list = c.get("/v1/representatives", SUPERVISOR).await.expect(200).json;
+    assert_eq!(ann(&list)["skills"], json!({"billing": 8}));
+    assert!(candidate_names(&c.get(dialog, SUPERVISOR).await.expect(200).json).contains(&"Ann Lee".to_owned()));
+
+    c.patch("/v1/representatives/ann", INTEGRATION, json!({"name": "Ann Novak", "skills": {"billing": 2}}))
+        .await
+        .expect(200);
+    let list = c.get("/v1/representatives", SUPERVISOR).await.expect(200).json;
+    assert_eq!((ann(&list)["name"].clone(), ann(&list)["skills"].clone()), (json!("Ann Novak"), json!({"billing": 2})));
+    assert!(candidate_names(&c.get(dialog, SUPERVISOR).await.expect(200).json).contains(&"Ann Novak".to_owned()));
+
+    c.put("/v1/representatives/ann", INTEGRATION, json!({"name": "Ann Costa", "presence": "available", "capacity": 3}))
+        .await
+        .expect(200);
+    let list = c.get("/v1/representatives", SUPERVISOR).await.expect(200).json;
+    assert_eq!((ann(&list)["name"].clone(), ann(&list)["skills"].clone()), (json!("Ann Costa"), json!({})));
+    assert_eq!(ann(&list)["version"], 3);
+
+    // Capacity is not part of the decoded document: it moves with every assignment.
+    c.post("/v1/conversations/c1/assign", SUPERVISOR, json!({"representative": "ann"})).await.expect(200);
+    let list = c.get("/v1/representatives", SUPERVISOR).await.expect(200).json;
+    assert_eq!((ann(&list)["used_capacity"].clone(), ann(&list)["free_capacity"].clone()), (json!(2), json!(1)));
+}

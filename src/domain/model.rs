@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -300,8 +301,11 @@ pub struct RepresentativeInput {
 pub struct Representative {
     #[schema(value_type = String)]
     pub id: Id,
+    /// Shared: the store keeps one decoded copy per representative version, so reading
+    /// the directory for a request does not rebuild every name, skill and group.
     #[serde(flatten)]
-    pub input: RepresentativeInput,
+    #[schema(value_type = RepresentativeInput)]
+    pub input: Arc<RepresentativeInput>,
     /// Capacity units of the conversations this representative holds.
     pub used_capacity: i64,
     /// `capacity - used_capacity`; negative when over-assigned.
@@ -316,6 +320,17 @@ pub struct Representative {
 
 impl Representative {
     pub fn new(id: Id, input: RepresentativeInput, used_capacity: i64, version: u64, updated_at: String) -> Self {
+        Self::with_shared_input(id, Arc::new(input), used_capacity, version, updated_at)
+    }
+
+    /// As [`Representative::new`], with an input decoded once and shared.
+    pub fn with_shared_input(
+        id: Id,
+        input: Arc<RepresentativeInput>,
+        used_capacity: i64,
+        version: u64,
+        updated_at: String,
+    ) -> Self {
         let free_capacity = i64::from(input.capacity) - used_capacity;
         Self { id, input, used_capacity, free_capacity, version, updated_at, last_assigned_ms: None }
     }

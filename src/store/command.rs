@@ -176,7 +176,7 @@ fn run(tx: &mut dyn Tx, req: WriteRequest) -> Result<Outcome, StoreError> {
         Command::PatchRepresentative { id, patch } => {
             let current =
                 tx.representative(&id)?.ok_or_else(|| Refusal::NotFound { kind: "representative", id: id.clone() })?;
-            let input = patch.apply(current.input);
+            let input = patch.apply(std::sync::Arc::unwrap_or_clone(current.input));
             check_queues(tx, &input.queues)?;
             let representative = tx.put_representative(&id, &input, &now)?;
             Ok(Outcome::Representative { representative, created: false })

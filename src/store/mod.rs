@@ -85,6 +85,10 @@ pub struct WriteRequest {
 /// What a write produced. Stored with its idempotency key and replayed as it was.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one Outcome per write, moved once to its caller; boxing would add an allocation per write"
+)]
 pub enum Outcome {
     Conversation { conversation: Conversation, created: bool },
     Representative { representative: Representative, created: bool },

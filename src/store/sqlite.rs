@@ -7,6 +7,7 @@
 //! the disk's fsync rate while each answer still means "on disk". Readers use their own
 //! connections and see only committed transactions.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -89,6 +90,34 @@ struct Job {
 pub struct SqliteStore {
     writer: mpsc::Sender<Job>,
     readers: Arc<ReaderPool>,
+    inputs: Arc<InputCache>,
+}
+
+/// Representatives' stored documents, decoded once per version. A representative's `doc`
+/// and `version` change together (every PUT or PATCH bumps the version in the statement
+/// that writes the doc, and versions never go back), so a decoded doc is valid for as
+/// long as the row shows the version it was decoded at. Capacity and idle time are
+/// columns of their own and always read fresh. Listing the directory, which every
+/// candidates request does, then decodes only what changed since the last request.
+#[derive(Default)]
+struct InputCache {
+    entries: Mutex<HashMap<String, (i64, Arc<RepresentativeInput>)>>,
+}
+
+impl InputCache {
+    /// The input of representative `id` at `version`, decoding `doc` only when it is not
+    /// cached at that version.
+    fn get(&self, id: &str, version: i64, doc: &str) -> Result<Arc<RepresentativeInput>, StoreError> {
+        let lock = || self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((v, input)) = lock().get(id)
+            && *v == version
+        {
+            return Ok(input.clone());
+        }
+        let input: Arc<RepresentativeInput> = Arc::new(decode(doc)?);
+        lock().insert(id.to_owned(), (version, input.clone()));
+        Ok(input)
+    }
 }
 
 impl SqliteStore {
@@ -119,7 +148,11 @@ impl SqliteStore {
             .name("sqlite-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpointer, alive))
             .map_err(|e| StoreError::Folder { path: "checkpoint thread".into(), source: e })?;
-        Ok(Self { writer: tx, readers: Arc::new(ReaderPool { path: path.to_owned(), idle: Mutex::new(Vec::new()) }) })
+        Ok(Self {
+            writer: tx,
+            readers: Arc::new(ReaderPool { path: path.to_owned(), idle: Mutex::new(Vec::new()) }),
+            inputs: Arc::default(),
+        })
     }
 
     async fn read<T: Send + 'static>(
@@ -548,6 +581,7 @@ impl Store for SqliteStore {
         filter: RepresentativeFilter,
         page: PageRequest,
     ) -> Result<Page<Representative>, StoreError> {
+        let inputs = self.inputs.clone();
         self.read(move |conn| {
             let sql = format!("SELECT seq, {REP_COLUMNS} FROM representatives WHERE seq > ?1 ORDER BY seq");
             scan(
@@ -555,7 +589,23 @@ impl Store for SqliteStore {
                 &sql,
                 page,
                 |row| {
-                    build_representative((row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
+                    let text = |i: usize| -> Result<&str, StoreError> {
+                        row.get_ref(i)?.as_str().map_err(|e| {
+                            StoreError::Database(rusqlite::Error::FromSqlConversionFailure(
+                                i,
+                                rusqlite::types::Type::Text,
+                                Box::new(e),
+                            ))
+                        })
+                    };
+                    let (id, version) = (text(1)?, row.get::<_, i64>(4)?);
+                    let input = inputs.get(id, version, text(2)?)?;
+                    let id = Id::parse(id)
+                        .map_err(|e| StoreError::Refused(crate::domain::Refusal::BadRequest(e.to_string())))?;
+                    let mut rep =
+                        Representative::with_shared_input(id, input, row.get(3)?, version as u64, row.get(5)?);
+                    rep.last_assigned_ms = row.get(6)?;
+                    Ok(rep)
                 },
                 |rep| filter.matches(rep),
             )
