@@ -220,6 +220,22 @@ fn a_run_against_a_running_daemon_cleans_up_after_itself() {
         }
         assert_eq!(seen, 12, "{reps}; first rep: {:?}", rep.json);
         assert_eq!(c.get("/v1/representatives/ann", SUPERVISOR).await.expect(200).json["presence"], "available");
+        // The dialog listed the real representatives too: none was ever given the run's
+        // work (the histories of the run's conversations name only its own).
+        assert_eq!((c.used_capacity("ann").await, c.used_capacity("bob").await), (0, 0));
+        let mut assigned = 0;
+        for i in 0..r["kinds"]["create"]["calls"].as_u64().unwrap() + 20 {
+            let history = c.get(&format!("/v1/conversations/{prefix}c{i}/history"), SUPERVISOR).await;
+            for event in history.json["events"].as_array().into_iter().flatten() {
+                if let Some(rep) = event["to"]["representative"].as_str() {
+                    assert!(rep.starts_with(&prefix), "{prefix}c{i} went to {rep}: {event}");
+                    assigned += 1;
+                }
+            }
+        }
+        assert!(assigned > 0, "the run assigned nothing, so this proves nothing");
+        let history = c.get("/v1/conversations/mine/history", SUPERVISOR).await.expect(200).json;
+        assert_eq!(history["events"].as_array().unwrap().len(), 1, "{history}");
     });
 }
 

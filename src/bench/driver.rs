@@ -150,8 +150,9 @@ pub struct Drive {
     pub center: Center,
     pub mix: Mix,
     pub pool: Mutex<Pool>,
-    /// The index of the next replacement conversation.
-    pub next_conversation: AtomicU64,
+    /// The index of the next replacement conversation (shared with the clean-up, which
+    /// closes every conversation the run created).
+    pub next_conversation: Arc<AtomicU64>,
     pub live: Live,
     /// Calls that start before this are warmup: made, not recorded.
     pub measure_from: Instant,
@@ -209,9 +210,17 @@ impl Drive {
                 let path = format!("/v1/conversations/{id}/candidates?action={action}&target={target}");
                 let answer = self.api.call(Method::GET, &path, Role::Supervisor, None, None).await;
                 if answer.outcome == Outcome::Ok && target == "representative" {
+                    // Only the run's own representatives: against --target the dialog also
+                    // lists the real ones, who must not be given the run's conversations.
+                    let prefix = self.center.prefix.as_str();
                     conv.candidates = answer.body["candidates"]
                         .as_array()
-                        .map(|c| c.iter().take(5).filter_map(|c| c["id"].as_str().map(str::to_owned)).collect())
+                        .map(|c| {
+                            c.iter()
+                                .filter_map(|c| c["id"].as_str().filter(|id| id.starts_with(prefix)).map(str::to_owned))
+                                .take(5)
+                                .collect()
+                        })
                         .unwrap_or_default();
                 }
                 answer

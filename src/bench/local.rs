@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,7 +69,9 @@ fn toml_string(s: &str) -> String {
 }
 
 impl LocalDaemon {
-    pub fn start(rules: &Folder, plugins: &Folder) -> anyhow::Result<Self> {
+    /// Starts the daemon and waits until it listens; gives up when `interrupted` is set
+    /// (Ctrl-C), killing it.
+    pub fn start(rules: &Folder, plugins: &Folder, interrupted: &AtomicBool) -> anyhow::Result<Self> {
         let dir =
             tempfile::Builder::new().prefix("switchboard-bench-").tempdir().context("making a temporary folder")?;
         let folder = |f: &Folder, name: &str| -> anyhow::Result<PathBuf> {
@@ -138,6 +141,9 @@ impl LocalDaemon {
                     return Ok(daemon);
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if interrupted.load(Ordering::Relaxed) {
+                        bail!("interrupted while the daemon was starting");
+                    }
                     if let Some(status) = daemon.child.try_wait().context("waiting for the daemon")? {
                         return Err(daemon.failed(&format!("the daemon exited ({status}) before listening"), rules));
                     }

@@ -11,8 +11,13 @@
 //! 3. **Drive**: [`driver`] runs one worker per unit of concurrency for the warmup, then
 //!    for the measured duration, each call's kind drawn from the mix.
 //! 4. **Report**: [`report`] prints a table (or `--json`), and the command fails when any
-//!    call was an error. Against a `--target` the run then closes its conversations and
-//!    sets its representatives offline, so they stop showing up as candidates.
+//!    call was an error. Against a `--target` the run then, whatever its outcome, removes
+//!    every conversation it created and sets its representatives offline, so they stop
+//!    showing up as candidates; it only ever acts on its own records (the candidates it
+//!    assigns to are filtered to its prefix).
+//!
+//! Ctrl-C is seen by every phase: during the start or populating it ends the run (and
+//! the daemon started here); while driving it stops the workers and still reports.
 
 pub mod args;
 pub mod client;
@@ -22,7 +27,7 @@ pub mod report;
 pub mod synthetic;
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,12 +62,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     getrandom::fill(&mut run_id).context("reading the OS random source")?;
     let prefix = format!("bench-{}-{}-", args.seed, hex::encode(run_id));
 
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let interrupt = Arc::new(Interrupt::default());
+    runtime.spawn(interrupt.clone().listen());
     let (daemon, api, rules_source) = match &args.target {
         None => {
             let rules = Folder::choose(args.rules.as_deref(), "--rules", "rules")?;
             let plugins = Folder::choose(args.plugins.as_deref(), "--plugins", "plugins/dist")?;
             status(&format!("starting a daemon: rules {}, plugins {}", rules.describe(), plugins.describe()));
-            let daemon = LocalDaemon::start(&rules, &plugins)?;
+            let daemon = LocalDaemon::start(&rules, &plugins, &interrupt.flag)?;
             let api = Api::new(&daemon.base, daemon.token.clone(), daemon.token.clone())?;
             let source = json!({"rules_dir": rules.path, "plugins_dir": plugins.path});
             (Some(daemon), api, source)
@@ -73,12 +81,48 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             (None, Api::new(url.as_str(), token, integration)?, json!({"target": url.as_str()}))
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    let result = runtime.block_on(bench(&args, &prefix, &api, daemon.as_ref(), rules_source));
+    let result = runtime.block_on(bench(&args, &prefix, &api, daemon.as_ref(), rules_source, &interrupt));
     if let Some(d) = daemon {
         d.stop();
     }
     result
+}
+
+/// Ctrl-C, seen by every phase: the daemon's start, populating, driving.
+#[derive(Default)]
+pub struct Interrupt {
+    flag: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Interrupt {
+    async fn listen(self: Arc<Self>) {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            self.flag.store(true, Ordering::Relaxed);
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Resolves once Ctrl-C was pressed (at once if it already was).
+    async fn wait(&self) {
+        loop {
+            // Registered before the check, so a press in between is not missed.
+            let notified = self.notify.notified();
+            if self.flag.load(Ordering::Relaxed) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Aborts a background task (a progress ticker) when its phase ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A line about what the run is doing, on stderr (stdout is for the result).
@@ -105,6 +149,7 @@ async fn bench(
     api: &Api,
     daemon: Option<&LocalDaemon>,
     rules_source: Value,
+    interrupt: &Interrupt,
 ) -> anyhow::Result<()> {
     check_target(api, prefix).await?;
     let rules = api.get("/v1/rules").await;
@@ -135,8 +180,32 @@ async fn bench(
         representatives: u64::from(args.representatives),
         conversations: u64::from(args.conversations),
     };
+    // Every conversation the run creates has an index below this: the initial ones, then
+    // the replacements. The clean-up closes them all by id.
+    let created = Arc::new(AtomicU64::new(center.conversations));
+    let result = measure(args, api, daemon, &center, &created, rules_doc, interrupt).await;
+    if args.target.is_some() {
+        clean_up(args, api, &center, created.load(Ordering::Relaxed)).await;
+    }
+    result
+}
+
+/// Populates, drives and reports.
+async fn measure(
+    args: &Args,
+    api: &Api,
+    daemon: Option<&LocalDaemon>,
+    center: &Center,
+    created: &Arc<AtomicU64>,
+    rules_doc: Value,
+    interrupt: &Interrupt,
+) -> anyhow::Result<()> {
+    let prefix = center.prefix.as_str();
     let started = Instant::now();
-    let pool = populate(args, api, &center).await?;
+    let pool = tokio::select! {
+        pool = populate(args, api, center) => pool?,
+        () = interrupt.wait() => bail!("interrupted while populating: nothing was measured"),
+    };
     let populate_time = started.elapsed();
     let records = center.queues + center.representatives + center.conversations;
     status(&format!(
@@ -154,7 +223,7 @@ async fn bench(
         center: center.clone(),
         mix: args.mix.clone(),
         pool: Mutex::new(pool),
-        next_conversation: AtomicU64::new(center.conversations),
+        next_conversation: created.clone(),
         live: Live::default(),
         measure_from: now + args.warmup,
         until: now + args.warmup + args.duration,
@@ -163,7 +232,7 @@ async fn bench(
         "driving {} workers for {:?} after a {:?} warmup, mix {}",
         args.concurrency, args.duration, args.warmup, args.mix
     ));
-    let (stats, measured, interrupted, cpu) = drive_run(args, &drive, daemon).await?;
+    let (stats, measured, interrupted, cpu) = drive_run(args, &drive, daemon, interrupt).await?;
 
     let report = Report {
         parameters: json!({
@@ -209,9 +278,6 @@ async fn bench(
         println!("latency: send to last byte of the answer, every answered call; refusals: 409/412/422 answers");
     }
 
-    if args.target.is_some() {
-        clean_up(args, api, &center, &drive).await;
-    }
     let errors = report.stats.total_errors();
     if errors > 0 {
         bail!("{errors} calls failed (5xx, unexpected 4xx or transport errors): see the errors above");
@@ -253,12 +319,12 @@ async fn populate(args: &Args, api: &Api, center: &Center) -> anyhow::Result<Poo
     let done = Arc::new(AtomicU64::new(0));
     let ticker = {
         let (bar, done) = (bar.clone(), done.clone());
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             loop {
                 bar.set_position(done.load(Ordering::Relaxed));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-        })
+        }))
     };
     let shared = Arc::new((api.clone(), center.clone()));
     let result = async {
@@ -303,7 +369,7 @@ async fn populate(args: &Args, api: &Api, center: &Center) -> anyhow::Result<Poo
         Ok::<_, anyhow::Error>(pool)
     }
     .await;
-    ticker.abort();
+    drop(ticker);
     bar.finish_and_clear();
     result.context("populating the daemon")
 }
@@ -311,7 +377,12 @@ async fn populate(args: &Args, api: &Api, center: &Center) -> anyhow::Result<Poo
 type Measured = (Stats, Duration, bool, (Option<f64>, Option<f64>));
 
 /// Runs the workers with a progress bar; Ctrl-C stops them early and still reports.
-async fn drive_run(args: &Args, drive: &Arc<Drive>, daemon: Option<&LocalDaemon>) -> anyhow::Result<Measured> {
+async fn drive_run(
+    args: &Args,
+    drive: &Arc<Drive>,
+    daemon: Option<&LocalDaemon>,
+    interrupt: &Interrupt,
+) -> anyhow::Result<Measured> {
     let warmup_ms = args.warmup.as_millis() as u64;
     let total_ms = warmup_ms + args.duration.as_millis() as u64;
     let bar = progress_bar(args, total_ms, "{prefix:>9} [{bar:40}] {elapsed_precise} {msg}");
@@ -322,7 +393,7 @@ async fn drive_run(args: &Args, drive: &Arc<Drive>, daemon: Option<&LocalDaemon>
     }
     let ticker = {
         let (bar, drive) = (bar.clone(), drive.clone());
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             let mut last = (Instant::now(), 0u64);
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -337,7 +408,7 @@ async fn drive_run(args: &Args, drive: &Arc<Drive>, daemon: Option<&LocalDaemon>
                     drive.live.errors.load(Ordering::Relaxed)
                 ));
             }
-        })
+        }))
     };
     // CPU use is sampled at the start of the measured window.
     let cpu_at_start = {
@@ -350,7 +421,7 @@ async fn drive_run(args: &Args, drive: &Arc<Drive>, daemon: Option<&LocalDaemon>
     };
     let interrupted = tokio::select! {
         () = tokio::time::sleep_until(drive.until.into()) => false,
-        () = async { if tokio::signal::ctrl_c().await.is_err() { std::future::pending::<()>().await } } => {
+        () = interrupt.wait() => {
             drive.live.stop.store(true, Ordering::Relaxed);
             bar.println("bench: interrupted: finishing the calls in flight, then reporting");
             true
@@ -362,7 +433,7 @@ async fn drive_run(args: &Args, drive: &Arc<Drive>, daemon: Option<&LocalDaemon>
     }
     let end = Instant::now();
     let measured = end.saturating_duration_since(drive.measure_from);
-    ticker.abort();
+    drop(ticker);
     bar.finish_and_clear();
     let (daemon_cpu, bench_cpu) = if end > drive.measure_from {
         let (d0, b0) = cpu_at_start.await.unwrap_or((None, None));
@@ -378,48 +449,50 @@ async fn drive_run(args: &Args, drive: &Arc<Drive>, daemon: Option<&LocalDaemon>
     Ok((stats, measured, interrupted, (daemon_cpu, bench_cpu)))
 }
 
-/// After a run against `--target`: close the run's conversations, set its
-/// representatives offline. Queues stay (the API has no delete); all are prefixed.
-async fn clean_up(args: &Args, api: &Api, center: &Center, drive: &Drive) {
-    let convs = drive.pool.lock().unwrap_or_else(|e| e.into_inner()).drain();
-    let n = convs.len() as u64;
-    let convs = Arc::new(convs);
-    let shared = Arc::new((api.clone(), center.clone(), convs));
-    let done = Arc::new(AtomicU64::new(0));
+/// After a run against `--target`, whatever became of it: remove every conversation the
+/// run created (by id: they are numbered) and set its representatives offline. Best
+/// effort: a failure is counted and the rest still done; 404 (never created) and 409
+/// (already closed) are fine. Queues stay (the API has no delete); all ids are prefixed.
+async fn clean_up(args: &Args, api: &Api, center: &Center, conversations: u64) {
+    let failed = Arc::new(AtomicU64::new(0));
+    let shared = Arc::new((api.clone(), center.clone(), failed.clone()));
+    let fine =
+        |answer: &client::Answer| answer.status.is_some_and(|s| s.is_success() || matches!(s.as_u16(), 404 | 409));
     let s = shared.clone();
-    let closed = for_each(n, args.concurrency, done.clone(), move |i| {
+    let _ = for_each(conversations, args.concurrency, Arc::new(AtomicU64::new(0)), move |i| {
         let s = s.clone();
         async move {
-            let (api, _, convs) = &*s;
-            let path = format!("/v1/conversations/{}/remove", convs[i as usize].id);
-            // Already closed (a race we lost) is fine: only errors matter here.
-            let answer = api.call(Method::POST, &path, Role::Supervisor, None, None).await;
-            match answer.outcome {
-                Outcome::Error(e) => Err(anyhow::anyhow!("POST {path}: {e}")),
-                _ => Ok(()),
+            let (api, center, failed) = &*s;
+            let path = format!("/v1/conversations/{}/remove", center.conversation_id(i));
+            if !fine(&api.call(Method::POST, &path, Role::Supervisor, None, None).await) {
+                failed.fetch_add(1, Ordering::Relaxed);
             }
+            Ok(())
         }
     })
     .await;
     let s = shared.clone();
-    let offline = for_each(center.representatives, args.concurrency, Arc::new(AtomicU64::new(0)), move |i| {
+    let _ = for_each(center.representatives, args.concurrency, Arc::new(AtomicU64::new(0)), move |i| {
         let s = s.clone();
         async move {
-            let (api, center, _) = &*s;
+            let (api, center, failed) = &*s;
             let path = format!("/v1/representatives/{}", center.representative_id(i));
-            must(api, Method::PATCH, &path, Role::Integration, &json!({"presence": "offline"})).await.map(drop)
+            let body = json!({"presence": "offline"});
+            if !fine(&api.call(Method::PATCH, &path, Role::Integration, None, Some(&body)).await) {
+                failed.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
         }
     })
     .await;
-    match (closed, offline) {
-        (Ok(()), Ok(())) => status(&format!(
-            "cleaned up: closed the run's {n} conversations, set its {} representatives offline (ids `{}*`)",
+    match failed.load(Ordering::Relaxed) {
+        0 => status(&format!(
+            "cleaned up: removed the run's conversations, set its {} representatives offline (ids `{}*`)",
             center.representatives, center.prefix
         )),
-        (a, b) => {
-            for e in [a.err(), b.err()].into_iter().flatten() {
-                status(&format!("clean-up incomplete: {e:#}"));
-            }
-        }
+        n => status(&format!(
+            "clean-up incomplete: {n} of the run's records under `{}` could not be removed or set offline",
+            center.prefix
+        )),
     }
 }
