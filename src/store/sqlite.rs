@@ -99,6 +99,8 @@ pub struct SqliteStore {
 /// long as the row shows the version it was decoded at. Capacity and idle time are
 /// columns of their own and always read fresh. Listing the directory, which every
 /// candidates request does, then decodes only what changed since the last request.
+/// Sound because representatives are never deleted: a delete, if one is ever added, must
+/// evict the entry (a re-created representative would start again at version 1).
 #[derive(Default)]
 struct InputCache {
     entries: Mutex<HashMap<String, (i64, Arc<RepresentativeInput>)>>,
