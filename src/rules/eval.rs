@@ -279,7 +279,23 @@ impl RuleSet {
         let cols = &self.columns;
         let gw = cols.groups.len().div_ceil(64);
         let qw = cols.queues.len().div_ceil(64);
-        let mut t = RepTable { len: reps.len(), group_words: gw, queue_words: qw, ..RepTable::default() };
+        let n = reps.len();
+        let mut t = RepTable {
+            len: n,
+            group_words: gw,
+            queue_words: qw,
+            presence: Vec::with_capacity(n),
+            free: Vec::with_capacity(n),
+            conv_queue: Vec::with_capacity(n),
+            intent_depth: Vec::with_capacity(n),
+            conv_skills_ok: Vec::with_capacity(n),
+            skill_match: Vec::with_capacity(n),
+            idle_minutes: Vec::with_capacity(n),
+            groups: Vec::with_capacity(n * gw),
+            queues: Vec::with_capacity(n * qw),
+            skills: Vec::with_capacity(n * cols.skills.len()),
+            attrs: Vec::with_capacity(n * cols.attributes.len()),
+        };
         let now = now_ms();
         for rep in reps {
             let r = &rep.input;
