@@ -46,8 +46,7 @@ fn main() {
     for n in [1usize, 10, 100, 1_000, 10_000] {
         let reps = representatives(n, 11);
         let refs: Vec<&Representative> = reps.iter().collect();
-        let idle = vec![0.0f32; n];
-        let request = |needs| representatives_request(RoutingAction::Assign, 0, &conv, &refs, &idle, needs);
+        let request = |needs| representatives_request(RoutingAction::Assign, 0, &conv, &refs, |_| 0.0, needs);
         group.throughput(Throughput::Elements(n as u64));
         for (name, using) in [("call", &using), ("noop_guest_call", &noop_none), ("noop_guest_all_fields", &noop_all)] {
             let req = request(using.needs);

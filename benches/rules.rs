@@ -68,18 +68,23 @@ fn eligibility(c: &mut Criterion) {
     group.finish();
 }
 
-fn inapplicable_rules(c: &mut Criterion) {
+/// Choosing the applicable rules and the pass over 10,000 representatives, for each
+/// rule set `rule_set(k)`; prints how many are eligible with each.
+fn rule_counts_10k(c: &mut Criterion, name: &str, counts: [usize; 4], rule_set: fn(usize) -> RuleSet) {
     let conv = conversation();
     let ctx = RoutingContext { action: RoutingAction::Assign, conversation: &conv, explain: false };
     let reps = representatives(10_000, 7);
     let refs: Vec<&Representative> = reps.iter().collect();
-    let mut group = c.benchmark_group("rules_that_do_not_apply_10k");
+    let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(10_000));
-    for extra in [0usize, 10, 100, 1_000] {
-        let set = demo_rules(extra);
+    for k in counts {
+        let set = rule_set(k);
         let table = set.representative_table(&conv, &refs);
         let mut out = Vec::new();
-        group.bench_with_input(BenchmarkId::from_parameter(extra), &extra, |b, _| {
+        let applicable = set.applicable(&ctx, TargetKind::Representative);
+        set.eligible_representatives(&applicable, &table, 1, &mut out);
+        println!("{name}/{k}: {} of 10000 eligible", out.iter().filter(|&&e| e).count());
+        group.bench_with_input(BenchmarkId::from_parameter(k), &k, |b, _| {
             b.iter(|| {
                 let applicable = set.applicable(&ctx, TargetKind::Representative);
                 set.eligible_representatives(&applicable, &table, 1, &mut out);
@@ -109,35 +114,11 @@ fn applicable_rule_set(n: usize) -> RuleSet {
     rules::compile(&[Source { name: "many.toml".into(), text }]).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
-fn applicable_rules(c: &mut Criterion) {
-    let conv = conversation();
-    let ctx = RoutingContext { action: RoutingAction::Assign, conversation: &conv, explain: false };
-    let reps = representatives(10_000, 7);
-    let refs: Vec<&Representative> = reps.iter().collect();
-    let mut group = c.benchmark_group("rules_that_apply_10k");
-    group.throughput(Throughput::Elements(10_000));
-    for n in [1usize, 10, 100, 1_000] {
-        let set = applicable_rule_set(n);
-        let table = set.representative_table(&conv, &refs);
-        let mut out = Vec::new();
-        let applicable = set.applicable(&ctx, TargetKind::Representative);
-        set.eligible_representatives(&applicable, &table, 1, &mut out);
-        println!("{n} applicable rules: {} of 10000 eligible", out.iter().filter(|&&e| e).count());
-        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
-            b.iter(|| {
-                let applicable = set.applicable(&ctx, TargetKind::Representative);
-                set.eligible_representatives(&applicable, &table, 1, &mut out);
-                std::hint::black_box(&out);
-            });
-        });
-    }
-    group.finish();
-}
-
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     eligibility(&mut c);
-    inapplicable_rules(&mut c);
-    applicable_rules(&mut c);
+    // The demo's rules plus 0 to 1,000 that do not apply (`when` names other queues).
+    rule_counts_10k(&mut c, "rules_that_do_not_apply_10k", [0, 10, 100, 1_000], demo_rules);
+    rule_counts_10k(&mut c, "rules_that_apply_10k", [1, 10, 100, 1_000], applicable_rule_set);
     c.final_summary();
 }

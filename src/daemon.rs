@@ -66,6 +66,12 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
     Ok(AppState::new(supervisor, config.tokens.clone(), reloader, watcher))
 }
 
+/// The address in the daemon's "listening on ADDR" log line, for whoever starts it as a
+/// child process on port 0 (`switchboard bench`, the tests) and must learn its port.
+pub fn listening_address(log_line: &str) -> Option<&str> {
+    log_line.split_once("listening on ").map(|(_, addr)| addr.trim())
+}
+
 /// Serves on `listener` until `shutdown` completes, then finishes requests in flight.
 pub async fn serve(
     listener: TcpListener,
@@ -73,6 +79,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
+    // `listening_address` parses this line: keep the two together.
     tracing::info!("listening on {addr}");
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
     Ok(())

@@ -126,14 +126,6 @@ impl Pool {
             Kind::Remove => take_any(&mut [open, open_ready, held, held_ready], rng),
         }
     }
-
-    pub fn drain(&mut self) -> Vec<Conv> {
-        let mut all = std::mem::take(&mut self.open);
-        all.append(&mut self.open_ready);
-        all.append(&mut self.held);
-        all.append(&mut self.held_ready);
-        all
-    }
 }
 
 /// Live counters for the progress bar.

@@ -119,10 +119,10 @@ impl LocalDaemon {
             std::thread::spawn(move || {
                 let mut tx = Some(tx);
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some(addr) = line.split("listening on ").nth(1)
+                    if let Some(addr) = crate::daemon::listening_address(&line)
                         && let Some(tx) = tx.take()
                     {
-                        let _ = tx.send(addr.trim().to_owned());
+                        let _ = tx.send(addr.to_owned());
                     }
                     let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
                     if log.len() == LOG_LINES {

@@ -329,27 +329,11 @@ async fn populate(args: &Args, api: &Api, center: &Center) -> anyhow::Result<Poo
     let shared = Arc::new((api.clone(), center.clone()));
     let result = async {
         bar.set_message("queues");
-        let s = shared.clone();
-        for_each(center.queues, args.concurrency, done.clone(), move |i| {
-            let s = s.clone();
-            async move {
-                let (api, center) = &*s;
-                let path = format!("/v1/queues/{}", center.queue_id(i));
-                must(api, Method::PUT, &path, Role::Integration, &center.queue(i)).await.map(drop)
-            }
-        })
-        .await?;
+        let queue_path = |c: &Center, i| format!("/v1/queues/{}", c.queue_id(i));
+        put_each(args, &shared, center.queues, &done, queue_path, Center::queue).await?;
         bar.set_message("representatives");
-        let s = shared.clone();
-        for_each(center.representatives, args.concurrency, done.clone(), move |i| {
-            let s = s.clone();
-            async move {
-                let (api, center) = &*s;
-                let path = format!("/v1/representatives/{}", center.representative_id(i));
-                must(api, Method::PUT, &path, Role::Integration, &center.representative(i)).await.map(drop)
-            }
-        })
-        .await?;
+        let rep_path = |c: &Center, i| format!("/v1/representatives/{}", c.representative_id(i));
+        put_each(args, &shared, center.representatives, &done, rep_path, Center::representative).await?;
         bar.set_message("conversations");
         let pool = Arc::new(Mutex::new(Pool::default()));
         let (s, p) = (shared.clone(), pool.clone());
@@ -372,6 +356,27 @@ async fn populate(args: &Args, api: &Api, center: &Center) -> anyhow::Result<Poo
     drop(ticker);
     bar.finish_and_clear();
     result.context("populating the daemon")
+}
+
+/// Set-up: `PUT path(center, i)` with `body(center, i)` for every `i` in `0..n`,
+/// `--concurrency` at a time; the first refusal or error stops the rest.
+async fn put_each(
+    args: &Args,
+    shared: &Arc<(Api, Center)>,
+    n: u64,
+    done: &Arc<AtomicU64>,
+    path: fn(&Center, u64) -> String,
+    body: fn(&Center, u64) -> Value,
+) -> anyhow::Result<()> {
+    let s = shared.clone();
+    for_each(n, args.concurrency, done.clone(), move |i| {
+        let s = s.clone();
+        async move {
+            let (api, center) = &*s;
+            must(api, Method::PUT, &path(center, i), Role::Integration, &body(center, i)).await.map(drop)
+        }
+    })
+    .await
 }
 
 type Measured = (Stats, Duration, bool, (Option<f64>, Option<f64>));
@@ -454,38 +459,13 @@ async fn drive_run(
 /// effort: a failure is counted and the rest still done; 404 (never created) and 409
 /// (already closed) are fine. Queues stay (the API has no delete); all ids are prefixed.
 async fn clean_up(args: &Args, api: &Api, center: &Center, conversations: u64) {
-    let failed = Arc::new(AtomicU64::new(0));
-    let shared = Arc::new((api.clone(), center.clone(), failed.clone()));
-    let fine =
-        |answer: &client::Answer| answer.status.is_some_and(|s| s.is_success() || matches!(s.as_u16(), 404 | 409));
-    let s = shared.clone();
-    let _ = for_each(conversations, args.concurrency, Arc::new(AtomicU64::new(0)), move |i| {
-        let s = s.clone();
-        async move {
-            let (api, center, failed) = &*s;
-            let path = format!("/v1/conversations/{}/remove", center.conversation_id(i));
-            if !fine(&api.call(Method::POST, &path, Role::Supervisor, None, None).await) {
-                failed.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(())
-        }
-    })
-    .await;
-    let s = shared.clone();
-    let _ = for_each(center.representatives, args.concurrency, Arc::new(AtomicU64::new(0)), move |i| {
-        let s = s.clone();
-        async move {
-            let (api, center, failed) = &*s;
-            let path = format!("/v1/representatives/{}", center.representative_id(i));
-            let body = json!({"presence": "offline"});
-            if !fine(&api.call(Method::PATCH, &path, Role::Integration, None, Some(&body)).await) {
-                failed.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(())
-        }
-    })
-    .await;
-    match failed.load(Ordering::Relaxed) {
+    let shared = Arc::new((api.clone(), center.clone()));
+    let remove = |c: &Center, i| format!("/v1/conversations/{}/remove", c.conversation_id(i));
+    let mut failed = call_each(args, &shared, conversations, Method::POST, Role::Supervisor, remove, None).await;
+    let rep = |c: &Center, i| format!("/v1/representatives/{}", c.representative_id(i));
+    let offline = Some(json!({"presence": "offline"}));
+    failed += call_each(args, &shared, center.representatives, Method::PATCH, Role::Integration, rep, offline).await;
+    match failed {
         0 => status(&format!(
             "cleaned up: removed the run's conversations, set its {} representatives offline (ids `{}*`)",
             center.representatives, center.prefix
@@ -495,4 +475,33 @@ async fn clean_up(args: &Args, api: &Api, center: &Center, conversations: u64) {
             center.prefix
         )),
     }
+}
+
+/// Clean-up: `method path(center, i)` (with `body`) for every `i` in `0..n`,
+/// `--concurrency` at a time, best effort: 404 (never created) and 409 (already done)
+/// are fine; other failures are counted, and the count returned.
+async fn call_each(
+    args: &Args,
+    shared: &Arc<(Api, Center)>,
+    n: u64,
+    method: Method,
+    role: Role,
+    path: fn(&Center, u64) -> String,
+    body: Option<Value>,
+) -> u64 {
+    let failed = Arc::new(AtomicU64::new(0));
+    let (s, f, body) = (shared.clone(), failed.clone(), Arc::new(body));
+    let _ = for_each(n, args.concurrency, Arc::new(AtomicU64::new(0)), move |i| {
+        let (s, f, method, body) = (s.clone(), f.clone(), method.clone(), body.clone());
+        async move {
+            let (api, center) = &*s;
+            let answer = api.call(method, &path(center, i), role, None, body.as_ref().as_ref()).await;
+            if !answer.status.is_some_and(|s| s.is_success() || matches!(s.as_u16(), 404 | 409)) {
+                f.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        }
+    })
+    .await;
+    failed.load(Ordering::Relaxed)
 }

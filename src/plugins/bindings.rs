@@ -21,8 +21,6 @@ struct Builder<'a> {
     ids: HashMap<&'a str, u32, foldhash::fast::RandomState>,
     text: String,
     ends: Vec<u32>,
-    candidate_text: String,
-    candidate_ends: Vec<u32>,
 }
 
 impl<'a> Builder<'a> {
@@ -33,13 +31,6 @@ impl<'a> Builder<'a> {
             self.ends.push(self.text.len() as u32);
             next
         })
-    }
-
-    fn candidates(&mut self, ids: impl Iterator<Item = &'a str>) {
-        for id in ids {
-            self.candidate_text.push_str(id);
-            self.candidate_ends.push(self.candidate_text.len() as u32);
-        }
     }
 
     fn conversation(&mut self, c: &'a Conversation) -> wit::Conversation {
@@ -124,23 +115,33 @@ impl<'a> Builder<'a> {
         runs
     }
 
-    fn request(
+    /// The request over the candidates whose ids are `ids` (in order); the ids themselves
+    /// are sent only when the plugin needs them.
+    fn request<'i>(
         self,
         act: RoutingAction,
         now_ms: i64,
-        count: usize,
         conversation: wit::Conversation,
         candidates: wit::Candidates,
         needs: wit::Needs,
+        ids: impl ExactSizeIterator<Item = &'i str>,
     ) -> wit::Request {
-        let ids = needs.contains(wit::Needs::CANDIDATE_IDS);
+        let count = ids.len();
+        let candidate_ids = needs.contains(wit::Needs::CANDIDATE_IDS).then(|| {
+            let mut out = wit::CandidateIds { text: String::new(), ends: Vec::with_capacity(count) };
+            for id in ids {
+                out.text.push_str(id);
+                out.ends.push(out.text.len() as u32);
+            }
+            out
+        });
         wit::Request {
             action: action(act),
             now_ms,
             count: count as u32,
             symbol_text: self.text,
             symbol_ends: self.ends,
-            candidate_ids: ids.then_some(wit::CandidateIds { text: self.candidate_text, ends: self.candidate_ends }),
+            candidate_ids,
             conversation,
             candidates,
         }
@@ -165,36 +166,33 @@ fn action(a: RoutingAction) -> wit::Action {
     }
 }
 
-/// A request over representatives (`idle_minutes` in the same order), with the fields
-/// the plugin declared it `needs`.
+/// A request over representatives, with the fields the plugin declared it `needs`;
+/// `idle_minutes(k)` is representative `k`'s idle time, asked only when it is needed.
 pub fn representatives_request(
     act: RoutingAction,
     now_ms: i64,
     conv: &Conversation,
     reps: &[&Representative],
-    idle_minutes: &[f32],
+    idle_minutes: impl Fn(usize) -> f32,
     needs: wit::Needs,
 ) -> wit::Request {
     let mut b = Builder::default();
     let conversation = b.conversation(conv);
-    if needs.contains(wit::Needs::CANDIDATE_IDS) {
-        b.candidates(reps.iter().map(|r| r.id.as_str()));
-    }
-    let column = |need: wit::Needs| needs.contains(need).then_some(());
+    let needed = |need: wit::Needs| needs.contains(need);
     let cols = wit::Representatives {
-        presence: column(wit::Needs::PRESENCE).map(|()| reps.iter().map(|r| presence(r.input.presence)).collect()),
-        capacity: column(wit::Needs::CAPACITY).map(|()| reps.iter().map(|r| r.input.capacity).collect()),
-        free_capacity: column(wit::Needs::CAPACITY).map(|()| {
+        presence: needed(wit::Needs::PRESENCE).then(|| reps.iter().map(|r| presence(r.input.presence)).collect()),
+        capacity: needed(wit::Needs::CAPACITY).then(|| reps.iter().map(|r| r.input.capacity).collect()),
+        free_capacity: needed(wit::Needs::CAPACITY).then(|| {
             reps.iter().map(|r| r.free_capacity.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32).collect()
         }),
-        idle_minutes: column(wit::Needs::IDLE_TIME)
-            .map(|()| (0..reps.len()).map(|i| idle_minutes.get(i).copied().unwrap_or(0.0)).collect()),
-        skills: column(wit::Needs::SKILLS).map(|()| b.skills(reps)),
-        queues: column(wit::Needs::QUEUES).map(|()| b.names(reps, |r| &r.input.queues)),
-        user_groups: column(wit::Needs::USER_GROUPS).map(|()| b.names(reps, |r| &r.input.user_groups)),
-        attributes: column(wit::Needs::ATTRIBUTES).map(|()| b.attributes(reps)),
+        idle_minutes: needed(wit::Needs::IDLE_TIME).then(|| (0..reps.len()).map(idle_minutes).collect()),
+        skills: needed(wit::Needs::SKILLS).then(|| b.skills(reps)),
+        queues: needed(wit::Needs::QUEUES).then(|| b.names(reps, |r| &r.input.queues)),
+        user_groups: needed(wit::Needs::USER_GROUPS).then(|| b.names(reps, |r| &r.input.user_groups)),
+        attributes: needed(wit::Needs::ATTRIBUTES).then(|| b.attributes(reps)),
     };
-    b.request(act, now_ms, reps.len(), conversation, wit::Candidates::Representatives(cols), needs)
+    let ids = reps.iter().map(|r| r.id.as_str());
+    b.request(act, now_ms, conversation, wit::Candidates::Representatives(cols), needs, ids)
 }
 
 /// A request over queues.
@@ -213,12 +211,12 @@ pub fn queues_request(
         priorities: Vec::with_capacity(queues.len()),
         intent_based: Vec::with_capacity(queues.len()),
     };
-    b.candidates(queues.iter().map(|q| q.id.as_str()));
     for q in queues {
         cols.ids.push(b.sym(q.id.as_str()));
         cols.names.push(b.sym(q.input.name.as_str()));
         cols.priorities.push(q.input.priority);
         cols.intent_based.push(u8::from(q.input.intent_based));
     }
-    b.request(act, now_ms, queues.len(), conversation, wit::Candidates::Queues(cols), needs)
+    let ids = queues.iter().map(|q| q.id.as_str());
+    b.request(act, now_ms, conversation, wit::Candidates::Queues(cols), needs, ids)
 }

@@ -632,8 +632,8 @@ impl Policy for RuleSet {
         for rule in rules.iter().filter(|r| r.plugin.is_some()) {
             extra.consult(rule, &mut eligible, ctx.explain, |batch, needs| {
                 let chosen: Vec<&Representative> = batch.iter().map(|&i| reps[i]).collect();
-                let idle: Vec<f32> = batch.iter().map(|&i| table.idle_minutes[i] as f32).collect();
-                crate::plugins::representatives_request(ctx.action, now_ms(), ctx.conversation, &chosen, &idle, needs)
+                let idle = |k: usize| table.idle_minutes[batch[k]] as f32;
+                crate::plugins::representatives_request(ctx.action, now_ms(), ctx.conversation, &chosen, idle, needs)
             });
         }
         (0..reps.len())
