@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, Throughput};
-use switchboard::domain::{Representative, TargetKind};
+use switchboard::domain::Representative;
 use switchboard::routing::Policy;
 
 #[path = "common/peers.rs"]
@@ -51,15 +51,13 @@ fn peers(c: &mut Criterion) {
     let set = peers::demo_rules();
     let conv = synthetic::conversation();
     let ctx = peers::assign(&conv);
-    let applicable = set.applicable(&ctx, TargetKind::Representative);
-    let units = i64::from(conv.capacity_units);
     for n in SIZES {
         let reps = synthetic::representatives(n, SEED);
         let eligible = peers::assert_agree(&set, &conv, &reps, &format!("{n} representatives"));
         println!("{n} representatives: Switchboard, Cedar and Rego agree on {} eligible", eligible.len());
 
         let refs: Vec<&Representative> = reps.iter().collect();
-        let table = set.representative_table(&conv, &refs);
+        let table = set.representative_table(&refs);
         let cedar = Cedar::new(&conv, &reps);
         let mut rego = Rego::new(&conv, &reps);
 
@@ -68,7 +66,7 @@ fn peers(c: &mut Criterion) {
         let mut out = Vec::with_capacity(n);
         group.bench_function(FUNCTIONS[0], |b| {
             b.iter(|| {
-                set.eligible_representatives(&applicable, &table, units, &mut out);
+                set.eligible_representatives(&ctx, &table, &mut out);
                 std::hint::black_box(&out);
             });
         });

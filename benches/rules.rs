@@ -39,12 +39,12 @@ fn eligibility(c: &mut Criterion) {
     for n in [100usize, 1_000, 10_000, 100_000] {
         let reps = representatives(n, 7);
         let refs: Vec<&Representative> = reps.iter().collect();
-        let table = set.representative_table(&conv, &refs);
+        let table = set.representative_table(&refs);
         let mut out = Vec::with_capacity(n);
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
-                set.eligible_representatives(&applicable, &table, 1, &mut out);
+                set.eligible_representatives(&ctx, &table, &mut out);
                 std::hint::black_box(&out);
             });
         });
@@ -56,7 +56,7 @@ fn eligibility(c: &mut Criterion) {
     let mut group = c.benchmark_group("per_request_10k");
     group.throughput(Throughput::Elements(10_000));
     group.bench_function("compile_candidates", |b| {
-        b.iter(|| std::hint::black_box(set.representative_table(&conv, &refs)));
+        b.iter(|| std::hint::black_box(set.representative_table(&refs)));
     });
     group.bench_function("verdicts", |b| {
         b.iter(|| std::hint::black_box(set.representatives(ctx, &refs)));
@@ -79,15 +79,13 @@ fn rule_counts_10k(c: &mut Criterion, name: &str, counts: [usize; 4], rule_set: 
     group.throughput(Throughput::Elements(10_000));
     for k in counts {
         let set = rule_set(k);
-        let table = set.representative_table(&conv, &refs);
+        let table = set.representative_table(&refs);
         let mut out = Vec::new();
-        let applicable = set.applicable(&ctx, TargetKind::Representative);
-        set.eligible_representatives(&applicable, &table, 1, &mut out);
+        set.eligible_representatives(&ctx, &table, &mut out);
         println!("{name}/{k}: {} of 10000 eligible", out.iter().filter(|&&e| e).count());
         group.bench_with_input(BenchmarkId::from_parameter(k), &k, |b, _| {
             b.iter(|| {
-                let applicable = set.applicable(&ctx, TargetKind::Representative);
-                set.eligible_representatives(&applicable, &table, 1, &mut out);
+                set.eligible_representatives(&ctx, &table, &mut out);
                 std::hint::black_box(&out);
             });
         });

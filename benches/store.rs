@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use serde_json::json;
-use switchboard::domain::{Id, RoutingAction, SupervisorAction, Target};
+use switchboard::domain::{ConversationFilter, Id, PageRequest, RoutingAction, SupervisorAction, Target};
 use switchboard::routing::Unrestricted;
-use switchboard::store::{self, Author, Command, ConversationFilter, PageRequest, Store, WriteRequest};
+use switchboard::store::{self, Author, Command, Store, WriteRequest};
 
 fn id(s: &str) -> Id {
     Id::parse(s).unwrap_or_else(|e| panic!("{e}"))
@@ -22,7 +22,7 @@ fn request(command: Command) -> WriteRequest {
         author: Author { name: "bench".into(), token_digest: "bench".into() },
         idempotency: None,
         command,
-        policy: Arc::new(Box::new(Unrestricted)),
+        ruleset: Unrestricted::VERSION.into(),
         now: "2026-11-23T00:00:00.000Z".into(),
         now_ms: 1_795_392_000_000,
     }
@@ -74,6 +74,7 @@ fn action(conv: usize, flip: bool) -> Command {
         action: SupervisorAction::Route(RoutingAction::Assign, Target::Queue(id(queue))),
         if_match: None,
         note: None,
+        expect: None,
     }
 }
 
@@ -125,6 +126,7 @@ fn first_page(c: &mut Criterion) {
                     action: SupervisorAction::Remove,
                     if_match: None,
                     note: None,
+                    expect: None,
                 };
                 write(store.as_ref(), cmd).await;
             });

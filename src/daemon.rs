@@ -47,7 +47,7 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
         .map_err(RulesInvalid)?;
     tracing::info!(version = %routing.status().version, files = routing.status().files.len(), "routing rules loaded");
     let routing = Arc::new(routing);
-    let supervisor = Arc::new(Supervisor::new(store.clone(), routing.clone()));
+    let supervisor = Arc::new(Supervisor::start(store.clone(), routing.clone()).await?);
     if let Some(seed) = &config.seed
         && store.is_empty().await?
     {

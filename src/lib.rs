@@ -7,16 +7,21 @@
 //!   path and query into domain values, and maps results to JSON or problem+json.
 //! - [`service::Supervisor`] is one method per operation: assign, transfer, release,
 //!   remove, lifecycle events, the directory, candidates. It takes the routing snapshot
-//!   in force once per request.
-//! - [`routing`] decides which targets are eligible and how they rank (no rules: all).
+//!   in force once per request, decides eligibility off the store's writer, and commits
+//!   with the facts the decision relied on as preconditions.
+//! - [`routing`] holds the routing state in memory ([`routing::Directory`]: every
+//!   representative and queue, compiled into the rules' columns and kept current by
+//!   each write) and decides which targets are eligible and how they rank (no rules: all).
 //! - [`store`] applies each change in one durable transaction (SQLite, group commit),
-//!   running the status table of [`domain`] inside it, and serves reads.
+//!   running the status table of [`domain`] inside it and re-checking the decision's
+//!   preconditions, and serves reads. It knows no routing policy.
 //!
 //! [`domain`] is pure data and rules of the status model; it does no I/O.
 //! [`bench`] is the `switchboard bench` load generator, an HTTP client of the daemon.
 
 pub mod auth;
 pub mod bench;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod domain;

@@ -1,22 +1,29 @@
 //! The supervisor's operations: what each API call does, independent of HTTP.
 //!
-//! A call loads the routing snapshot once ([`Routing::snapshot`]) and hands it to the
-//! store, so the checks inside the write transaction and the answer use the same rules.
+//! Decide above, commit below. A call takes the routing snapshot in force once. For an
+//! assign or transfer it reads the conversation, runs the contract's checks, and asks
+//! the policy about the target against the routing state in memory ([`Directory`]), on
+//! a bounded pool of blocking threads, never on the store's writer. The write it then
+//! hands the store carries what the decision read ([`Expect`]); if that changed before
+//! the commit, the store applies nothing and the call decides again (a bounded number of
+//! times). Every committed write's changed representatives and queues are applied to the
+//! directory before the answer is sent.
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use tokio::sync::Semaphore;
 
 use crate::auth::Actor;
 use crate::domain::{
-    Conversation, ConversationInput, HistoryEvent, Id, LifecycleEvent, Note, Queue, QueueFilter, QueueInput, Reason,
-    Refusal, Representative, RepresentativeFilter, RepresentativeInput, RoutingAction, SupervisorAction, TargetKind,
+    self, Conversation, ConversationFilter, ConversationInput, HistoryEvent, Id, LifecycleEvent, Note, Page,
+    PageRequest, Queue, QueueFilter, QueueInput, QueuePatch, Refusal, Representative, RepresentativeFilter,
+    RepresentativeInput, RepresentativePatch, RoutingAction, SupervisorAction, Target, TargetKind,
 };
-use crate::routing::{Routing, RoutingContext, Verdict};
-use crate::store::{
-    Author, Command, ConversationFilter, Idempotency, Outcome, Page, PageRequest, QueuePatch, RepresentativePatch,
-    Store, StoreError, WriteRequest,
-};
+use crate::routing::{CapacityReliance, Directory, Policy, Routing, RoutingContext, Verdict};
+use crate::store::{Author, Command, Expect, Store, StoreError, UsedCapacity, WriteRequest};
+
+pub use crate::routing::{Candidate, CandidateQuery, Candidates, Excluded};
+pub use crate::store::{Idempotency, Outcome};
 
 /// Why a call failed: the domain refused it, or something broke inside.
 #[derive(Debug, thiserror::Error)]
@@ -36,71 +43,17 @@ impl From<StoreError> for ServiceError {
     }
 }
 
-/// What a candidates query asks for.
-#[derive(Clone, Debug)]
-pub struct CandidateQuery {
-    pub action: RoutingAction,
-    pub target: TargetKind,
-    pub representatives: RepresentativeFilter,
-    pub queues: QueueFilter,
-    pub explain: bool,
-}
-
-/// One eligible target.
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Candidate {
-    #[schema(value_type = String)]
-    pub id: Id,
-    pub name: String,
-    pub score: f64,
-}
-
-/// One target the rules excluded, and why.
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Excluded {
-    #[schema(value_type = String)]
-    pub id: Id,
-    pub name: String,
-    pub reasons: Vec<Reason>,
-}
-
-/// The Assign or Transfer dialog's list.
-#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Candidates {
-    #[schema(value_type = String)]
-    pub conversation: Id,
-    pub action: RoutingAction,
-    pub target: TargetKind,
-    /// The version of the rules that decided this list.
-    pub ruleset: String,
-    /// Best first; equal scores by name, then id.
-    pub candidates: Vec<Candidate>,
-    /// Only with `explain=true`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub excluded: Option<Vec<Excluded>>,
-}
-
-/// A target of either kind, for ranking.
-struct Entry {
-    id: Id,
-    name: String,
-    verdict: Verdict,
-}
+/// How many times an assign or transfer is decided again when what it relied on changed
+/// before it committed.
+const DECISION_ATTEMPTS: u32 = 8;
 
 /// The supervisor's operations on the store, under the routing rules in force.
 pub struct Supervisor {
     store: Arc<dyn Store>,
     routing: Arc<Routing>,
-}
-
-/// Now, as RFC 3339 UTC with milliseconds and as Unix milliseconds.
-pub fn now() -> (String, i64) {
-    let t = time::OffsetDateTime::now_utc();
-    let t = t.replace_nanosecond(t.millisecond() as u32 * 1_000_000).unwrap_or(t);
-    let ms = (t.unix_timestamp_nanos() / 1_000_000) as i64;
-    let format =
-        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    (t.format(&format).unwrap_or_default(), ms)
+    directory: Arc<Directory>,
+    /// Bounds the routing decisions (rules and plugins) running at once.
+    deciders: Arc<Semaphore>,
 }
 
 fn record_action(action: &'static str, result: &Result<Outcome, ServiceError>) {
@@ -121,16 +74,62 @@ fn refusal_label(r: &Refusal) -> &'static str {
         Refusal::AlreadyExists(_) => "already_exists",
         Refusal::IdempotencyKeyReused(_) => "idempotency_key_reused",
         Refusal::NotEligible { .. } => "not_eligible",
+        Refusal::Contended { .. } => "conflict",
     }
 }
 
 impl Supervisor {
-    pub fn new(store: Arc<dyn Store>, routing: Arc<Routing>) -> Self {
-        Self { store, routing }
+    /// Loads the routing state from the store; the daemon serves once this returns.
+    pub async fn start(store: Arc<dyn Store>, routing: Arc<Routing>) -> Result<Self, ServiceError> {
+        let started = std::time::Instant::now();
+        let (representatives, queues) = store.directory().await?;
+        let directory = Arc::new(Directory::load(representatives, queues));
+        let (reps, queues) = directory.len();
+        tracing::info!(
+            representatives = reps,
+            queues,
+            ms = started.elapsed().as_millis() as u64,
+            "routing state loaded from the store"
+        );
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Self { store, routing, directory, deciders: Arc::new(Semaphore::new((cores * 2).max(4))) })
     }
 
     pub fn routing(&self) -> &Routing {
         &self.routing
+    }
+
+    /// The routing state in memory.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Runs a routing decision (rules, plugins) on the bounded pool, off the async workers.
+    async fn decide<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, ServiceError> {
+        let _permit = self.deciders.acquire().await.map_err(|_| ServiceError::Internal(StoreError::Closed))?;
+        tokio::task::spawn_blocking(f).await.map_err(|_| ServiceError::Internal(StoreError::Closed))
+    }
+
+    /// Commits one write and applies what it changed to the routing state.
+    async fn commit(
+        &self,
+        actor: &Actor,
+        idempotency: Option<Idempotency>,
+        command: Command,
+        ruleset: String,
+    ) -> Result<Outcome, ServiceError> {
+        let (now, now_ms) = crate::clock::now();
+        let request = WriteRequest {
+            author: Author { name: actor.name.clone(), token_digest: actor.token_digest.clone() },
+            idempotency,
+            command,
+            ruleset,
+            now,
+            now_ms,
+        };
+        let applied = self.store.write(request).await?;
+        self.directory.apply(applied.position, &applied.representatives, &applied.queues);
+        Ok(applied.outcome)
     }
 
     async fn write(
@@ -140,21 +139,98 @@ impl Supervisor {
         label: &'static str,
         command: Command,
     ) -> Result<Outcome, ServiceError> {
-        let now = now();
-        let request = WriteRequest {
-            author: Author { name: actor.name.clone(), token_digest: actor.token_digest.clone() },
-            idempotency,
-            command,
-            policy: self.routing.snapshot(),
-            now: now.0,
-            now_ms: now.1,
-        };
-        let result = self.store.write(request).await.map_err(ServiceError::from);
+        let ruleset = self.routing.snapshot().version().to_owned();
+        let result = self.commit(actor, idempotency, command, ruleset).await;
+        self.finish(label, result)
+    }
+
+    fn finish(&self, label: &'static str, result: Result<Outcome, ServiceError>) -> Result<Outcome, ServiceError> {
         record_action(label, &result);
         if let Err(ServiceError::Internal(e)) = &result {
             tracing::error!(error = %e, action = label, "write failed");
         }
         result
+    }
+
+    /// The first answer to a request carrying an `Idempotency-Key` already used, if any.
+    async fn replay(&self, actor: &Actor, idem: Option<&Idempotency>) -> Result<Option<Outcome>, ServiceError> {
+        let Some(idem) = idem else { return Ok(None) };
+        match self.store.idempotent(&actor.token_digest, &idem.key).await? {
+            None => Ok(None),
+            Some((fingerprint, outcome)) if fingerprint == idem.fingerprint => Ok(Some(outcome)),
+            Some(_) => Err(Refusal::IdempotencyKeyReused(idem.key.clone()).into()),
+        }
+    }
+
+    /// Decides whether `conv` may go to `target`: the target must exist (404), not be
+    /// the holder (409), and be eligible (422). Returns what the decision relied on.
+    async fn decide_target(
+        &self,
+        policy: &Arc<Box<dyn Policy>>,
+        action: RoutingAction,
+        conv: &Conversation,
+        target: &Target,
+    ) -> Result<Expect, ServiceError> {
+        let conversation_version = conv.version;
+        let (verdict, target_version, used_capacity) = match target {
+            Target::Representative(id) => {
+                let rep = self
+                    .directory
+                    .representative(id)
+                    .ok_or_else(|| Refusal::NotFound { kind: "representative", id: id.clone() })?;
+                if conv.representative.as_ref() == Some(id) && conv.status != domain::Status::Open {
+                    return Err(
+                        Refusal::SameHolder { conversation: conv.id.clone(), representative: id.clone() }.into()
+                    );
+                }
+                let (policy, conv, decided) = (policy.clone(), conv.clone(), rep.clone());
+                let (verdict, reliance) = self
+                    .decide(move || {
+                        let ctx = RoutingContext { action, conversation: &conv, explain: true };
+                        (policy.representatives(ctx, &[&decided]).pop(), policy.capacity_reliance(&ctx))
+                    })
+                    .await?;
+                let used = match reliance {
+                    CapacityReliance::None => UsedCapacity::Any,
+                    CapacityReliance::FreeAtLeast(n) => UsedCapacity::AtMost(i64::from(rep.input.capacity) - n),
+                    CapacityReliance::Exact => UsedCapacity::Exactly(rep.used_capacity),
+                };
+                (verdict, rep.version, used)
+            }
+            Target::Queue(id) => {
+                let queue =
+                    self.directory.queue(id).ok_or_else(|| Refusal::NotFound { kind: "queue", id: id.clone() })?;
+                let (policy, conv, decided) = (policy.clone(), conv.clone(), queue.clone());
+                let verdict = self
+                    .decide(move || {
+                        let ctx = RoutingContext { action, conversation: &conv, explain: true };
+                        policy.queues(ctx, &[&decided]).pop()
+                    })
+                    .await?;
+                (verdict, queue.version, UsedCapacity::Any)
+            }
+        };
+        let kind = match target.kind() {
+            TargetKind::Representative => "representative",
+            TargetKind::Queue => "queue",
+        };
+        match verdict {
+            Some(Verdict::Eligible { .. }) => Ok(Expect { conversation_version, target_version, used_capacity }),
+            Some(Verdict::Excluded { reasons }) => Err(Refusal::NotEligible {
+                kind,
+                id: target.id().clone(),
+                ruleset: policy.version().to_owned(),
+                reasons,
+            }
+            .into()),
+            None => Err(Refusal::NotEligible {
+                kind,
+                id: target.id().clone(),
+                ruleset: policy.version().to_owned(),
+                reasons: Vec::new(),
+            }
+            .into()),
+        }
     }
 
     pub async fn create_conversation(
@@ -176,7 +252,57 @@ impl Supervisor {
         note: Option<Note>,
     ) -> Result<Outcome, ServiceError> {
         let label = action.history_action().as_str();
-        self.write(actor, idem, label, Command::Supervise { id, action, if_match, note }).await
+        let SupervisorAction::Route(kind, target) = &action else {
+            return self
+                .write(actor, idem, label, Command::Supervise { id, action, if_match, note, expect: None })
+                .await;
+        };
+        let result = self.route(actor, idem.clone(), &id, (*kind, target), &action, if_match, note).await;
+        self.finish(label, result)
+    }
+
+    /// An assign or transfer: decide against the state in memory, then commit with what
+    /// the decision relied on; decide again while that keeps changing.
+    #[expect(clippy::too_many_arguments, reason = "the parts of one action request, passed through once")]
+    async fn route(
+        &self,
+        actor: &Actor,
+        idem: Option<Idempotency>,
+        id: &Id,
+        (kind, target): (RoutingAction, &Target),
+        action: &SupervisorAction,
+        if_match: Option<u64>,
+        note: Option<Note>,
+    ) -> Result<Outcome, ServiceError> {
+        if let Some(first) = self.replay(actor, idem.as_ref()).await? {
+            return Ok(first);
+        }
+        for _ in 0..DECISION_ATTEMPTS {
+            let policy = self.routing.snapshot();
+            let conv = self.conversation(id).await?;
+            if let Some(expected) = if_match
+                && expected != conv.version
+            {
+                return Err(Refusal::VersionMismatch { id: id.clone(), expected, current: conv.version }.into());
+            }
+            domain::supervise(&conv, action).map_err(Refusal::from)?;
+            let expect = self.decide_target(&policy, kind, &conv, target).await?;
+            let command = Command::Supervise {
+                id: id.clone(),
+                action: action.clone(),
+                if_match,
+                note: note.clone(),
+                expect: Some(expect),
+            };
+            match self.commit(actor, idem.clone(), command, policy.version().to_owned()).await {
+                Err(ServiceError::Internal(StoreError::Stale(what))) => {
+                    metrics::counter!("switchboard_decisions_retried_total").increment(1);
+                    tracing::debug!(conversation = %id, "{what} changed before the commit; deciding again");
+                }
+                other => return other,
+            }
+        }
+        Err(Refusal::Contended { id: id.clone(), attempts: DECISION_ATTEMPTS }.into())
     }
 
     pub async fn lifecycle(
@@ -274,83 +400,47 @@ impl Supervisor {
         Ok(self.store.queues(filter, page).await?)
     }
 
-    /// The Assign or Transfer dialog: eligible targets, best first.
+    /// The Assign or Transfer dialog: eligible targets, best first, from the routing
+    /// state in memory.
     pub async fn candidates(&self, id: &Id, query: CandidateQuery) -> Result<Candidates, ServiceError> {
         let policy = self.routing.snapshot();
         let conv = self.conversation(id).await?;
         if !query.action.allowed_from(conv.status) {
             let action = match query.action {
-                RoutingAction::Assign => crate::domain::HistoryAction::Assign,
-                RoutingAction::Transfer => crate::domain::HistoryAction::Transfer,
+                RoutingAction::Assign => domain::HistoryAction::Assign,
+                RoutingAction::Transfer => domain::HistoryAction::Transfer,
             };
-            return Err(Refusal::InvalidTransition(crate::domain::InvalidTransition {
+            return Err(Refusal::InvalidTransition(domain::InvalidTransition {
                 action: action.as_str(),
                 status: conv.status,
                 hint: "",
             })
             .into());
         }
-        let everything = PageRequest { after: None, limit: usize::MAX };
-        enum Targets {
-            Representatives(Vec<Representative>),
-            Queues(Vec<Queue>),
-        }
-        let targets = match query.target {
-            TargetKind::Representative => {
-                let mut reps = self.store.representatives(query.representatives.clone(), everything).await?.items;
-                if query.action == RoutingAction::Transfer {
-                    reps.retain(|r| conv.representative.as_ref() != Some(&r.id));
-                }
-                Targets::Representatives(reps)
-            }
-            TargetKind::Queue => Targets::Queues(self.store.queues(query.queues.clone(), everything).await?.items),
-        };
-        // Rules may call plugins, which block: evaluate off the async workers.
-        let (action, explain) = (query.action, query.explain);
-        let evaluated = policy.clone();
-        let (conv, entries) = tokio::task::spawn_blocking(move || {
-            let ctx = RoutingContext { action, conversation: &conv, explain };
-            let entries: Vec<Entry> = match &targets {
-                Targets::Representatives(reps) => {
-                    let refs: Vec<&Representative> = reps.iter().collect();
-                    let verdicts = evaluated.representatives(ctx, &refs);
-                    reps.iter()
-                        .zip(verdicts)
-                        .map(|(r, verdict)| Entry { id: r.id.clone(), name: r.input.name.as_str().to_owned(), verdict })
-                        .collect()
-                }
-                Targets::Queues(queues) => {
-                    let refs: Vec<&Queue> = queues.iter().collect();
-                    let verdicts = evaluated.queues(ctx, &refs);
-                    queues
-                        .iter()
-                        .zip(verdicts)
-                        .map(|(q, verdict)| Entry { id: q.id.clone(), name: q.input.name.as_str().to_owned(), verdict })
-                        .collect()
-                }
-            };
-            (conv, entries)
-        })
-        .await
-        .map_err(|_| ServiceError::Internal(StoreError::Closed))?;
-        let mut candidates = Vec::new();
-        let mut excluded = Vec::new();
-        for Entry { id, name, verdict } in entries {
-            match verdict {
-                Verdict::Eligible { score } => candidates.push(Candidate { id, name, score }),
-                Verdict::Excluded { reasons } => excluded.push(Excluded { id, name, reasons }),
-            }
-        }
-        candidates.sort_by(|a, b| {
-            b.score.total_cmp(&a.score).then_with(|| a.name.cmp(&b.name)).then_with(|| a.id.cmp(&b.id))
-        });
+        let directory = self.directory.clone();
+        let ruleset = policy.version().to_owned();
+        let (conv, query, ranked) = self
+            .decide(move || {
+                let ctx = RoutingContext { action: query.action, conversation: &conv, explain: query.explain };
+                let ranked = match query.target {
+                    TargetKind::Representative => {
+                        let holder = conv.representative.as_ref().filter(|_| query.action == RoutingAction::Transfer);
+                        directory.rank_representatives(&policy, ctx, &query.representatives, holder, query.limit)
+                    }
+                    TargetKind::Queue => directory.rank_queues(&policy, ctx, &query.queues, query.limit),
+                };
+                (conv, query, ranked)
+            })
+            .await?;
         Ok(Candidates {
             conversation: conv.id,
             action: query.action,
             target: query.target,
-            ruleset: policy.version().to_owned(),
-            candidates,
-            excluded: query.explain.then_some(excluded),
+            ruleset,
+            candidates: ranked.candidates,
+            total: ranked.total,
+            excluded: query.explain.then_some(ranked.excluded),
+            excluded_total: query.explain.then_some(ranked.excluded_total),
         })
     }
 }

@@ -56,7 +56,7 @@ use cedar_policy::{Authorizer, Context, Decision, Entities, EntityUid, PolicySet
 use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::RegoVM;
 use serde_json::{Value as Json, json};
-use switchboard::domain::{AttributeValue, Conversation, Representative, RoutingAction, TargetKind};
+use switchboard::domain::{AttributeValue, Conversation, Representative, RoutingAction};
 use switchboard::routing::RoutingContext;
 use switchboard::rules::{self, RuleSet};
 
@@ -170,11 +170,10 @@ pub fn assign(conv: &Conversation) -> RoutingContext<'_> {
 /// Switchboard's eligible set, sorted: the applicable rules, the candidate table and the
 /// eligibility pass, as a request runs them.
 pub fn switchboard_eligible(set: &RuleSet, conv: &Conversation, reps: &[Representative]) -> Vec<String> {
-    let applicable = set.applicable(&assign(conv), TargetKind::Representative);
     let refs: Vec<&Representative> = reps.iter().collect();
-    let table = set.representative_table(conv, &refs);
+    let table = set.representative_table(&refs);
     let mut out = Vec::new();
-    set.eligible_representatives(&applicable, &table, i64::from(conv.capacity_units), &mut out);
+    set.eligible_representatives(&assign(conv), &table, &mut out);
     let mut ids: Vec<String> = reps.iter().zip(&out).filter(|(_, ok)| **ok).map(|(r, _)| r.id.to_string()).collect();
     ids.sort();
     ids

@@ -1,6 +1,6 @@
 //! Filters of the list endpoints and of the Assign/Transfer dialogs.
 
-use super::{Id, Presence, Queue, Representative};
+use super::{Id, Presence, Queue, Representative, Status};
 
 /// Narrows representatives; every field given must match.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -52,6 +52,17 @@ impl QueueFilter {
             && self.intent_based.is_none_or(|b| q.intent_based == b)
             && self.priority.is_none_or(|p| q.priority == p)
     }
+}
+
+/// Filters of the *Ongoing record conversations* view.
+#[derive(Clone, Debug, Default)]
+pub struct ConversationFilter {
+    /// Empty: every status but `closed`.
+    pub statuses: Vec<Status>,
+    pub queue: Option<Id>,
+    pub representative: Option<Id>,
+    pub entity: Option<String>,
+    pub intent_based: Option<bool>,
 }
 
 #[cfg(test)]

@@ -4,11 +4,15 @@
 mod filter;
 mod id;
 mod model;
+mod page;
+mod patch;
 mod refusal;
 mod transition;
 
-pub use filter::{QueueFilter, RepresentativeFilter};
+pub use filter::{ConversationFilter, QueueFilter, RepresentativeFilter};
 pub use id::{Id, IdError};
 pub use model::*;
+pub use page::{Page, PageRequest};
+pub use patch::{QueuePatch, RepresentativePatch};
 pub use refusal::Refusal;
 pub use transition::*;

@@ -19,6 +19,11 @@ pub enum Refusal {
     AlreadyExists(Id),
     #[error("Idempotency-Key `{0}` was already used with a different request")]
     IdempotencyKeyReused(String),
+    #[error(
+        "conversation `{id}` or its target kept changing while the routing rules decided ({attempts} attempts); \
+         nothing was applied, send the request again"
+    )]
+    Contended { id: Id, attempts: u32 },
     #[error("{kind} `{id}` is not eligible under the routing rules in force (version {ruleset})")]
     NotEligible { kind: &'static str, id: Id, ruleset: String, reasons: Vec<Reason> },
 }

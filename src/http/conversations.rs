@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 use super::extract::{ApiJson, Authed, Integrate, OptionalJson, PathId, Read, Supervise, idempotency, if_match};
 use super::query::{PAGING, Param, QueryParams};
 use super::{ApiError, AppState, ListView, Problem, json, outcome_response};
+use crate::domain::ConversationFilter;
 use crate::domain::{
     Conversation, ConversationInput, HistoryEvent, Id, LifecycleEvent, Note, QueueFilter, RepresentativeFilter,
     RoutingAction, SupervisorAction, Target, TargetKind,
 };
 use crate::service::{CandidateQuery, Candidates};
-use crate::store::ConversationFilter;
 
 /// Body of assign and transfer: exactly one of `representative` and `queue`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -170,7 +170,8 @@ pub async fn history(_auth: Authed<Read>, State(app): State<AppState>, id: PathI
     Ok(json(StatusCode::OK, &HistoryView { events }))
 }
 
-const CANDIDATE_PARAMS: [Param; 3] = [Param("action", false), Param("target", false), Param("explain", false)];
+const CANDIDATE_PARAMS: [Param; 4] =
+    [Param("action", false), Param("target", false), Param("explain", false), Param("limit", false)];
 const REP_FILTERS: [Param; 8] = [
     Param("name", false),
     Param("queue", false),
@@ -230,6 +231,7 @@ fn candidate_query(q: &QueryParams) -> Result<CandidateQuery, ApiError> {
         representatives: RepresentativeFilter::default(),
         queues: QueueFilter::default(),
         explain: q.bool("explain")?.unwrap_or(false),
+        limit: q.limit()?,
     };
     match target {
         TargetKind::Representative => {
@@ -261,6 +263,7 @@ fn candidate_query(q: &QueryParams) -> Result<CandidateQuery, ApiError> {
         ("action" = String, Query, description = "`assign` or `transfer`"),
         ("target" = String, Query, description = "`representative` or `queue`"),
         ("explain" = Option<bool>, Query, description = "Also list what the rules excluded, and why"),
+        ("limit" = Option<u32>, Query, description = "At most this many candidates (1-1000), and excluded with `explain`; all when absent"),
         ("name" = Option<String>, Query, description = "Case-insensitive substring"),
         ("queue" = Option<String>, Query), ("skill" = Option<Vec<String>>, Query, description = "Repeatable: has all"),
         ("presence" = Option<Vec<String>>, Query, description = "Repeatable: any of"),

@@ -8,7 +8,7 @@ use super::extract::{ApiJson, Authed, Integrate, PathId, Read, idempotency};
 use super::query::{PAGING, Param, QueryParams};
 use super::{ApiError, AppState, ListView, Problem, json, outcome_response};
 use crate::domain::{Queue, QueueFilter, QueueInput, Representative, RepresentativeFilter, RepresentativeInput};
-use crate::store::{QueuePatch, RepresentativePatch};
+use crate::domain::{QueuePatch, RepresentativePatch};
 
 /// A PATCH body: no `null` values (a field is either replaced or left out).
 fn no_nulls(canonical: &str) -> Result<(), ApiError> {

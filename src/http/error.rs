@@ -120,6 +120,7 @@ impl From<Refusal> for ApiError {
             Refusal::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
             Refusal::IdempotencyKeyReused(_) => (StatusCode::CONFLICT, "idempotency_key_reused"),
             Refusal::NotEligible { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "not_eligible"),
+            Refusal::Contended { .. } => (StatusCode::CONFLICT, "conflict"),
         };
         let reasons = match r {
             Refusal::NotEligible { reasons, .. } => Some(reasons),

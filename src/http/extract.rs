@@ -16,7 +16,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::auth::{Actor, Permission};
 use crate::domain::Id;
-use crate::store::Idempotency;
+use crate::service::Idempotency;
 
 /// A permission as a type, so a handler states what it needs in its signature.
 pub trait Access: Send + Sync + 'static {

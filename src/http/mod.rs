@@ -29,8 +29,8 @@ pub use error::{ApiError, Problem};
 
 use crate::auth::Tokens;
 use crate::reload::Reloader;
+use crate::service::Outcome;
 use crate::service::Supervisor;
-use crate::store::Outcome;
 
 /// The body limit of the contract: 1 MiB.
 pub const BODY_LIMIT: usize = 1 << 20;
@@ -145,8 +145,8 @@ pub struct ListView<T> {
     pub next_cursor: Option<String>,
 }
 
-impl<T> From<crate::store::Page<T>> for ListView<T> {
-    fn from(page: crate::store::Page<T>) -> Self {
+impl<T> From<crate::domain::Page<T>> for ListView<T> {
+    fn from(page: crate::domain::Page<T>) -> Self {
         Self { items: page.items, next_cursor: page.next.map(query::cursor) }
     }
 }

@@ -2,8 +2,8 @@
 //! so a misspelt filter is never silently ignored.
 
 use super::error::ApiError;
+use crate::domain::PageRequest;
 use crate::domain::{Id, Presence, Status};
-use crate::store::PageRequest;
 
 /// The parameters of one query string, checked against what the endpoint takes.
 #[derive(Debug, Default)]
@@ -106,16 +106,21 @@ impl QueryParams {
             .collect()
     }
 
+    /// `limit`: an integer from 1 to 1000, if given.
+    pub fn limit(&self) -> Result<Option<usize>, ApiError> {
+        self.one("limit")
+            .map(|v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| Self::invalid("limit", v, "an integer from 1 to 1000"))
+            })
+            .transpose()
+    }
+
     /// `limit` (1-1000, default 100) and `cursor` (from a previous page's `next_cursor`).
     pub fn page(&self) -> Result<PageRequest, ApiError> {
-        let limit = match self.one("limit") {
-            None => 100,
-            Some(v) => v
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| Self::invalid("limit", v, "an integer from 1 to 1000"))?,
-        };
+        let limit = self.limit()?.unwrap_or(100);
         let after = self
             .one("cursor")
             .map(|v| {

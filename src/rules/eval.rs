@@ -1,6 +1,8 @@
 //! Evaluation of a compiled [`RuleSet`]: per request, the rules whose `when` matches
-//! are picked once; each candidate is compiled once into a row of integers and
-//! bitsets; the eligibility pass then compares integers only.
+//! are picked once; each representative is a row of integers and bitsets in a
+//! [`RepTable`] (kept current by the directory in memory, not rebuilt per request); the
+//! eligibility pass then compares integers only. Plugins run last, over a [`Shortlist`]
+//! that owns its inputs, so no lock is held while guest code runs.
 
 use std::sync::Arc;
 
@@ -8,7 +10,7 @@ use super::compile::{Columns, Symbols, presence_bit};
 use super::schema::{IntentLevel, IntentPattern, Range};
 use crate::domain::{AttributeValue, Conversation, Queue, Reason, Representative, TargetKind};
 use crate::plugins::{FailurePolicy, PluginUse, wit};
-use crate::routing::{Policy, RoutingContext, Verdict};
+use crate::routing::{CapacityReliance, Policy, RoutingContext, Verdict};
 
 /// A compiled attribute value: strings as symbols (`u32::MAX`: a string no rule names).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -135,23 +137,44 @@ pub struct RuleSet {
     columns: Columns,
 }
 
-/// Representatives compiled for one request: one row each, integers and bitsets.
-#[derive(Debug, Default)]
+/// Representatives compiled for a rule set: one row each, integers and bitsets, in the
+/// columns the rules test. Rows are set one at a time ([`RuleSet::set_rep`]), so a
+/// directory in memory keeps the table current as representatives change instead of
+/// compiling it per request. What depends on the conversation (its queue, skills and
+/// intent) is held here as interned facts and derived per request ([`ConvColumns`]).
+#[derive(Debug, Default, Clone)]
 pub struct RepTable {
     len: usize,
     group_words: usize,
     queue_words: usize,
     presence: Vec<u8>,
     free: Vec<i64>,
-    conv_queue: Vec<bool>,
-    intent_depth: Vec<u8>,
-    conv_skills_ok: Vec<bool>,
-    skill_match: Vec<f64>,
-    idle_minutes: Vec<f64>,
+    /// Unix milliseconds of the last assignment; `NEVER` when never given work.
+    last_assigned: Vec<i64>,
     groups: Vec<u64>,
     queues: Vec<u64>,
     skills: Vec<i16>,
     attrs: Vec<Option<Val>>,
+    facts: Facts,
+}
+
+const NEVER: i64 = i64::MIN;
+/// An intent entry's level that the representative left out.
+const ABSENT: u32 = u32::MAX - 1;
+
+/// Each row's queues, skills and intents, as symbols of the table's own interner.
+#[derive(Debug, Default, Clone)]
+struct Facts {
+    symbols: Symbols,
+    queues: Vec<Box<[u32]>>,
+    skills: Vec<Box<[(u32, u8)]>>,
+    intents: Vec<Box<[[u32; 3]]>>,
+}
+
+impl Facts {
+    fn sym(&self, s: &str) -> u32 {
+        self.symbols.get(s).unwrap_or(UNKNOWN)
+    }
 }
 
 impl RepTable {
@@ -162,6 +185,85 @@ impl RepTable {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Minutes since row `i` was last given work, capped at a day.
+    fn idle_minutes(&self, i: usize, now_ms: i64) -> f64 {
+        match self.last_assigned[i] {
+            NEVER => MAX_IDLE_MINUTES,
+            at => ((now_ms - at).max(0) as f64 / 60_000.0).min(MAX_IDLE_MINUTES),
+        }
+    }
+}
+
+/// The columns that depend on the conversation, derived per request and only for the
+/// requirements and rank keys of the rules that apply.
+#[derive(Debug, Default)]
+pub struct ConvColumns {
+    conv_queue: Vec<bool>,
+    intent_depth: Vec<u8>,
+    conv_skills_ok: Vec<bool>,
+    skill_match: Vec<f64>,
+}
+
+impl ConvColumns {
+    fn derive(rules: &[&Rule], t: &RepTable, conv: &Conversation) -> Self {
+        let reqs = || rules.iter().flat_map(|r| &r.reqs);
+        let ranks = || rules.iter().flat_map(|r| &r.rank);
+        let f = &t.facts;
+        let mut c = ConvColumns::default();
+        if reqs().any(|q| matches!(q, Req::ConversationQueue)) {
+            let q = f.sym(conv.queue.as_str());
+            c.conv_queue = f.queues.iter().map(|row| row.contains(&q)).collect();
+        }
+        if reqs().any(|q| matches!(q, Req::HandlesIntent(_))) {
+            let want = conv.intent.as_ref().map(|i| {
+                let level = |x: &Option<crate::domain::Id>| x.as_ref().map(|x| f.sym(x.as_str()));
+                (f.sym(i.family.as_str()), level(&i.group), level(&i.intent))
+            });
+            c.intent_depth = f.intents.iter().map(|row| intent_depth(want, row)).collect();
+        }
+        let match_rank = ranks().any(|k| matches!(k, Rank::SkillMatch(_)));
+        if reqs().any(|q| matches!(q, Req::ConversationSkills)) || match_rank {
+            let needs: Vec<(u32, i64)> =
+                conv.skills.iter().map(|(s, need)| (f.sym(s.as_str()), i64::from(need.get()))).collect();
+            c.conv_skills_ok.reserve(t.len);
+            c.skill_match.reserve(t.len);
+            for row in &f.skills {
+                let mut ok = true;
+                let mut distance = 0i64;
+                for &(skill, need) in &needs {
+                    let have = row.iter().find(|(s, _)| *s == skill).map(|(_, l)| i64::from(*l));
+                    ok &= have.is_some_and(|h| h >= need);
+                    distance += (have.unwrap_or(0) - need).abs();
+                }
+                c.conv_skills_ok.push(ok);
+                c.skill_match.push(-(distance as f64));
+            }
+        }
+        c
+    }
+}
+
+/// How deeply a representative's intents cover the conversation's: 0 not the family,
+/// 1 the family, 2 the group, 3 the intent (or all that the conversation names).
+fn intent_depth(want: Option<(u32, Option<u32>, Option<u32>)>, row: &[[u32; 3]]) -> u8 {
+    let Some((family, group, intent)) = want else { return 3 };
+    row.iter()
+        .map(|&[f, g, i]| {
+            if f != family {
+                0
+            } else if group.is_none() || g == ABSENT {
+                3
+            } else if Some(g) != group {
+                1
+            } else if intent.is_none() || i == ABSENT || Some(i) == intent {
+                3
+            } else {
+                2
+            }
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// Queues compiled for one request.
@@ -173,26 +275,40 @@ pub struct QueueTable {
     name: Vec<u32>,
 }
 
-fn intent_depth(conv: &Conversation, rep: &Representative) -> u8 {
-    let Some(want) = &conv.intent else { return 3 };
-    rep.input
-        .intents
-        .iter()
-        .map(|e| {
-            if e.family != want.family {
-                0
-            } else if want.group.is_none() || e.group.is_none() {
-                3
-            } else if e.group != want.group {
-                1
-            } else if want.intent.is_none() || e.intent.is_none() || e.intent == want.intent {
-                3
-            } else {
-                2
-            }
-        })
-        .max()
-        .unwrap_or(0)
+/// The rule pass over representatives for one request: the rules that apply, which
+/// rows they let through, and what the conversation derived.
+pub struct RepPass<'r> {
+    pub rules: Vec<&'r Rule>,
+    /// Row `i` meets every requirement (and was in scope).
+    pub eligible: Vec<bool>,
+    conv: ConvColumns,
+    units: i64,
+    now_ms: i64,
+}
+
+impl RepPass<'_> {
+    /// Whether any rule that applies consults a plugin.
+    pub fn has_plugins(&self) -> bool {
+        self.rules.iter().any(|r| r.plugin.is_some())
+    }
+}
+
+/// The representatives a pass let through, on their way to the plugins: the inputs a
+/// plugin sees, owned, so no lock on the directory is held while a plugin runs.
+pub struct Shortlist {
+    pub reps: Vec<Arc<Representative>>,
+    pub idle_minutes: Vec<f32>,
+}
+
+/// What the plugins of the rules that apply said of a shortlist.
+#[derive(Debug)]
+pub struct PluginVerdicts {
+    /// Per shortlisted representative: still eligible after every plugin.
+    pub eligible: Vec<bool>,
+    /// Per shortlisted representative: the plugins' score adjustments.
+    pub scores: Vec<f64>,
+    /// Per shortlisted representative: why a plugin excluded it (with `explain`).
+    pub reasons: Vec<Vec<Reason>>,
 }
 
 fn level_depth(level: IntentLevel) -> u8 {
@@ -209,10 +325,6 @@ fn has_all(row: &[u64], mask: &[u64]) -> bool {
 
 fn has_any(row: &[u64], mask: &[u64]) -> bool {
     mask.iter().enumerate().any(|(i, m)| row.get(i).copied().unwrap_or(0) & m != 0)
-}
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 impl RuleSet {
@@ -274,65 +386,74 @@ impl RuleSet {
         self.rules.iter().filter(|r| self.applies(r, ctx, kind)).collect()
     }
 
-    /// Compiles representatives into rows for one conversation.
-    pub fn representative_table(&self, conv: &Conversation, reps: &[&Representative]) -> RepTable {
+    /// An empty table in this rule set's columns.
+    pub fn rep_table(&self) -> RepTable {
         let cols = &self.columns;
-        let gw = cols.groups.len().div_ceil(64);
-        let qw = cols.queues.len().div_ceil(64);
-        let n = reps.len();
-        let mut t = RepTable {
-            len: n,
-            group_words: gw,
-            queue_words: qw,
-            presence: Vec::with_capacity(n),
-            free: Vec::with_capacity(n),
-            conv_queue: Vec::with_capacity(n),
-            intent_depth: Vec::with_capacity(n),
-            conv_skills_ok: Vec::with_capacity(n),
-            skill_match: Vec::with_capacity(n),
-            idle_minutes: Vec::with_capacity(n),
-            groups: Vec::with_capacity(n * gw),
-            queues: Vec::with_capacity(n * qw),
-            skills: Vec::with_capacity(n * cols.skills.len()),
-            attrs: Vec::with_capacity(n * cols.attributes.len()),
-        };
-        let now = now_ms();
-        for rep in reps {
-            let r = &rep.input;
-            t.presence.push(presence_bit(r.presence));
-            t.free.push(rep.free_capacity);
-            t.conv_queue.push(r.queues.contains(&conv.queue));
-            t.intent_depth.push(intent_depth(conv, rep));
-            let mut ok = true;
-            let mut distance = 0i64;
-            for (skill, need) in &conv.skills {
-                let have = r.skills.get(skill).map_or(0, |p| i64::from(p.get()));
-                let need = i64::from(need.get());
-                ok &= r.skills.contains_key(skill) && have >= need;
-                distance += (have - need).abs();
-            }
-            t.conv_skills_ok.push(ok);
-            t.skill_match.push(-(distance as f64));
-            let idle = rep.last_assigned_ms.map_or(MAX_IDLE_MINUTES, |at| (now - at).max(0) as f64 / 60_000.0);
-            t.idle_minutes.push(idle.min(MAX_IDLE_MINUTES));
-            let row = |out: &mut Vec<u64>, names: &[String], have: &dyn Fn(&str) -> bool, words: usize| {
-                let start = out.len();
-                out.resize(start + words, 0);
-                for (i, name) in names.iter().enumerate() {
-                    if have(name) {
-                        out[start + i / 64] |= 1 << (i % 64);
-                    }
+        RepTable {
+            group_words: cols.groups.len().div_ceil(64),
+            queue_words: cols.queues.len().div_ceil(64),
+            ..RepTable::default()
+        }
+    }
+
+    /// Compiles `rep` into row `i` of `t` (`i == t.len()` appends a row).
+    pub fn set_rep(&self, t: &mut RepTable, i: usize, rep: &Representative) {
+        let cols = &self.columns;
+        let (gw, qw, ns, na) = (t.group_words, t.queue_words, cols.skills.len(), cols.attributes.len());
+        if i == t.len {
+            t.len += 1;
+            t.presence.push(0);
+            t.free.push(0);
+            t.last_assigned.push(NEVER);
+            t.groups.resize(t.len * gw, 0);
+            t.queues.resize(t.len * qw, 0);
+            t.skills.resize(t.len * ns, -1);
+            t.attrs.resize(t.len * na, None);
+            t.facts.queues.push(Box::default());
+            t.facts.skills.push(Box::default());
+            t.facts.intents.push(Box::default());
+        }
+        let r = &rep.input;
+        t.presence[i] = presence_bit(r.presence);
+        t.free[i] = rep.free_capacity;
+        t.last_assigned[i] = rep.last_assigned_ms.unwrap_or(NEVER);
+        let bits = |out: &mut [u64], names: &[String], have: &dyn Fn(&str) -> bool| {
+            out.fill(0);
+            for (k, name) in names.iter().enumerate() {
+                if have(name) {
+                    out[k / 64] |= 1 << (k % 64);
                 }
-            };
-            row(&mut t.groups, &cols.groups, &|g| r.user_groups.iter().any(|x| x.as_str() == g), gw);
-            row(&mut t.queues, &cols.queues, &|q| r.queues.iter().any(|x| x.as_str() == q), qw);
-            for name in &cols.skills {
-                let level = r.skills.iter().find(|(k, _)| k.as_str() == name).map_or(-1, |(_, p)| i16::from(p.get()));
-                t.skills.push(level);
             }
-            for key in &cols.attributes {
-                t.attrs.push(r.attributes.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| self.val(v)));
-            }
+        };
+        bits(&mut t.groups[i * gw..(i + 1) * gw], &cols.groups, &|g| r.user_groups.iter().any(|x| x.as_str() == g));
+        bits(&mut t.queues[i * qw..(i + 1) * qw], &cols.queues, &|q| r.queues.iter().any(|x| x.as_str() == q));
+        for (k, name) in cols.skills.iter().enumerate() {
+            let level = r.skills.iter().find(|(s, _)| s.as_str() == name).map_or(-1, |(_, p)| i16::from(p.get()));
+            t.skills[i * ns + k] = level;
+        }
+        for (k, key) in cols.attributes.iter().enumerate() {
+            t.attrs[i * na + k] = r.attributes.iter().find(|(a, _)| a.as_str() == key).map(|(_, v)| self.val(v));
+        }
+        let f = &mut t.facts;
+        f.queues[i] = r.queues.iter().map(|q| f.symbols.intern(q.as_str())).collect();
+        f.skills[i] = r.skills.iter().map(|(s, p)| (f.symbols.intern(s.as_str()), p.get())).collect();
+        f.intents[i] = r
+            .intents
+            .iter()
+            .map(|e| {
+                let mut level =
+                    |x: &Option<crate::domain::Id>| x.as_ref().map_or(ABSENT, |x| f.symbols.intern(x.as_str()));
+                let (group, intent) = (level(&e.group), level(&e.intent));
+                [f.symbols.intern(e.family.as_str()), group, intent]
+            })
+            .collect();
+    }
+
+    /// Compiles representatives into a table (a directory in memory keeps one instead).
+    pub fn representative_table(&self, reps: &[&Representative]) -> RepTable {
+        let mut t = self.rep_table();
+        for (i, rep) in reps.iter().enumerate() {
+            self.set_rep(&mut t, i, rep);
         }
         t
     }
@@ -349,18 +470,18 @@ impl RuleSet {
         t
     }
 
-    fn rep_passes(&self, req: &Req, t: &RepTable, i: usize, units: i64) -> bool {
+    fn rep_passes(&self, req: &Req, t: &RepTable, c: &ConvColumns, i: usize, units: i64) -> bool {
         match req {
             Req::Presence(mask, _) => t.presence[i] & mask != 0,
-            Req::ConversationSkills => t.conv_skills_ok[i],
+            Req::ConversationSkills => c.conv_skills_ok[i],
             Req::Skill { col, min } => t.skills[i * self.columns.skills.len() + col] >= i16::from(*min),
             Req::CapacityForConversation => t.free[i] >= units,
             Req::MinFree(n) => t.free[i] >= *n,
             Req::GroupsAny(mask, _) => has_any(&t.groups[i * t.group_words..(i + 1) * t.group_words], mask),
             Req::GroupsAll(mask, _) => has_all(&t.groups[i * t.group_words..(i + 1) * t.group_words], mask),
-            Req::ConversationQueue => t.conv_queue[i],
+            Req::ConversationQueue => c.conv_queue[i],
             Req::QueuesAny(mask, _) => has_any(&t.queues[i * t.queue_words..(i + 1) * t.queue_words], mask),
-            Req::HandlesIntent(level) => t.intent_depth[i] >= level_depth(*level),
+            Req::HandlesIntent(level) => c.intent_depth[i] >= level_depth(*level),
             Req::Attribute { col, cond } => cond.holds(t.attrs[i * self.columns.attributes.len() + col]),
             // Queue requirements never sit in a representative rule (validation refuses them).
             Req::IntentBased(_) | Req::Priority(_) | Req::QueueIds(..) | Req::QueueNames(..) => true,
@@ -377,15 +498,16 @@ impl RuleSet {
         }
     }
 
-    fn rep_score(&self, rules: &[&Rule], t: &RepTable, i: usize) -> f64 {
+    /// Row `i`'s score under the rank keys of the rules that apply (plugins not included).
+    pub fn rep_score(&self, pass: &RepPass<'_>, t: &RepTable, i: usize) -> f64 {
         let mut score = 0.0;
-        for rule in rules {
+        for rule in &pass.rules {
             for k in &rule.rank {
                 score += match *k {
                     Rank::Skill(col, w) => w * f64::from(t.skills[i * self.columns.skills.len() + col].max(0)),
-                    Rank::SkillMatch(w) => w * t.skill_match[i],
+                    Rank::SkillMatch(w) => w * pass.conv.skill_match[i],
                     Rank::FreeCapacity(w) => w * t.free[i] as f64,
-                    Rank::IdleTime(w) => w * t.idle_minutes[i],
+                    Rank::IdleTime(w) => w * t.idle_minutes(i, pass.now_ms),
                     Rank::QueuePriority(_) => 0.0,
                 };
             }
@@ -393,19 +515,32 @@ impl RuleSet {
         score
     }
 
-    /// The eligibility pass: every row against every applicable requirement, into `out`
-    /// (cleared first). It runs requirement by requirement over whole columns, so each
-    /// inner loop is a branch-free comparison of integers that the compiler vectorises.
-    pub fn eligible_representatives(&self, rules: &[&Rule], t: &RepTable, units: i64, out: &mut Vec<bool>) {
-        out.clear();
-        out.resize(t.len, true);
+    /// The rule pass over the rows of `t` in `scope` (every row when `None`): picks the
+    /// rules that apply, derives the conversation's columns they need, then checks every
+    /// row against every requirement.
+    pub fn pass_representatives(&self, ctx: &RoutingContext<'_>, t: &RepTable, scope: Option<&[bool]>) -> RepPass<'_> {
+        let rules = self.applicable(ctx, TargetKind::Representative);
+        let conv = ConvColumns::derive(&rules, t, ctx.conversation);
+        let units = i64::from(ctx.conversation.capacity_units);
+        let mut eligible = match scope {
+            Some(scope) => scope.to_vec(),
+            None => vec![true; t.len],
+        };
         for req in rules.iter().flat_map(|r| &r.reqs) {
-            self.narrow(req, t, units, out);
+            self.narrow(req, t, &conv, units, &mut eligible);
         }
+        RepPass { rules, eligible, conv, units, now_ms: crate::clock::now_ms() }
     }
 
-    /// `out[i] &= row i meets req`.
-    fn narrow(&self, req: &Req, t: &RepTable, units: i64, out: &mut [bool]) {
+    /// The eligibility pass alone, into `out` (for benches comparing evaluators).
+    pub fn eligible_representatives(&self, ctx: &RoutingContext<'_>, t: &RepTable, out: &mut Vec<bool>) {
+        *out = self.pass_representatives(ctx, t, None).eligible;
+    }
+
+    /// `out[i] &= row i meets req`. It runs requirement by requirement over whole columns,
+    /// so each inner loop is a branch-free comparison of integers that the compiler
+    /// vectorises.
+    fn narrow(&self, req: &Req, t: &RepTable, c: &ConvColumns, units: i64, out: &mut [bool]) {
         fn each<T>(out: &mut [bool], col: &[T], test: impl Fn(&T) -> bool) {
             for (o, v) in out.iter_mut().zip(col) {
                 *o &= test(v);
@@ -424,7 +559,7 @@ impl RuleSet {
         let attrs = self.columns.attributes.len();
         match req {
             Req::Presence(mask, _) => each(out, &t.presence, |p| p & mask != 0),
-            Req::ConversationSkills => each(out, &t.conv_skills_ok, |ok| *ok),
+            Req::ConversationSkills => each(out, &c.conv_skills_ok, |ok| *ok),
             Req::Skill { col, min } => {
                 for (o, row) in out.iter_mut().zip(t.skills.chunks_exact(skills)) {
                     *o &= row[*col] >= i16::from(*min);
@@ -434,11 +569,11 @@ impl RuleSet {
             Req::MinFree(n) => each(out, &t.free, |f| f >= n),
             Req::GroupsAny(mask, _) => rows(out, &t.groups, t.group_words, |r| has_any(r, mask)),
             Req::GroupsAll(mask, _) => rows(out, &t.groups, t.group_words, |r| has_all(r, mask)),
-            Req::ConversationQueue => each(out, &t.conv_queue, |ok| *ok),
+            Req::ConversationQueue => each(out, &c.conv_queue, |ok| *ok),
             Req::QueuesAny(mask, _) => rows(out, &t.queues, t.queue_words, |r| has_any(r, mask)),
             Req::HandlesIntent(level) => {
                 let depth = level_depth(*level);
-                each(out, &t.intent_depth, |d| *d >= depth)
+                each(out, &c.intent_depth, |d| *d >= depth)
             }
             Req::Attribute { col, cond } => {
                 for (o, row) in out.iter_mut().zip(t.attrs.chunks_exact(attrs)) {
@@ -447,6 +582,80 @@ impl RuleSet {
             }
             Req::IntentBased(_) | Req::Priority(_) | Req::QueueIds(..) | Req::QueueNames(..) => {}
         }
+    }
+
+    /// Why row `i` (representative `rep`) failed the pass: one reason per requirement it
+    /// does not meet.
+    pub fn explain_representative(
+        &self,
+        pass: &RepPass<'_>,
+        t: &RepTable,
+        i: usize,
+        conv: &Conversation,
+        rep: &Representative,
+    ) -> Vec<Reason> {
+        pass.rules
+            .iter()
+            .flat_map(|rule| {
+                rule.reqs
+                    .iter()
+                    .filter(|q| !self.rep_passes(q, t, &pass.conv, i, pass.units))
+                    .map(|q| Reason { rule: rule.id.clone(), detail: self.explain_rep(rule, q, conv, rep) })
+            })
+            .collect()
+    }
+
+    /// What a verdict on a representative relies on of its used capacity, beyond its
+    /// version: the strictest free-capacity requirement of the rules that apply, or the
+    /// exact figure when a plugin that reads capacity is consulted.
+    pub fn capacity_reliance(&self, ctx: &RoutingContext<'_>) -> CapacityReliance {
+        let rules = self.applicable(ctx, TargetKind::Representative);
+        if rules.iter().any(|r| r.plugin.as_ref().is_some_and(|p| p.needs.contains(wit::Needs::CAPACITY))) {
+            return CapacityReliance::Exact;
+        }
+        let units = i64::from(ctx.conversation.capacity_units);
+        let free = rules
+            .iter()
+            .flat_map(|r| &r.reqs)
+            .filter_map(|q| match q {
+                Req::CapacityForConversation => Some(units),
+                Req::MinFree(n) => Some(*n),
+                _ => None,
+            })
+            .max();
+        free.map_or(CapacityReliance::None, CapacityReliance::FreeAtLeast)
+    }
+
+    /// The shortlist of a pass: the eligible rows' representatives (from `rep_of`) and
+    /// idle times, for the plugins.
+    pub fn shortlist<'a>(
+        &self,
+        pass: &RepPass<'_>,
+        t: &RepTable,
+        rows: &[usize],
+        rep_of: impl Fn(usize) -> &'a Arc<Representative>,
+    ) -> Shortlist {
+        Shortlist {
+            reps: rows.iter().map(|&i| rep_of(i).clone()).collect(),
+            idle_minutes: rows.iter().map(|&i| t.idle_minutes(i, pass.now_ms) as f32).collect(),
+        }
+    }
+
+    /// Runs the plugins of the rules that apply over a shortlist, in rule order; each
+    /// sees only those the previous ones left eligible. Plugins block: call this off the
+    /// async workers, and never under a lock.
+    pub fn consult_plugins(&self, ctx: &RoutingContext<'_>, rules: &[&Rule], list: &Shortlist) -> PluginVerdicts {
+        let n = list.reps.len();
+        let mut out = PluginVerdicts { eligible: vec![true; n], scores: vec![0.0; n], reasons: vec![Vec::new(); n] };
+        let now = crate::clock::now_ms();
+        for rule in rules.iter().filter(|r| r.plugin.is_some()) {
+            consult(rule, &mut out, ctx.explain, |batch, needs| {
+                let chosen: Vec<&Representative> = batch.iter().map(|&i| list.reps[i].as_ref()).collect();
+                let idle = |k: usize| list.idle_minutes[batch[k]];
+                crate::plugins::representatives_request(ctx.action, now, ctx.conversation, &chosen, idle, needs)
+            });
+        }
+        out
     }
 
     fn explain_rep(&self, rule: &Rule, req: &Req, conv: &Conversation, rep: &Representative) -> String {
@@ -550,62 +759,67 @@ impl RuleSet {
     }
 }
 
-/// What plugins added to a request: score adjustments and exclusions with reasons.
-struct PluginOutcome {
-    scores: Vec<f64>,
-    reasons: Vec<Vec<Reason>>,
-}
-
-impl PluginOutcome {
-    fn new(n: usize) -> Self {
-        Self { scores: vec![0.0; n], reasons: vec![Vec::new(); n] }
+/// Calls `rule`'s plugin with the shortlisted representatives still eligible, in one batch.
+fn consult(
+    rule: &Rule,
+    out: &mut PluginVerdicts,
+    explain: bool,
+    request: impl FnOnce(&[usize], wit::Needs) -> wit::Request,
+) {
+    let Some(using) = &rule.plugin else { return };
+    let batch: Vec<usize> = (0..out.eligible.len()).filter(|&i| out.eligible[i]).collect();
+    if batch.is_empty() {
+        return;
     }
-
-    /// Calls `rule`'s plugin with the candidates still eligible, in one batch.
-    fn consult(
-        &mut self,
-        rule: &Rule,
-        eligible: &mut [bool],
-        explain: bool,
-        request: impl FnOnce(&[usize], wit::Needs) -> wit::Request,
-    ) {
-        let Some(using) = &rule.plugin else { return };
-        let batch: Vec<usize> = (0..eligible.len()).filter(|&i| eligible[i]).collect();
-        if batch.is_empty() {
-            return;
-        }
-        let name = &using.plugin.name;
-        match using.evaluate(&request(&batch, using.needs), batch.len()) {
-            Ok(verdicts) => {
-                for (&i, score) in batch.iter().zip(&verdicts.scores) {
-                    self.scores[i] += score;
+    let name = &using.plugin.name;
+    match using.evaluate(&request(&batch, using.needs), batch.len()) {
+        Ok(verdicts) => {
+            for (&i, score) in batch.iter().zip(&verdicts.scores) {
+                out.scores[i] += score;
+            }
+            for (n, &k) in verdicts.excluded.iter().enumerate() {
+                let i = batch[k as usize];
+                out.eligible[i] = false;
+                if explain {
+                    let why = verdicts.reason_of.get(n).and_then(|&r| verdicts.reasons.get(r as usize));
+                    let why = why.map_or("excluded", String::as_str);
+                    out.reasons[i].push(Reason { rule: rule.id.clone(), detail: format!("plugin `{name}`: {why}") });
                 }
-                for (n, &k) in verdicts.excluded.iter().enumerate() {
-                    let i = batch[k as usize];
-                    eligible[i] = false;
+            }
+        }
+        Err(e) => match using.on_failure {
+            FailurePolicy::FailOpen => {}
+            FailurePolicy::FailClosed => {
+                for &i in &batch {
+                    out.eligible[i] = false;
                     if explain {
-                        let why = verdicts.reason_of.get(n).and_then(|&r| verdicts.reasons.get(r as usize));
-                        let why = why.map_or("excluded", String::as_str);
-                        self.reasons[i]
-                            .push(Reason { rule: rule.id.clone(), detail: format!("plugin `{name}`: {why}") });
+                        out.reasons[i].push(Reason {
+                            rule: rule.id.clone(),
+                            detail: format!("plugin `{name}` failed: {}", e.what),
+                        });
                     }
                 }
             }
-            Err(e) => match using.on_failure {
-                FailurePolicy::FailOpen => {}
-                FailurePolicy::FailClosed => {
-                    for &i in &batch {
-                        eligible[i] = false;
-                        if explain {
-                            self.reasons[i].push(Reason {
-                                rule: rule.id.clone(),
-                                detail: format!("plugin `{name}` failed: {}", e.what),
-                            });
-                        }
-                    }
-                }
-            },
-        }
+        },
+    }
+}
+
+/// Calls `rule`'s plugin with the queues still eligible.
+fn consult_queues(
+    rule: &Rule,
+    eligible: &mut [bool],
+    scores: &mut [f64],
+    reasons: &mut [Vec<Reason>],
+    explain: bool,
+    request: impl FnOnce(&[usize], wit::Needs) -> wit::Request,
+) {
+    let n = eligible.len();
+    let mut out = PluginVerdicts { eligible: eligible.to_vec(), scores: vec![0.0; n], reasons: vec![Vec::new(); n] };
+    consult(rule, &mut out, explain, request);
+    for i in 0..n {
+        eligible[i] = out.eligible[i];
+        scores[i] += out.scores[i];
+        reasons[i].append(&mut out.reasons[i]);
     }
 }
 
@@ -623,43 +837,40 @@ impl Policy for RuleSet {
     }
 
     fn representatives(&self, ctx: RoutingContext<'_>, reps: &[&Representative]) -> Vec<Verdict> {
-        let rules = self.applicable(&ctx, TargetKind::Representative);
-        let table = self.representative_table(ctx.conversation, reps);
-        let units = i64::from(ctx.conversation.capacity_units);
-        let mut eligible = Vec::new();
-        self.eligible_representatives(&rules, &table, units, &mut eligible);
-        let mut extra = PluginOutcome::new(reps.len());
-        for rule in rules.iter().filter(|r| r.plugin.is_some()) {
-            extra.consult(rule, &mut eligible, ctx.explain, |batch, needs| {
-                let chosen: Vec<&Representative> = batch.iter().map(|&i| reps[i]).collect();
-                let idle = |k: usize| table.idle_minutes[batch[k]] as f32;
-                crate::plugins::representatives_request(ctx.action, now_ms(), ctx.conversation, &chosen, idle, needs)
-            });
-        }
-        (0..reps.len())
+        let table = self.representative_table(reps);
+        let pass = self.pass_representatives(&ctx, &table, None);
+        let rows: Vec<usize> = (0..reps.len()).filter(|&i| pass.eligible[i]).collect();
+        let shared: Vec<Arc<Representative>> =
+            if pass.has_plugins() { rows.iter().map(|&i| Arc::new(reps[i].clone())).collect() } else { Vec::new() };
+        let plugins = pass.has_plugins().then(|| {
+            let list = Shortlist {
+                reps: shared,
+                idle_minutes: rows.iter().map(|&i| table.idle_minutes(i, pass.now_ms) as f32).collect(),
+            };
+            self.consult_plugins(&ctx, &pass.rules, &list)
+        });
+        let mut verdicts: Vec<Verdict> = (0..reps.len())
             .map(|i| {
-                if eligible[i] {
-                    return Verdict::Eligible { score: self.rep_score(&rules, &table, i) + extra.scores[i] };
-                }
-                if !extra.reasons[i].is_empty() {
-                    return Verdict::Excluded { reasons: std::mem::take(&mut extra.reasons[i]) };
-                }
-                let reasons = if ctx.explain {
-                    rules
-                        .iter()
-                        .flat_map(|rule| {
-                            rule.reqs.iter().filter(|q| !self.rep_passes(q, &table, i, units)).map(|q| Reason {
-                                rule: rule.id.clone(),
-                                detail: self.explain_rep(rule, q, ctx.conversation, reps[i]),
-                            })
-                        })
-                        .collect()
+                if pass.eligible[i] {
+                    Verdict::Eligible { score: self.rep_score(&pass, &table, i) }
+                } else if ctx.explain {
+                    Verdict::Excluded {
+                        reasons: self.explain_representative(&pass, &table, i, ctx.conversation, reps[i]),
+                    }
                 } else {
-                    Vec::new()
-                };
-                Verdict::Excluded { reasons }
+                    Verdict::Excluded { reasons: Vec::new() }
+                }
             })
-            .collect()
+            .collect();
+        if let Some(mut p) = plugins {
+            for (k, &i) in rows.iter().enumerate() {
+                verdicts[i] = match verdicts[i] {
+                    Verdict::Eligible { score } if p.eligible[k] => Verdict::Eligible { score: score + p.scores[k] },
+                    _ => Verdict::Excluded { reasons: std::mem::take(&mut p.reasons[k]) },
+                };
+            }
+        }
+        verdicts
     }
 
     fn queues(&self, ctx: RoutingContext<'_>, queues: &[&Queue]) -> Vec<Verdict> {
@@ -675,11 +886,13 @@ impl Policy for RuleSet {
             })
             .collect();
         let mut eligible: Vec<bool> = failures.iter().map(Vec::is_empty).collect();
-        let mut extra = PluginOutcome::new(queues.len());
+        let mut scores = vec![0.0; queues.len()];
+        let mut reasons = vec![Vec::new(); queues.len()];
+        let now = crate::clock::now_ms();
         for rule in rules.iter().filter(|r| r.plugin.is_some()) {
-            extra.consult(rule, &mut eligible, ctx.explain, |batch, needs| {
+            consult_queues(rule, &mut eligible, &mut scores, &mut reasons, ctx.explain, |batch, needs| {
                 let chosen: Vec<&Queue> = batch.iter().map(|&i| queues[i]).collect();
-                crate::plugins::queues_request(ctx.action, now_ms(), ctx.conversation, &chosen, needs)
+                crate::plugins::queues_request(ctx.action, now, ctx.conversation, &chosen, needs)
             });
         }
         failures
@@ -687,7 +900,7 @@ impl Policy for RuleSet {
             .enumerate()
             .map(|(i, failed)| {
                 if failed.is_empty() && !eligible[i] {
-                    return Verdict::Excluded { reasons: std::mem::take(&mut extra.reasons[i]) };
+                    return Verdict::Excluded { reasons: std::mem::take(&mut reasons[i]) };
                 }
                 if failed.is_empty() {
                     let score = rules
@@ -698,7 +911,7 @@ impl Policy for RuleSet {
                             _ => 0.0,
                         })
                         .sum::<f64>();
-                    Verdict::Eligible { score: score + extra.scores[i] }
+                    Verdict::Eligible { score: score + scores[i] }
                 } else {
                     let reasons = if ctx.explain {
                         failed
@@ -712,5 +925,13 @@ impl Policy for RuleSet {
                 }
             })
             .collect()
+    }
+
+    fn capacity_reliance(&self, ctx: &RoutingContext<'_>) -> CapacityReliance {
+        RuleSet::capacity_reliance(self, ctx)
+    }
+
+    fn as_rules(&self) -> Option<&RuleSet> {
+        Some(self)
     }
 }

@@ -2,16 +2,14 @@
 //!
 //! A backend provides [`Tx`] (load and save primitives inside its transaction); the
 //! checks run here in the contract's order: idempotency → 404 (conversation) → 412 →
-//! 409 (status) → 404 (target) → 409 (current holder) → 422 (rules).
+//! 409 (status) → 404 (target) → 409 (current holder). Eligibility (422) was decided
+//! above the store; what that decision read is re-checked here ([`Expect`]).
 
-use serde::{Deserialize, Serialize};
-
-use super::{Command, Idempotency, Outcome, StoreError, WriteRequest};
+use super::{Command, Expect, Idempotency, Outcome, StoreError, WriteRequest};
 use crate::domain::{
-    self, Attributes, Conversation, HistoryAction, HistoryEvent, Id, Intent, Name, Next, Presence, Queue, QueueInput,
-    Refusal, Representative, RepresentativeInput, RoutingAction, Skills, SupervisorAction, Target, TargetKind,
+    self, Conversation, HistoryAction, HistoryEvent, Id, Next, Queue, QueueInput, Refusal, Representative,
+    RepresentativeInput, SupervisorAction, Target,
 };
-use crate::routing::{RoutingContext, Verdict};
 
 /// The primitives a backend offers inside one transaction.
 pub trait Tx {
@@ -30,8 +28,9 @@ pub trait Tx {
         now: &str,
     ) -> Result<Representative, StoreError>;
     /// `used_capacity += delta`, computed by the database; a positive delta also records
-    /// `now_ms` as the time the representative was last given work.
-    fn add_used_capacity(&mut self, id: &Id, delta: i64, now_ms: i64) -> Result<(), StoreError>;
+    /// `now_ms` as the time the representative was last given work. Returns the
+    /// representative as it now is.
+    fn add_used_capacity(&mut self, id: &Id, delta: i64, now_ms: i64) -> Result<Option<Representative>, StoreError>;
 
     fn queue(&mut self, id: &Id) -> Result<Option<Queue>, StoreError>;
     fn put_queue(&mut self, id: &Id, input: &QueueInput, now: &str) -> Result<Queue, StoreError>;
@@ -41,79 +40,36 @@ pub trait Tx {
     fn remember(&mut self, token: &str, key: &Idempotency, outcome: &Outcome) -> Result<(), StoreError>;
 }
 
-/// A PATCH of a representative: each given field replaces that field.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RepresentativePatch {
-    pub name: Option<Name>,
-    pub presence: Option<Presence>,
-    pub capacity: Option<u32>,
-    #[schema(value_type = Option<std::collections::BTreeMap<String, u8>>)]
-    pub skills: Option<Skills>,
-    #[schema(value_type = Option<Vec<String>>)]
-    pub queues: Option<Vec<Id>>,
-    #[schema(value_type = Option<Vec<String>>)]
-    pub user_groups: Option<Vec<Id>>,
-    pub intents: Option<Vec<Intent>>,
-    #[schema(value_type = Option<Object>)]
-    pub attributes: Option<Attributes>,
-}
-
-impl RepresentativePatch {
-    fn apply(self, mut to: RepresentativeInput) -> RepresentativeInput {
-        macro_rules! merge { ($($f:ident),*) => { $(if let Some(v) = self.$f { to.$f = v; })* } }
-        merge!(name, presence, capacity, skills, queues, user_groups, intents, attributes);
-        to
-    }
-}
-
-/// A PATCH of a queue: each given field replaces that field.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct QueuePatch {
-    pub name: Option<Name>,
-    pub priority: Option<u32>,
-    pub intent_based: Option<bool>,
-}
-
-impl QueuePatch {
-    fn apply(self, mut to: QueueInput) -> QueueInput {
-        if let Some(v) = self.name {
-            to.name = v;
-        }
-        if let Some(v) = self.priority {
-            to.priority = v;
-        }
-        if let Some(v) = self.intent_based {
-            to.intent_based = v;
-        }
-        to
-    }
+/// What one write did: its outcome and the directory records it changed.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub representatives: Vec<Representative>,
+    pub queues: Vec<Queue>,
 }
 
 /// Runs one write. On `Err` the caller rolls the transaction (or savepoint) back.
-pub fn execute(tx: &mut dyn Tx, req: WriteRequest) -> Result<Outcome, StoreError> {
+pub fn execute(tx: &mut dyn Tx, req: WriteRequest) -> Result<(Outcome, Effects), StoreError> {
     let token = req.author.token_digest.clone();
     if let Some(idem) = &req.idempotency
         && let Some((fingerprint, outcome)) = tx.idempotent(&token, &idem.key)?
     {
         return if fingerprint == idem.fingerprint {
-            Ok(outcome)
+            Ok((outcome, Effects::default()))
         } else {
             Err(Refusal::IdempotencyKeyReused(idem.key.clone()).into())
         };
     }
     let idempotency = req.idempotency.clone();
-    let outcome = run(tx, req)?;
+    let mut effects = Effects::default();
+    let outcome = run(tx, req, &mut effects)?;
     if let Some(idem) = idempotency {
         tx.remember(&token, &idem, &outcome)?;
     }
-    Ok(outcome)
+    Ok((outcome, effects))
 }
 
-fn run(tx: &mut dyn Tx, req: WriteRequest) -> Result<Outcome, StoreError> {
-    let WriteRequest { author, command, policy, now, now_ms, .. } = req;
-    let ruleset = policy.version().to_owned();
+fn run(tx: &mut dyn Tx, req: WriteRequest, effects: &mut Effects) -> Result<Outcome, StoreError> {
+    let WriteRequest { author, command, ruleset, now, now_ms, .. } = req;
     match command {
         Command::CreateConversation(input) => {
             let id = match &input.id {
@@ -145,14 +101,20 @@ fn run(tx: &mut dyn Tx, req: WriteRequest) -> Result<Outcome, StoreError> {
             tx.append_history(&conv.id, &event)?;
             Ok(Outcome::Conversation { conversation: conv, created: true })
         }
-        Command::Supervise { id, action, if_match, note } => {
+        Command::Supervise { id, action, if_match, note, expect } => {
             let conv = load(tx, &id, if_match)?;
+            if let Some(expect) = &expect
+                && expect.conversation_version != conv.version
+            {
+                return Err(StoreError::Stale("the conversation"));
+            }
             let next = domain::supervise(&conv, &action).map_err(Refusal::from)?;
-            if let SupervisorAction::Route(kind, target) = &action {
-                check_target(tx, policy.as_ref().as_ref(), *kind, &conv, target)?;
+            if let SupervisorAction::Route(_, target) = &action {
+                check_target(tx, &conv, target, expect.as_ref())?;
             }
             let history = action.history_action();
-            let conv = change(tx, conv, next, history, Change { actor: author.name, ruleset, note, now, now_ms })?;
+            let change_ = Change { actor: author.name, ruleset, note, now, now_ms };
+            let conv = change(tx, conv, next, history, change_, effects)?;
             Ok(Outcome::Conversation { conversation: conv, created: false })
         }
         Command::Lifecycle { id, event, if_match, note } => {
@@ -164,13 +126,15 @@ fn run(tx: &mut dyn Tx, req: WriteRequest) -> Result<Outcome, StoreError> {
                 return Err(Refusal::NotFound { kind: "representative", id: representative.clone() }.into());
             }
             let history = event.history_action();
-            let conv = change(tx, conv, next, history, Change { actor: author.name, ruleset, note, now, now_ms })?;
+            let change_ = Change { actor: author.name, ruleset, note, now, now_ms };
+            let conv = change(tx, conv, next, history, change_, effects)?;
             Ok(Outcome::Conversation { conversation: conv, created: false })
         }
         Command::PutRepresentative { id, input } => {
             let created = tx.representative(&id)?.is_none();
             check_queues(tx, &input.queues)?;
             let representative = tx.put_representative(&id, &input, &now)?;
+            effects.representatives.push(representative.clone());
             Ok(Outcome::Representative { representative, created })
         }
         Command::PatchRepresentative { id, patch } => {
@@ -179,16 +143,19 @@ fn run(tx: &mut dyn Tx, req: WriteRequest) -> Result<Outcome, StoreError> {
             let input = patch.apply(std::sync::Arc::unwrap_or_clone(current.input));
             check_queues(tx, &input.queues)?;
             let representative = tx.put_representative(&id, &input, &now)?;
+            effects.representatives.push(representative.clone());
             Ok(Outcome::Representative { representative, created: false })
         }
         Command::PutQueue { id, input } => {
             let created = tx.queue(&id)?.is_none();
             let queue = tx.put_queue(&id, &input, &now)?;
+            effects.queues.push(queue.clone());
             Ok(Outcome::Queue { queue, created })
         }
         Command::PatchQueue { id, patch } => {
             let current = tx.queue(&id)?.ok_or_else(|| Refusal::NotFound { kind: "queue", id: id.clone() })?;
             let queue = tx.put_queue(&id, &patch.apply(current.input), &now)?;
+            effects.queues.push(queue.clone());
             Ok(Outcome::Queue { queue, created: false })
         }
     }
@@ -222,49 +189,37 @@ fn load(tx: &mut dyn Tx, id: &Id, if_match: Option<u64>) -> Result<Conversation,
     }
 }
 
-/// The target must exist, must not be the current holder (transfer), and must be eligible.
+/// The target must exist and must not be the current holder (transfer); with an
+/// [`Expect`], it must still be as the decision saw it.
 fn check_target(
     tx: &mut dyn Tx,
-    policy: &dyn crate::routing::Policy,
-    action: RoutingAction,
     conv: &Conversation,
     target: &Target,
+    expect: Option<&Expect>,
 ) -> Result<(), StoreError> {
-    let ctx = RoutingContext { action, conversation: conv, explain: true };
-    let verdict = match target {
+    match target {
         Target::Representative(id) => {
             let rep =
                 tx.representative(id)?.ok_or_else(|| Refusal::NotFound { kind: "representative", id: id.clone() })?;
             if conv.representative.as_ref() == Some(id) && conv.status != domain::Status::Open {
                 return Err(Refusal::SameHolder { conversation: conv.id.clone(), representative: id.clone() }.into());
             }
-            policy.representatives(ctx, &[&rep]).pop()
+            if let Some(expect) = expect
+                && (expect.target_version != rep.version || !expect.used_capacity.holds(rep.used_capacity))
+            {
+                return Err(StoreError::Stale("the representative"));
+            }
         }
         Target::Queue(id) => {
             let queue = tx.queue(id)?.ok_or_else(|| Refusal::NotFound { kind: "queue", id: id.clone() })?;
-            policy.queues(ctx, &[&queue]).pop()
+            if let Some(expect) = expect
+                && expect.target_version != queue.version
+            {
+                return Err(StoreError::Stale("the queue"));
+            }
         }
-    };
-    match verdict {
-        Some(Verdict::Eligible { .. }) => Ok(()),
-        Some(Verdict::Excluded { reasons }) => Err(Refusal::NotEligible {
-            kind: match target.kind() {
-                TargetKind::Representative => "representative",
-                TargetKind::Queue => "queue",
-            },
-            id: target.id().clone(),
-            ruleset: policy.version().to_owned(),
-            reasons,
-        }
-        .into()),
-        None => Err(Refusal::NotEligible {
-            kind: "target",
-            id: target.id().clone(),
-            ruleset: policy.version().to_owned(),
-            reasons: Vec::new(),
-        }
-        .into()),
     }
+    Ok(())
 }
 
 struct Change {
@@ -282,6 +237,7 @@ fn change(
     next: Next,
     action: HistoryAction,
     c: Change,
+    effects: &mut Effects,
 ) -> Result<Conversation, StoreError> {
     let mut after = before.clone();
     after.status = next.placement.status;
@@ -292,7 +248,9 @@ fn change(
     after.updated_at = c.now.clone();
     tx.update_conversation(&after)?;
     for (rep, delta) in domain::capacity_moves(&before, &after) {
-        tx.add_used_capacity(&rep, delta, c.now_ms)?;
+        if let Some(rep) = tx.add_used_capacity(&rep, delta, c.now_ms)? {
+            effects.representatives.push(rep);
+        }
     }
     let seq = tx.last_history_seq(&after.id)? + 1;
     let event = HistoryEvent {

@@ -5,6 +5,13 @@
 //! table, moves capacity and appends history together ([`command::execute`]), so a
 //! second daemon on a shared database (a PostgreSQL backend) would stay correct. A `2xx`
 //! is sent only after that transaction is durable. Reads see committed state only.
+//!
+//! The store knows no routing policy. Eligibility is decided above it, against the
+//! routing state in memory; a write that relied on a decision carries what the decision
+//! read ([`Expect`]: the conversation's version, the target's version, its used
+//! capacity) and the store re-checks those inside the transaction. If any changed the
+//! write fails with [`StoreError::Stale`] and nothing is applied, so the caller decides
+//! again. This is the scheduler's "bind with a precondition".
 
 mod command;
 mod sqlite;
@@ -15,12 +22,11 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Conversation, ConversationInput, HistoryEvent, Id, LifecycleEvent, Note, Queue, QueueFilter, QueueInput, Refusal,
-    Representative, RepresentativeFilter, RepresentativeInput, Status, SupervisorAction,
+    Conversation, ConversationFilter, ConversationInput, HistoryEvent, Id, LifecycleEvent, Note, Page, PageRequest,
+    Queue, QueueFilter, QueueInput, QueuePatch, Refusal, Representative, RepresentativeFilter, RepresentativeInput,
+    RepresentativePatch, SupervisorAction,
 };
-use crate::routing::Policy;
 
-pub use command::{QueuePatch, RepresentativePatch};
 pub use sqlite::SqliteStore;
 
 /// A failure of the store itself (not a refusal of the request).
@@ -40,6 +46,10 @@ pub enum StoreError {
     Commit(String),
     #[error("the store is shutting down")]
     Closed,
+    /// A fact the write's decision relied on changed before it committed; nothing was
+    /// applied. The caller decides again against fresh state.
+    #[error("{0} changed since the decision; nothing was applied")]
+    Stale(&'static str),
 }
 
 /// Who makes a change: the token's name (recorded in history) and the digest that
@@ -61,7 +71,7 @@ pub struct Idempotency {
 #[derive(Clone, Debug)]
 pub enum Command {
     CreateConversation(ConversationInput),
-    Supervise { id: Id, action: SupervisorAction, if_match: Option<u64>, note: Option<Note> },
+    Supervise { id: Id, action: SupervisorAction, if_match: Option<u64>, note: Option<Note>, expect: Option<Expect> },
     Lifecycle { id: Id, event: LifecycleEvent, if_match: Option<u64>, note: Option<Note> },
     PutRepresentative { id: Id, input: RepresentativeInput },
     PatchRepresentative { id: Id, patch: RepresentativePatch },
@@ -69,17 +79,64 @@ pub enum Command {
     PatchQueue { id: Id, patch: QueuePatch },
 }
 
-/// One write: the change, who makes it, and the routing rules it is checked against.
-#[derive(Clone)]
+/// What a routing decision read, re-checked inside the write's transaction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expect {
+    /// The conversation's version the decision saw.
+    pub conversation_version: u64,
+    /// The target's version the decision saw (its doc: presence, skills, capacity, ...).
+    pub target_version: u64,
+    /// What the decision relied on of the target representative's used capacity.
+    pub used_capacity: UsedCapacity,
+}
+
+/// How much of a representative's used capacity a decision relied on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsedCapacity {
+    /// Nothing (no rule read free capacity).
+    Any,
+    /// At most this much (a rule required free capacity; less use keeps it true).
+    AtMost(i64),
+    /// Exactly this much (a matcher read the exact figure).
+    Exactly(i64),
+}
+
+impl UsedCapacity {
+    pub fn holds(self, used: i64) -> bool {
+        match self {
+            UsedCapacity::Any => true,
+            UsedCapacity::AtMost(n) => used <= n,
+            UsedCapacity::Exactly(n) => used == n,
+        }
+    }
+}
+
+/// One write: the change, who makes it, and when.
+#[derive(Clone, Debug)]
 pub struct WriteRequest {
     pub author: Author,
     pub idempotency: Option<Idempotency>,
     pub command: Command,
-    pub policy: Arc<Box<dyn Policy>>,
+    /// The version of the routing rules in force, recorded in history.
+    pub ruleset: String,
     /// RFC 3339, UTC, milliseconds.
     pub now: String,
     /// The same instant in Unix milliseconds.
     pub now_ms: i64,
+}
+
+/// A committed write: its outcome, and the directory records it changed (as they are
+/// after it), so the routing state in memory can follow without reading the store.
+#[derive(Clone, Debug)]
+pub struct Applied {
+    pub outcome: Outcome,
+    /// Commit order within this store: a later write has a larger position. Records of
+    /// the same representative arriving out of order are applied by position.
+    pub position: u64,
+    /// Every representative whose document, capacity or last assignment changed.
+    pub representatives: Vec<Representative>,
+    /// Every queue the write created or changed.
+    pub queues: Vec<Queue>,
 }
 
 /// What a write produced. Stored with its idempotency key and replayed as it was.
@@ -95,36 +152,18 @@ pub enum Outcome {
     Queue { queue: Queue, created: bool },
 }
 
-/// Filters of the *Ongoing record conversations* view.
-#[derive(Clone, Debug, Default)]
-pub struct ConversationFilter {
-    /// Empty: every status but `closed`.
-    pub statuses: Vec<Status>,
-    pub queue: Option<Id>,
-    pub representative: Option<Id>,
-    pub entity: Option<String>,
-    pub intent_based: Option<bool>,
-}
-
-/// A page request: items after `after` (a position from a previous page), at most `limit`.
-#[derive(Clone, Copy, Debug)]
-pub struct PageRequest {
-    pub after: Option<i64>,
-    pub limit: usize,
-}
-
-/// A page of items, oldest first, and the position to continue from.
-#[derive(Clone, Debug)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next: Option<i64>,
-}
-
 /// The store the service runs on. SQLite is the embedded default.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies one change atomically and durably.
-    async fn write(&self, request: WriteRequest) -> Result<Outcome, StoreError>;
+    async fn write(&self, request: WriteRequest) -> Result<Applied, StoreError>;
+
+    /// The fingerprint and outcome remembered for `(token, key)`, if any.
+    async fn idempotent(&self, token: &str, key: &str) -> Result<Option<(String, Outcome)>, StoreError>;
+
+    /// Every representative and queue, oldest first: the routing state is loaded from this
+    /// once at start.
+    async fn directory(&self) -> Result<(Vec<Representative>, Vec<Queue>), StoreError>;
 
     async fn conversation(&self, id: &Id) -> Result<Option<Conversation>, StoreError>;
     async fn conversations(

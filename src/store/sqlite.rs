@@ -17,10 +17,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::command::{self, Tx};
-use super::{ConversationFilter, Idempotency, Outcome, Page, PageRequest, Store, StoreError, WriteRequest};
+use super::{Applied, Idempotency, Outcome, Store, StoreError, WriteRequest};
 use crate::domain::{
-    Conversation, HistoryEvent, Id, Queue, QueueFilter, QueueInput, Representative, RepresentativeFilter,
-    RepresentativeInput, Status,
+    Conversation, ConversationFilter, HistoryEvent, Id, Page, PageRequest, Queue, QueueFilter, QueueInput,
+    Representative, RepresentativeFilter, RepresentativeInput, Status,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
@@ -84,7 +84,7 @@ const KEY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 struct Job {
     request: WriteRequest,
-    reply: oneshot::Sender<Result<Outcome, StoreError>>,
+    reply: oneshot::Sender<Result<Applied, StoreError>>,
 }
 
 pub struct SqliteStore {
@@ -141,9 +141,11 @@ impl SqliteStore {
         checkpointer.busy_timeout(Duration::from_secs(5))?;
 
         let (tx, rx) = mpsc::channel(4096);
+        let inputs: Arc<InputCache> = Arc::default();
+        let cache = inputs.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(conn, rx))
+            .spawn(move || write_loop(conn, rx, &cache))
             .map_err(|e| StoreError::Folder { path: "writer thread".into(), source: e })?;
         let alive = tx.downgrade();
         std::thread::Builder::new()
@@ -153,7 +155,7 @@ impl SqliteStore {
         Ok(Self {
             writer: tx,
             readers: Arc::new(ReaderPool { path: path.to_owned(), idle: Mutex::new(Vec::new()) }),
-            inputs: Arc::default(),
+            inputs,
         })
     }
 
@@ -207,8 +209,9 @@ fn checkpoint_loop(conn: Connection, alive: mpsc::WeakSender<Job>) {
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
-fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
+fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, inputs: &InputCache) {
     let mut last_purge = Instant::now();
+    let mut position = 0u64;
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -217,7 +220,7 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let results = commit_batch(&mut conn, &batch);
+        let results = commit_batch(&mut conn, &batch, inputs, &mut position);
         for (job, result) in batch.into_iter().zip(results) {
             // The client may have gone; its change is durable all the same.
             let _ = job.reply.send(result);
@@ -232,8 +235,13 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
 }
 
 /// Runs each job in its own savepoint and commits the batch once.
-fn commit_batch(conn: &mut Connection, batch: &[Job]) -> Vec<Result<Outcome, StoreError>> {
-    match run_batch(conn, batch) {
+fn commit_batch(
+    conn: &mut Connection,
+    batch: &[Job],
+    inputs: &InputCache,
+    position: &mut u64,
+) -> Vec<Result<Applied, StoreError>> {
+    match run_batch(conn, batch, inputs, position) {
         Ok(results) => results,
         Err(e) => {
             tracing::error!(error = %e, "committing a batch of writes failed; none of it was applied");
@@ -242,24 +250,32 @@ fn commit_batch(conn: &mut Connection, batch: &[Job]) -> Vec<Result<Outcome, Sto
     }
 }
 
-fn run_batch(conn: &mut Connection, batch: &[Job]) -> Result<Vec<Result<Outcome, StoreError>>, rusqlite::Error> {
+fn run_batch(
+    conn: &mut Connection,
+    batch: &[Job],
+    inputs: &InputCache,
+    position: &mut u64,
+) -> Result<Vec<Result<Applied, StoreError>>, rusqlite::Error> {
     let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         let mut sp = tx.savepoint()?;
-        let result = command::execute(&mut SqliteTx(&mut sp), job.request.clone());
+        let result = command::execute(&mut SqliteTx(&mut sp, inputs), job.request.clone());
         if result.is_err() {
             sp.rollback()?;
         }
         sp.commit()?;
-        results.push(result);
+        results.push(result.map(|(outcome, effects)| {
+            *position += 1;
+            Applied { outcome, position: *position, representatives: effects.representatives, queues: effects.queues }
+        }));
     }
     tx.commit()?;
     Ok(results)
 }
 
-/// [`Tx`] on a SQLite savepoint.
-struct SqliteTx<'a, 'b>(&'a mut rusqlite::Savepoint<'b>);
+/// [`Tx`] on a SQLite savepoint, decoding representatives through the shared cache.
+struct SqliteTx<'a, 'b>(&'a mut rusqlite::Savepoint<'b>, &'a InputCache);
 
 fn decode<T: serde::de::DeserializeOwned>(doc: &str) -> Result<T, StoreError> {
     Ok(serde_json::from_str(doc)?)
@@ -275,6 +291,18 @@ fn build_representative((id, doc, used, version, updated_at, assigned): RepRow) 
     let input: RepresentativeInput = decode(&doc)?;
     let id = Id::parse(&id).map_err(|e| StoreError::Refused(crate::domain::Refusal::BadRequest(e.to_string())))?;
     let mut rep = Representative::new(id, input, used, version as u64, updated_at);
+    rep.last_assigned_ms = assigned;
+    Ok(rep)
+}
+
+/// As [`build_representative`], decoding the document through `inputs`.
+fn cached_representative(
+    inputs: &InputCache,
+    (id, doc, used, version, updated_at, assigned): RepRow,
+) -> Result<Representative, StoreError> {
+    let input = inputs.get(&id, version, &doc)?;
+    let id = Id::parse(&id).map_err(|e| StoreError::Refused(crate::domain::Refusal::BadRequest(e.to_string())))?;
+    let mut rep = Representative::with_shared_input(id, input, used, version as u64, updated_at);
     rep.last_assigned_ms = assigned;
     Ok(rep)
 }
@@ -310,6 +338,14 @@ fn get_conversation(conn: &Connection, id: &Id) -> Result<Option<Conversation>, 
         .query_row([id.as_str()], |r| r.get(0))
         .optional()?;
     doc.as_deref().map(decode).transpose()
+}
+
+fn get_idempotent(conn: &Connection, token: &str, key: &str) -> Result<Option<(String, Outcome)>, StoreError> {
+    let row: Option<(String, String)> = conn
+        .prepare_cached("SELECT fingerprint, outcome FROM idempotency WHERE token = ?1 AND key = ?2")?
+        .query_row([token, key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    row.map(|(fp, outcome)| Ok((fp, decode(&outcome)?))).transpose()
 }
 
 impl Tx for SqliteTx<'_, '_> {
@@ -391,14 +427,14 @@ impl Tx for SqliteTx<'_, '_> {
         get_representative(self.0, id)?.ok_or(StoreError::Database(rusqlite::Error::QueryReturnedNoRows))
     }
 
-    fn add_used_capacity(&mut self, id: &Id, delta: i64, now_ms: i64) -> Result<(), StoreError> {
-        self.0
-            .prepare_cached(
-                "UPDATE representatives SET used_capacity = used_capacity + ?2,
-                 last_assigned_ms = CASE WHEN ?2 > 0 THEN ?3 ELSE last_assigned_ms END WHERE id = ?1",
-            )?
-            .execute(params![id.as_str(), delta, now_ms])?;
-        Ok(())
+    fn add_used_capacity(&mut self, id: &Id, delta: i64, now_ms: i64) -> Result<Option<Representative>, StoreError> {
+        let sql = format!(
+            "UPDATE representatives SET used_capacity = used_capacity + ?2,
+             last_assigned_ms = CASE WHEN ?2 > 0 THEN ?3 ELSE last_assigned_ms END WHERE id = ?1
+             RETURNING {REP_COLUMNS}"
+        );
+        let row = self.0.prepare_cached(&sql)?.query_row(params![id.as_str(), delta, now_ms], representative_from_row);
+        row.optional()?.map(|row| cached_representative(self.1, row)).transpose()
     }
 
     fn queue(&mut self, id: &Id) -> Result<Option<Queue>, StoreError> {
@@ -416,12 +452,7 @@ impl Tx for SqliteTx<'_, '_> {
     }
 
     fn idempotent(&mut self, token: &str, key: &str) -> Result<Option<(String, Outcome)>, StoreError> {
-        let row: Option<(String, String)> = self
-            .0
-            .prepare_cached("SELECT fingerprint, outcome FROM idempotency WHERE token = ?1 AND key = ?2")?
-            .query_row([token, key], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        row.map(|(fp, outcome)| Ok((fp, decode(&outcome)?))).transpose()
+        get_idempotent(self.0, token, key)
     }
 
     fn remember(&mut self, token: &str, key: &Idempotency, outcome: &Outcome) -> Result<(), StoreError> {
@@ -491,10 +522,22 @@ fn scan<T>(
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn write(&self, request: WriteRequest) -> Result<Outcome, StoreError> {
+    async fn write(&self, request: WriteRequest) -> Result<Applied, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.writer.send(Job { request, reply }).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn idempotent(&self, token: &str, key: &str) -> Result<Option<(String, Outcome)>, StoreError> {
+        let (token, key) = (token.to_owned(), key.to_owned());
+        self.read(move |conn| get_idempotent(conn, &token, &key)).await
+    }
+
+    async fn directory(&self) -> Result<(Vec<Representative>, Vec<Queue>), StoreError> {
+        let everything = PageRequest { after: None, limit: usize::MAX };
+        let reps = self.representatives(RepresentativeFilter::default(), everything).await?.items;
+        let queues = self.queues(QueueFilter::default(), everything).await?.items;
+        Ok((reps, queues))
     }
 
     async fn conversation(&self, id: &Id) -> Result<Option<Conversation>, StoreError> {

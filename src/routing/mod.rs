@@ -7,6 +7,9 @@
 //! snapshot in force and records why in `last_error`. With no rule files the policy
 //! lets every target through, as the contract says.
 
+mod candidates;
+mod directory;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +20,9 @@ pub use crate::domain::Reason;
 use crate::domain::{Conversation, Queue, Representative, RoutingAction};
 use crate::plugins::{PluginHost, PluginSet, PluginStats};
 use crate::rules::{RuleError, RuleSet};
+
+pub use candidates::{Candidate, CandidateQuery, Candidates, Excluded, Ranked};
+pub use directory::Directory;
 
 /// What a policy evaluates a batch of targets for.
 #[derive(Clone, Copy, Debug)]
@@ -42,6 +48,28 @@ pub trait Policy: Send + Sync + 'static {
     fn representatives(&self, ctx: RoutingContext<'_>, reps: &[&Representative]) -> Vec<Verdict>;
     /// One verdict per queue, in the order given.
     fn queues(&self, ctx: RoutingContext<'_>, queues: &[&Queue]) -> Vec<Verdict>;
+    /// What a verdict on a representative relies on of its used capacity besides its
+    /// version (which covers presence, skills, groups, capacity, ...). A policy that
+    /// cannot say relies on the exact figure.
+    fn capacity_reliance(&self, _ctx: &RoutingContext<'_>) -> CapacityReliance {
+        CapacityReliance::Exact
+    }
+    /// The compiled rules behind this policy, which the directory in memory evaluates
+    /// column-wise; other policies are asked through [`Policy::representatives`].
+    fn as_rules(&self) -> Option<&RuleSet> {
+        None
+    }
+}
+
+/// What a verdict on a representative relies on of its used capacity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapacityReliance {
+    /// Nothing: no rule reads it.
+    None,
+    /// Free capacity of at least this much.
+    FreeAtLeast(i64),
+    /// The exact figure (a plugin reads it).
+    Exact,
 }
 
 /// The policy with no rules: every target is eligible with score 0.
@@ -63,6 +91,10 @@ impl Policy for Unrestricted {
 
     fn queues(&self, _: RoutingContext<'_>, queues: &[&Queue]) -> Vec<Verdict> {
         vec![Verdict::Eligible { score: 0.0 }; queues.len()]
+    }
+
+    fn capacity_reliance(&self, _: &RoutingContext<'_>) -> CapacityReliance {
+        CapacityReliance::None
     }
 }
 
@@ -106,7 +138,7 @@ impl Snapshot {
     fn of(rules: RuleSet, plugins: PluginSet) -> Self {
         let files = rules.file_digests().to_vec();
         let ids = rules.rules().iter().map(|r| r.id.clone()).collect();
-        Self { policy: Arc::new(Box::new(rules)), files, rules: ids, plugins, loaded_at: crate::service::now().0 }
+        Self { policy: Arc::new(Box::new(rules)), files, rules: ids, plugins, loaded_at: crate::clock::now().0 }
     }
 
     fn file_names(&self) -> Vec<String> {
@@ -119,7 +151,7 @@ impl Snapshot {
             files: Vec::new(),
             rules: Vec::new(),
             plugins: PluginSet::default(),
-            loaded_at: crate::service::now().0,
+            loaded_at: crate::clock::now().0,
         }
     }
 }
@@ -225,7 +257,7 @@ impl Routing {
                 }
                 let first = errors.first();
                 let last = LastError {
-                    at: crate::service::now().0,
+                    at: crate::clock::now().0,
                     message: first.map_or_else(String::new, |e| e.message.clone()),
                     file: first.map(|e| e.file.clone()),
                     line: first.map(|e| e.line),

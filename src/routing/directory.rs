@@ -1,0 +1,411 @@
+//! The routing state in memory: every representative and queue, with the rules' table
+//! of representatives kept current, so a candidates request reads nothing from the store.
+//!
+//! Lifecycle, as client-go's informers do it: [`Directory::load`] lists the store once at
+//! start; after that every committed write that changed a representative or a queue is
+//! applied with [`Directory::apply`] (one code path for every change), before its answer
+//! is sent, so capacity and idle time are as fresh as the last acknowledged write. Each
+//! record remembers the commit position it was applied at and ignores an older one that
+//! arrives late (two writes' answers may race back).
+//!
+//! Readers take a read lock for the rule pass, which compares integers over columns
+//! (tens of microseconds at 10,000 representatives), then release it before any plugin
+//! runs: plugins get a [`Shortlist`] that owns its inputs. A writer holds the write lock
+//! only to replace a record and recompile its row.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::candidates::Ranked;
+use super::{Candidate, Excluded, Policy, RoutingContext, Verdict};
+use crate::domain::{Id, Queue, QueueFilter, Reason, Representative, RepresentativeFilter};
+use crate::rules::RepTable;
+
+/// The routing state of one daemon.
+#[derive(Default)]
+pub struct Directory {
+    state: RwLock<State>,
+}
+
+#[derive(Default)]
+struct State {
+    reps: Vec<Arc<Representative>>,
+    /// The commit position each representative was last applied at (0: loaded at start).
+    rep_positions: Vec<u64>,
+    rep_slots: HashMap<Id, usize>,
+    queues: Vec<Arc<Queue>>,
+    queue_positions: Vec<u64>,
+    queue_slots: HashMap<Id, usize>,
+    /// Each representative's place in (name, id) order; `None` after a name changed.
+    name_rank: Option<Vec<u32>>,
+    /// The table of the rule set last evaluated, kept current row by row.
+    compiled: Option<Compiled>,
+}
+
+struct Compiled {
+    /// The policy snapshot the table is compiled for (identity, and keeps it alive).
+    policy: Arc<Box<dyn Policy>>,
+    table: RepTable,
+}
+
+impl State {
+    fn compiled_for(&self, policy: &Arc<Box<dyn Policy>>) -> Option<&RepTable> {
+        self.compiled.as_ref().filter(|c| Arc::ptr_eq(&c.policy, policy)).map(|c| &c.table)
+    }
+
+    fn ranks(&self) -> Vec<u32> {
+        let mut order: Vec<usize> = (0..self.reps.len()).collect();
+        order.sort_unstable_by(|&a, &b| {
+            let (a, b) = (&self.reps[a], &self.reps[b]);
+            a.input.name.as_str().cmp(b.input.name.as_str()).then_with(|| a.id.cmp(&b.id))
+        });
+        let mut rank = vec![0u32; order.len()];
+        for (place, slot) in order.into_iter().enumerate() {
+            rank[slot] = place as u32;
+        }
+        rank
+    }
+
+    fn upsert_representative(&mut self, rep: Representative, position: u64) {
+        let rep = Arc::new(rep);
+        let slot = match self.rep_slots.get(&rep.id) {
+            Some(&slot) => {
+                if self.rep_positions[slot] > position {
+                    return;
+                }
+                if self.reps[slot].input.name != rep.input.name {
+                    self.name_rank = None;
+                }
+                self.reps[slot] = rep.clone();
+                self.rep_positions[slot] = position;
+                slot
+            }
+            None => {
+                let slot = self.reps.len();
+                self.rep_slots.insert(rep.id.clone(), slot);
+                self.reps.push(rep.clone());
+                self.rep_positions.push(position);
+                self.name_rank = None;
+                slot
+            }
+        };
+        if let Some(c) = &mut self.compiled
+            && let Some(rules) = c.policy.as_rules()
+        {
+            rules.set_rep(&mut c.table, slot, &rep);
+        }
+    }
+
+    fn upsert_queue(&mut self, queue: Queue, position: u64) {
+        match self.queue_slots.get(&queue.id) {
+            Some(&slot) => {
+                if self.queue_positions[slot] <= position {
+                    self.queues[slot] = Arc::new(queue);
+                    self.queue_positions[slot] = position;
+                }
+            }
+            None => {
+                self.queue_slots.insert(queue.id.clone(), self.queues.len());
+                self.queues.push(Arc::new(queue));
+                self.queue_positions.push(position);
+            }
+        }
+    }
+}
+
+/// A candidate on its way to the answer: its row, its place by name, its score.
+#[derive(Clone, Copy)]
+struct Scored {
+    row: usize,
+    rank: u32,
+    score: f64,
+}
+
+/// Best first (score descending, then name and id), at most `limit`.
+fn best(mut v: Vec<Scored>, limit: Option<usize>) -> Vec<Scored> {
+    let order = |a: &Scored, b: &Scored| b.score.total_cmp(&a.score).then(a.rank.cmp(&b.rank));
+    if let Some(k) = limit.filter(|&k| k < v.len()) {
+        v.select_nth_unstable_by(k, order);
+        v.truncate(k);
+    }
+    v.sort_unstable_by(order);
+    v
+}
+
+/// By name and id, at most `limit`.
+fn by_name<T>(mut v: Vec<(u32, T)>, limit: Option<usize>) -> Vec<(u32, T)> {
+    if let Some(k) = limit.filter(|&k| k < v.len()) {
+        v.select_nth_unstable_by_key(k, |e| e.0);
+        v.truncate(k);
+    }
+    v.sort_unstable_by_key(|e| e.0);
+    v
+}
+
+fn candidate(rep: &Representative, score: f64) -> Candidate {
+    Candidate { id: rep.id.clone(), name: rep.input.name.as_str().to_owned(), score }
+}
+
+fn excluded(rep: &Representative, reasons: Vec<Reason>) -> Excluded {
+    Excluded { id: rep.id.clone(), name: rep.input.name.as_str().to_owned(), reasons }
+}
+
+fn is_empty(f: &RepresentativeFilter) -> bool {
+    *f == RepresentativeFilter::default()
+}
+
+impl Directory {
+    /// The state as the store holds it at start; positions count from 0.
+    pub fn load(representatives: Vec<Representative>, queues: Vec<Queue>) -> Self {
+        let dir = Self::default();
+        {
+            let mut s = dir.write();
+            for q in queues {
+                s.upsert_queue(q, 0);
+            }
+            for r in representatives {
+                s.upsert_representative(r, 0);
+            }
+        }
+        dir
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies what a committed write changed, each record as it is after the write.
+    pub fn apply(&self, position: u64, representatives: &[Representative], queues: &[Queue]) {
+        if representatives.is_empty() && queues.is_empty() {
+            return;
+        }
+        let mut s = self.write();
+        for q in queues {
+            s.upsert_queue(q.clone(), position);
+        }
+        for r in representatives {
+            s.upsert_representative(r.clone(), position);
+        }
+    }
+
+    pub fn representative(&self, id: &Id) -> Option<Arc<Representative>> {
+        let s = self.read();
+        s.rep_slots.get(id).map(|&slot| s.reps[slot].clone())
+    }
+
+    pub fn queue(&self, id: &Id) -> Option<Arc<Queue>> {
+        let s = self.read();
+        s.queue_slots.get(id).map(|&slot| s.queues[slot].clone())
+    }
+
+    /// Every representative and queue, oldest first (for comparing with the store).
+    pub fn records(&self) -> (Vec<Representative>, Vec<Queue>) {
+        let s = self.read();
+        (s.reps.iter().map(|r| (**r).clone()).collect(), s.queues.iter().map(|q| (**q).clone()).collect())
+    }
+
+    /// How many representatives and queues are held.
+    pub fn len(&self) -> (usize, usize) {
+        let s = self.read();
+        (s.reps.len(), s.queues.len())
+    }
+
+    /// A read lock on a state whose name order and table for `policy` are current. A
+    /// writer may slip in between the refresh and the read lock; then the caller builds
+    /// what is stale for itself ([`Fresh`]).
+    fn fresh(&self, policy: &Arc<Box<dyn Policy>>) -> RwLockReadGuard<'_, State> {
+        let needs =
+            |s: &State| s.name_rank.is_none() || (policy.as_rules().is_some() && s.compiled_for(policy).is_none());
+        let s = self.read();
+        if !needs(&s) {
+            return s;
+        }
+        drop(s);
+        {
+            let mut w = self.write();
+            if w.name_rank.is_none() {
+                w.name_rank = Some(w.ranks());
+            }
+            if let Some(rules) = policy.as_rules()
+                && w.compiled_for(policy).is_none()
+            {
+                let refs: Vec<&Representative> = w.reps.iter().map(Arc::as_ref).collect();
+                let table = rules.representative_table(&refs);
+                w.compiled = Some(Compiled { policy: policy.clone(), table });
+            }
+        }
+        self.read()
+    }
+
+    /// The representatives a conversation may go to, ranked, and (with `explain`) those
+    /// the rules excluded. `holder` is left out (a transfer's current representative).
+    /// Runs plugins: call it off the async workers.
+    pub fn rank_representatives(
+        &self,
+        policy: &Arc<Box<dyn Policy>>,
+        ctx: RoutingContext<'_>,
+        filter: &RepresentativeFilter,
+        holder: Option<&Id>,
+        limit: Option<usize>,
+    ) -> Ranked {
+        let s = self.fresh(policy);
+        let own_rank;
+        let rank: &[u32] = match &s.name_rank {
+            Some(r) => r,
+            None => {
+                own_rank = s.ranks();
+                &own_rank
+            }
+        };
+        let scope: Option<Vec<bool>> = (!is_empty(filter) || holder.is_some())
+            .then(|| s.reps.iter().map(|r| Some(&r.id) != holder && (is_empty(filter) || filter.matches(r))).collect());
+        let in_scope = |i: usize| scope.as_ref().is_none_or(|sc| sc[i]);
+        let Some(rules) = policy.as_rules() else {
+            // A policy without a table: ask it about the representatives in scope.
+            let rows: Vec<usize> = (0..s.reps.len()).filter(|&i| in_scope(i)).collect();
+            let reps: Vec<Arc<Representative>> = rows.iter().map(|&i| s.reps[i].clone()).collect();
+            let ranks: Vec<u32> = rows.iter().map(|&i| rank[i]).collect();
+            drop(s);
+            let refs: Vec<&Representative> = reps.iter().map(Arc::as_ref).collect();
+            let verdicts = policy.representatives(ctx, &refs);
+            return assemble(&reps, &ranks, verdicts, ctx.explain, limit);
+        };
+        let own_table;
+        let table = match s.compiled_for(policy) {
+            Some(t) => t,
+            None => {
+                let refs: Vec<&Representative> = s.reps.iter().map(Arc::as_ref).collect();
+                own_table = rules.representative_table(&refs);
+                &own_table
+            }
+        };
+        let pass = rules.pass_representatives(&ctx, table, scope.as_deref());
+        let eligible: Vec<usize> = (0..s.reps.len()).filter(|&i| pass.eligible[i]).collect();
+        let refused: Vec<usize> = (0..s.reps.len()).filter(|&i| in_scope(i) && !pass.eligible[i]).collect();
+        let scored: Vec<Scored> = eligible
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| Scored { row: k, rank: rank[i], score: rules.rep_score(&pass, table, i) })
+            .collect();
+        // Rules' exclusions: only the first `limit` by name need their reasons.
+        let mut out_excluded: Vec<(u32, Excluded)> = if ctx.explain {
+            let firsts = by_name(refused.iter().map(|&i| (rank[i], i)).collect(), limit);
+            firsts
+                .into_iter()
+                .map(|(r, i)| {
+                    let reasons = rules.explain_representative(&pass, table, i, ctx.conversation, &s.reps[i]);
+                    (r, excluded(&s.reps[i], reasons))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut excluded_total = refused.len();
+        if !pass.has_plugins() {
+            let candidates = best(scored, limit).into_iter().map(|c| candidate(&s.reps[eligible[c.row]], c.score));
+            return Ranked {
+                candidates: candidates.collect(),
+                total: eligible.len(),
+                excluded: out_excluded.into_iter().map(|(_, e)| e).collect(),
+                excluded_total,
+            };
+        }
+        let list = rules.shortlist(&pass, table, &eligible, |i| &s.reps[i]);
+        let rules_applied = pass.rules.clone();
+        drop(s);
+        let verdicts = rules.consult_plugins(&ctx, &rules_applied, &list);
+        let mut kept = Vec::with_capacity(scored.len());
+        for (k, mut c) in scored.into_iter().enumerate() {
+            if verdicts.eligible[k] {
+                c.score += verdicts.scores[k];
+                kept.push(c);
+            } else {
+                excluded_total += 1;
+                if ctx.explain {
+                    out_excluded.push((c.rank, excluded(&list.reps[k], verdicts.reasons[k].clone())));
+                }
+            }
+        }
+        let total = kept.len();
+        let candidates = best(kept, limit).into_iter().map(|c| candidate(&list.reps[c.row], c.score)).collect();
+        Ranked {
+            candidates,
+            total,
+            excluded: by_name(out_excluded, limit).into_iter().map(|(_, e)| e).collect(),
+            excluded_total,
+        }
+    }
+
+    /// The queues a conversation may go to, ranked, and (with `explain`) those the rules
+    /// excluded. Runs plugins: call it off the async workers.
+    pub fn rank_queues(
+        &self,
+        policy: &Arc<Box<dyn Policy>>,
+        ctx: RoutingContext<'_>,
+        filter: &QueueFilter,
+        limit: Option<usize>,
+    ) -> Ranked {
+        let queues: Vec<Arc<Queue>> = self.read().queues.iter().filter(|q| filter.matches(q)).cloned().collect();
+        let mut order: Vec<usize> = (0..queues.len()).collect();
+        order.sort_unstable_by(|&a, &b| {
+            let (a, b) = (&queues[a], &queues[b]);
+            a.input.name.as_str().cmp(b.input.name.as_str()).then_with(|| a.id.cmp(&b.id))
+        });
+        let mut ranks = vec![0u32; queues.len()];
+        for (place, i) in order.into_iter().enumerate() {
+            ranks[i] = place as u32;
+        }
+        let refs: Vec<&Queue> = queues.iter().map(Arc::as_ref).collect();
+        let verdicts = policy.queues(ctx, &refs);
+        let named: Vec<(Id, String)> =
+            queues.iter().map(|q| (q.id.clone(), q.input.name.as_str().to_owned())).collect();
+        assemble_named(&named, &ranks, verdicts, ctx.explain, limit)
+    }
+}
+
+/// The answer from one verdict per representative.
+fn assemble(
+    reps: &[Arc<Representative>],
+    ranks: &[u32],
+    verdicts: Vec<Verdict>,
+    explain: bool,
+    limit: Option<usize>,
+) -> Ranked {
+    let named: Vec<(Id, String)> = reps.iter().map(|r| (r.id.clone(), r.input.name.as_str().to_owned())).collect();
+    assemble_named(&named, ranks, verdicts, explain, limit)
+}
+
+fn assemble_named(
+    named: &[(Id, String)],
+    ranks: &[u32],
+    verdicts: Vec<Verdict>,
+    explain: bool,
+    limit: Option<usize>,
+) -> Ranked {
+    let mut scored = Vec::new();
+    let mut refused = Vec::new();
+    for (i, verdict) in verdicts.into_iter().enumerate() {
+        match verdict {
+            Verdict::Eligible { score } => scored.push(Scored { row: i, rank: ranks[i], score }),
+            Verdict::Excluded { reasons } => refused.push((ranks[i], (i, reasons))),
+        }
+    }
+    let (total, excluded_total) = (scored.len(), refused.len());
+    let candidates = best(scored, limit)
+        .into_iter()
+        .map(|c| Candidate { id: named[c.row].0.clone(), name: named[c.row].1.clone(), score: c.score })
+        .collect();
+    let excluded = if explain {
+        by_name(refused, limit)
+            .into_iter()
+            .map(|(_, (i, reasons))| Excluded { id: named[i].0.clone(), name: named[i].1.clone(), reasons })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ranked { candidates, total, excluded, excluded_total }
+}
