@@ -8,8 +8,10 @@
 //! (criterion's throughput is `n` elements, so time ÷ `n` is the time per candidate):
 //! - `switchboard_pass`: the eligibility pass over a compiled candidate table (as
 //!   `eligibility_pass` in `benches/rules.rs`);
-//! - `switchboard_request`: what a request does, `Policy::representatives`: pick the
-//!   applicable rules, compile the candidate table, the pass, and the scores;
+//! - `switchboard_request`: what a candidates request does after reading the
+//!   conversation, `Directory::rank_representatives` over the routing state in memory:
+//!   pick the applicable rules, derive the conversation's columns, the pass, the scores,
+//!   the ordering and the answer's entries (every eligible one: no `limit`), no HTTP;
 //! - `cedar`: one `Request` and one `is_authorized` per representative (entities built
 //!   once, untimed);
 //! - `rego_vm`: one evaluation of the whole batch on regorus' VM (policy compiled to a
@@ -26,8 +28,10 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, Throughput};
-use switchboard::domain::Representative;
-use switchboard::routing::Policy;
+use std::sync::Arc;
+
+use switchboard::domain::{Representative, RepresentativeFilter};
+use switchboard::routing::{Directory, Policy};
 
 #[path = "common/peers.rs"]
 mod peers;
@@ -70,7 +74,12 @@ fn peers(c: &mut Criterion) {
                 std::hint::black_box(&out);
             });
         });
-        group.bench_function(FUNCTIONS[1], |b| b.iter(|| std::hint::black_box(set.representatives(ctx, &refs))));
+        let directory = Directory::load(reps.clone(), Vec::new());
+        let policy: Arc<Box<dyn Policy>> = Arc::new(Box::new(set.clone()));
+        let all = RepresentativeFilter::default();
+        group.bench_function(FUNCTIONS[1], |b| {
+            b.iter(|| std::hint::black_box(directory.rank_representatives(&policy, ctx, &all, None, None)))
+        });
         // The peers take micro- to milliseconds a batch: fewer, shorter samples.
         group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(6));
         group.bench_function(FUNCTIONS[2], |b| {
