@@ -6,6 +6,7 @@ use std::path::Path;
 
 mod common;
 
+use switchboard::plugins::PluginSet;
 use switchboard::rules::{self, Source};
 
 fn source(path: &Path) -> Source {
@@ -13,16 +14,24 @@ fn source(path: &Path) -> Source {
     Source { name, text: std::fs::read_to_string(path).unwrap() }
 }
 
-/// Each `tests/fixtures/rules/invalid/X.toml` fails with exactly the lines of `X.err`.
-/// `BLESS=1 cargo test --test rule_files` rewrites the `.err` files.
+/// Each `tests/fixtures/rules/invalid/X.toml` fails with exactly the lines of `X.err`,
+/// and each folder `invalid/X/` (a file set, loaded as a rules folder) with those of
+/// `invalid/X.err`. `BLESS=1 cargo test --test rule_files` rewrites the `.err` files.
 #[test]
 fn invalid_fixtures_fail_with_the_exact_messages() {
     let dir = Path::new("tests/fixtures/rules/invalid");
     let mut checked = 0;
     let mut paths: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     paths.sort();
-    for path in paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "toml")) {
-        let errors = match rules::compile(&[source(&path)]) {
+    for path in paths {
+        let outcome = if path.is_dir() {
+            rules::load_dir(&path, &PluginSet::default())
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            rules::compile(&[source(&path)])
+        } else {
+            continue;
+        };
+        let errors = match outcome {
             Ok(_) => panic!("{} compiled, but it is a fixture of invalid rules", path.display()),
             Err(errors) => errors,
         };
@@ -36,7 +45,7 @@ fn invalid_fixtures_fail_with_the_exact_messages() {
         assert_eq!(got, want, "{}", path.display());
         checked += 1;
     }
-    assert!(checked >= 15, "only {checked} fixtures found");
+    assert!(checked >= 16, "only {checked} fixtures found");
 }
 
 #[test]
