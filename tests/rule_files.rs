@@ -6,6 +6,7 @@ use std::path::Path;
 
 mod common;
 
+use switchboard::plugins::PluginSet;
 use switchboard::rules::{self, Source};
 
 fn source(path: &Path) -> Source {
@@ -13,16 +14,24 @@ fn source(path: &Path) -> Source {
     Source { name, text: std::fs::read_to_string(path).unwrap() }
 }
 
-/// Each `tests/fixtures/rules/invalid/X.toml` fails with exactly the lines of `X.err`.
-/// `BLESS=1 cargo test --test rule_files` rewrites the `.err` files.
+/// Each `tests/fixtures/rules/invalid/X.toml` fails with exactly the lines of `X.err`,
+/// and each folder `invalid/X/` (a file set, loaded as a rules folder) with those of
+/// `invalid/X.err`. `BLESS=1 cargo test --test rule_files` rewrites the `.err` files.
 #[test]
 fn invalid_fixtures_fail_with_the_exact_messages() {
     let dir = Path::new("tests/fixtures/rules/invalid");
     let mut checked = 0;
     let mut paths: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     paths.sort();
-    for path in paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "toml")) {
-        let errors = match rules::compile(&[source(&path)]) {
+    for path in paths {
+        let outcome = if path.is_dir() {
+            rules::load_dir(&path, &PluginSet::default())
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            rules::compile(&[source(&path)])
+        } else {
+            continue;
+        };
+        let errors = match outcome {
             Ok(_) => panic!("{} compiled, but it is a fixture of invalid rules", path.display()),
             Err(errors) => errors,
         };
@@ -36,7 +45,7 @@ fn invalid_fixtures_fail_with_the_exact_messages() {
         assert_eq!(got, want, "{}", path.display());
         checked += 1;
     }
-    assert!(checked >= 9, "only {checked} fixtures found");
+    assert!(checked >= 16, "only {checked} fixtures found");
 }
 
 #[test]
@@ -49,10 +58,15 @@ fn every_error_of_a_file_set_comes_at_once() {
     let c = Source { name: "rules/c.toml".into(), text: "[[rule]]\nid = \"x\"\ntarget = \"queue\"\n".into() };
     let errors = rules::compile(&[a, b, c]).unwrap_err();
     let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    assert_eq!(lines.len(), 2, "{lines:#?}");
-    assert!(lines[0].starts_with("rules/b.toml:4:25: unknown variant `here`"), "{}", lines[0]);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    // A type error in b's rule does not hide that its id is taken.
     assert_eq!(
-        lines[1],
+        lines[0],
+        "rules/b.toml:2:6: duplicate rule id `x` (first defined at rules/a.toml:2:6); rule ids must be unique across all files"
+    );
+    assert!(lines[1].starts_with("rules/b.toml:4:25: unknown variant `here`"), "{}", lines[1]);
+    assert_eq!(
+        lines[2],
         "rules/c.toml:2:6: duplicate rule id `x` (first defined at rules/a.toml:2:6); rule ids must be unique across all files"
     );
 }
@@ -108,4 +122,14 @@ fn check_exits_0_with_a_summary_or_1_with_every_error() {
     assert_eq!(out.status.code(), Some(1));
     let serve_err = String::from_utf8(out.stderr).unwrap();
     assert!(serve_err.contains("rules/b.toml:6:26: unknown variant `availble`"), "{serve_err}");
+}
+
+#[test]
+fn a_rule_with_other_errors_still_reports_a_missing_plugin() {
+    let text = "[[rule]]\nid = \"x\"\ntarget = \"representative\"\nrequire = { presence = [] }\nplugin = { name = \"nope\" }\n";
+    let errors = rules::compile(&[Source { name: "rules/a.toml".into(), text: text.into() }]).unwrap_err();
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(lines[0].starts_with("rules/a.toml:4:24: rule `x`: `require.presence` is empty"), "{}", lines[0]);
+    assert!(lines[1].starts_with("rules/a.toml:5:19: rule `x`: plugin `nope` is not loaded"), "{}", lines[1]);
 }

@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 
+use serde::Deserialize;
 use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::RuleError;
 use super::eval::{Cond, Rank, Req, Rule, RuleSet, Val, WhenMatch};
-use super::schema::{PluginRefDef, RankBy, RankDef, RuleDef, RuleFile, Scalar, TargetKindDef};
+use super::schema::{Condition, PluginRefDef, RankBy, RankDef, RuleDef, Scalar, TargetKindDef};
 use crate::domain::{Id, Presence, RoutingAction, TargetKind};
 use crate::plugins::{PluginSet, PluginUse};
 use std::sync::Arc;
@@ -79,6 +81,11 @@ impl Ctx<'_> {
 
 /// Validates and compiles every file against the loaded plugins; all errors of the
 /// set, or the rule set.
+///
+/// Every file is checked whatever the others hold: a syntax error stops its own file
+/// only, a type error its own rule only, and the semantic checks of every rule that
+/// parsed (and the duplicate-id check across files) still run. Each file's errors come
+/// in the order of their position.
 pub fn compile(sources: &[Source], version: String, plugins: &PluginSet) -> Result<RuleSet, Vec<RuleError>> {
     let mut errors = Vec::new();
     let mut symbols = Symbols::default();
@@ -86,37 +93,18 @@ pub fn compile(sources: &[Source], version: String, plugins: &PluginSet) -> Resu
     let mut rules = Vec::new();
     let mut seen: HashMap<String, String> = HashMap::new();
     for src in sources {
-        let file: RuleFile = match toml::from_str(&src.text) {
-            Ok(f) => f,
-            Err(e) => {
-                let at = e.span().map_or(0, |s| s.start);
-                errors.push(RuleError::at(&src.name, &src.text, at, with_hint(e.message().trim())));
-                continue;
-            }
-        };
+        let first_of_file = errors.len();
         let mut ctx = Ctx { file: &src.name, text: &src.text, errors: &mut errors };
-        for def in file.rule {
-            let span = def.span();
-            let def = def.into_inner();
-            let id = def.id.get_ref().clone();
-            if let Err(e) = Id::parse(&id) {
-                ctx.error(def.id.span(), format!("invalid rule id: {e}"));
+        for parsed in parse_file(&mut ctx) {
+            if let Some(id) = &parsed.id {
+                check_id(&mut ctx, id, &mut seen);
             }
-            let here = RuleError::at(ctx.file, ctx.text, def.id.span().start, String::new()).location();
-            if let Some(first) = seen.get(&id) {
-                ctx.error(
-                    def.id.span(),
-                    format!(
-                        "duplicate rule id `{id}` (first defined at {first}); rule ids must be unique across all files"
-                    ),
-                );
-            } else {
-                seen.insert(id.clone(), here);
-            }
-            if let Some(rule) = compile_rule(&mut ctx, span, def, &mut symbols, &mut columns, plugins) {
+            let Some(def) = parsed.def else { continue };
+            if let Some(rule) = compile_rule(&mut ctx, def, &mut symbols, &mut columns, plugins) {
                 rules.push(rule);
             }
         }
+        errors[first_of_file..].sort_by_key(|e| (e.line, e.column));
     }
     if errors.is_empty() {
         let files = sources
@@ -126,6 +114,71 @@ pub fn compile(sources: &[Source], version: String, plugins: &PluginSet) -> Resu
         Ok(RuleSet::new(version, files, rules, symbols, columns))
     } else {
         Err(errors)
+    }
+}
+
+/// One `[[rule]]` table of a file: its id when it has a string one (for the duplicate
+/// check), and the rule when it has the right shape.
+struct Parsed {
+    id: Option<Spanned<String>>,
+    def: Option<RuleDef>,
+}
+
+/// Parses a file's `[[rule]]` tables one by one, so that a type error in one rule does
+/// not hide the errors of the others. A syntax error stops the file: what follows it
+/// cannot be read reliably.
+fn parse_file(ctx: &mut Ctx<'_>) -> Vec<Parsed> {
+    let root = match DeTable::parse(ctx.text) {
+        Ok(root) => root.into_inner(),
+        Err(e) => {
+            ctx.error(e.span().unwrap_or(0..0), with_hint(e.message().trim()));
+            return Vec::new();
+        }
+    };
+    let mut parsed = Vec::new();
+    for (key, value) in root {
+        if key.get_ref().as_ref() != "rule" {
+            ctx.error(key.span(), format!("unknown field `{}`, expected `rule`", key.get_ref()));
+            continue;
+        }
+        let span = value.span();
+        let DeValue::Array(tables) = value.into_inner() else {
+            ctx.error(span, "`rule` must be an array of tables: start each rule with `[[rule]]`, not `[rule]`");
+            continue;
+        };
+        for table in tables {
+            let id = table.get_ref().as_table().and_then(|t| {
+                t.iter()
+                    .find(|(k, _)| k.get_ref().as_ref() == "id")
+                    .and_then(|(_, v)| v.get_ref().as_str().map(|s| Spanned::new(v.span(), s.to_owned())))
+            });
+            let def = match RuleDef::deserialize(ValueDeserializer::from(table)) {
+                Ok(def) => Some(def),
+                Err(e) => {
+                    ctx.error(e.span().unwrap_or(span.clone()), with_hint(e.message().trim()));
+                    None
+                }
+            };
+            parsed.push(Parsed { id, def });
+        }
+    }
+    parsed
+}
+
+/// A rule id must be valid and unique across all files.
+fn check_id(ctx: &mut Ctx<'_>, id: &Spanned<String>, seen: &mut HashMap<String, String>) {
+    let name = id.get_ref();
+    if let Err(e) = Id::parse(name) {
+        ctx.error(id.span(), format!("invalid rule id: {e}"));
+    }
+    let here = RuleError::at(ctx.file, ctx.text, id.span().start, String::new()).location();
+    if let Some(first) = seen.get(name) {
+        ctx.error(
+            id.span(),
+            format!("duplicate rule id `{name}` (first defined at {first}); rule ids must be unique across all files"),
+        );
+    } else {
+        seen.insert(name.clone(), here);
     }
 }
 
@@ -150,32 +203,66 @@ fn scalar(symbols: &mut Symbols, s: &Scalar) -> Val {
     }
 }
 
+/// Compiles the condition at `path` (`when.attributes.KEY` or `require.attributes.KEY`),
+/// reporting one that tests nothing or that no value could meet.
 fn condition(
     ctx: &mut Ctx<'_>,
-    span: std::ops::Range<usize>,
+    rule: &str,
+    path: &str,
     key: &str,
-    c: &super::schema::Condition,
+    c: &Spanned<Condition>,
     symbols: &mut Symbols,
 ) -> Cond {
-    let empty = c.equals.is_none()
-        && c.one_of.is_none()
-        && c.exists.is_none()
-        && c.gt.is_none()
-        && c.gte.is_none()
-        && c.lt.is_none()
-        && c.lte.is_none();
-    if empty {
+    let span = c.span();
+    let c = c.get_ref();
+    let values = [("equals", c.equals.is_some()), ("one_of", c.one_of.is_some())];
+    let bounds = [("gt", c.gt), ("gte", c.gte), ("lt", c.lt), ("lte", c.lte)];
+    let tests: Vec<&str> = values
+        .iter()
+        .filter(|(_, given)| *given)
+        .map(|(name, _)| *name)
+        .chain(bounds.iter().filter(|(_, b)| b.is_some()).map(|(name, _)| *name))
+        .collect();
+    if tests.is_empty() && c.exists.is_none() {
         ctx.error(
-            span,
+            span.clone(),
+            format!("rule `{rule}`: `{path}.{key}` tests nothing (give equals, one_of, exists, gt, gte, lt or lte)"),
+        );
+    }
+    if c.exists == Some(false) && !tests.is_empty() {
+        ctx.error(
+            span.clone(),
             format!(
-                "the condition on attribute `{key}` tests nothing (give equals, one_of, exists, gt, gte, lt or lte)"
+                "rule `{rule}`: `{path}.{key}` can never hold: it asks for the attribute to be absent (`exists = false`) and tests its value ({}) (keep one or the other)",
+                tests.join(", ")
             ),
         );
+    }
+    if let Some(list) = &c.one_of
+        && list.get_ref().is_empty()
+    {
+        ctx.error(
+            list.span(),
+            format!(
+                "rule `{rule}`: `{path}.{key}.one_of` is empty, so the condition never holds (list at least one value)"
+            ),
+        );
+    }
+    for (name, bound) in bounds {
+        if bound.is_some_and(f64::is_nan) {
+            ctx.error(
+                span.clone(),
+                format!("rule `{rule}`: `{path}.{key}.{name}` is nan, which no number meets (give a number)"),
+            );
+        }
+    }
+    if let Some(why) = empty_range(c) {
+        ctx.error(span, format!("rule `{rule}`: `{path}.{key}` can never hold: {why}"));
     }
     Cond {
         key: key.to_owned(),
         equals: c.equals.as_ref().map(|s| scalar(symbols, s)),
-        one_of: c.one_of.as_ref().map(|l| l.iter().map(|s| scalar(symbols, s)).collect()),
+        one_of: c.one_of.as_ref().map(|l| l.get_ref().iter().map(|s| scalar(symbols, s)).collect()),
         exists: c.exists,
         gt: c.gt,
         gte: c.gte,
@@ -184,9 +271,29 @@ fn condition(
     }
 }
 
+/// Why the numeric bounds of `c` admit no number, when they admit none: a lower bound
+/// (`gt`, `gte`) above an upper one (`lt`, `lte`), or equal to it with either strict.
+fn empty_range(c: &Condition) -> Option<String> {
+    let lower = [(c.gt, true, "above"), (c.gte, false, "at least")];
+    let upper = [(c.lt, true, "below"), (c.lte, false, "at most")];
+    for (lo, lo_strict, lo_words) in lower {
+        for (hi, hi_strict, hi_words) in upper {
+            let (Some(lo), Some(hi)) = (lo, hi) else { continue };
+            let fix = if lo > hi {
+                "swap the bounds, or correct the one that is wrong".to_owned()
+            } else if lo == hi && (lo_strict || hi_strict) {
+                format!("write `equals = {lo}` to admit exactly {lo}")
+            } else {
+                continue;
+            };
+            return Some(format!("no number is {lo_words} {lo} and {hi_words} {hi} ({fix})"));
+        }
+    }
+    None
+}
+
 fn compile_rule(
     ctx: &mut Ctx<'_>,
-    span: std::ops::Range<usize>,
     def: RuleDef,
     symbols: &mut Symbols,
     columns: &mut Columns,
@@ -205,21 +312,41 @@ fn compile_rule(
 
     // Where it applies.
     let w = def.when;
+    let never = "so the rule would never apply";
+    if let Some(list) = &w.action
+        && list.get_ref().is_empty()
+    {
+        ctx.error(
+            list.span(),
+            format!("rule `{id}`: `when.action` is empty, {never} (list `assign`, `transfer` or both, or leave `action` out for both)"),
+        );
+    }
+    for (key, list) in [("entity", &w.entity), ("queue", &w.queue)] {
+        if let Some(list) = list
+            && list.get_ref().is_empty()
+        {
+            ctx.error(
+                list.span(),
+                format!("rule `{id}`: `when.{key}` is empty, {never} (list at least one {key}, or leave `{key}` out to match every conversation)"),
+            );
+        }
+    }
     let mut actions = 0u8;
-    for a in w.action.as_deref().unwrap_or(&[RoutingAction::Assign, RoutingAction::Transfer]) {
+    for a in w.action.as_ref().map_or(&[RoutingAction::Assign, RoutingAction::Transfer][..], |l| l.get_ref()) {
         actions |= 1 << (*a as u8);
     }
-    if let Some(r) = w.priority
-        && r.min.zip(r.max).is_some_and(|(lo, hi)| lo > hi)
+    if let Some(r) = &w.priority
+        && r.get_ref().min.zip(r.get_ref().max).is_some_and(|(lo, hi)| lo > hi)
     {
-        ctx.error(span.clone(), format!("rule `{id}`: `when.priority` has min above max"));
+        ctx.error(r.span(), format!("rule `{id}`: `when.priority` has min above max, {never} (swap min and max)"));
     }
-    let when_attrs: Vec<Cond> = w.attributes.iter().map(|(k, c)| condition(ctx, span.clone(), k, c, symbols)).collect();
+    let when_attrs: Vec<Cond> =
+        w.attributes.iter().map(|(k, c)| condition(ctx, &id, "when.attributes", k, c, symbols)).collect();
     let when = WhenMatch {
         actions,
-        entities: w.entity,
-        queues: w.queue,
-        priority: w.priority,
+        entities: w.entity.map(Spanned::into_inner),
+        queues: w.queue.map(Spanned::into_inner),
+        priority: w.priority.map(Spanned::into_inner),
         intent: w.intent,
         intent_based: w.intent_based,
         attributes: when_attrs,
@@ -271,6 +398,7 @@ fn compile_rule(
     queue_only!(names);
 
     if let Some(p) = &r.presence {
+        check_nonempty(ctx, &id, "presence", p);
         let mask = p.get_ref().iter().fold(0u8, |m, p| m | presence_bit(*p));
         let names: Vec<&str> =
             Presence::ALL.iter().filter(|p| mask & presence_bit(**p) != 0).map(|p| p.as_str()).collect();
@@ -282,7 +410,13 @@ fn compile_rule(
     if let Some(skills) = &r.skills {
         for (name, level) in skills.get_ref() {
             if *level.get_ref() > 10 {
-                ctx.error(level.span(), format!("skill `{name}`: proficiency {} is above 10", level.get_ref()));
+                ctx.error(
+                    level.span(),
+                    format!(
+                        "rule `{id}`: `require.skills.{name}` is {}, but proficiencies run from 0 to 10 (give at most 10)",
+                        level.get_ref()
+                    ),
+                );
             }
             reqs.push(Req::Skill { col: column(&mut columns.skills, name), min: *level.get_ref() });
         }
@@ -315,7 +449,7 @@ fn compile_rule(
     }
     if let Some(attrs) = &r.attributes {
         for (key, c) in attrs.get_ref() {
-            let cond = condition(ctx, attrs.span(), key, c, symbols);
+            let cond = condition(ctx, &id, "require.attributes", key, c, symbols);
             reqs.push(Req::Attribute { col: column(&mut columns.attributes, key), cond });
         }
     }
@@ -325,7 +459,12 @@ fn compile_rule(
     if let Some(range) = &r.priority {
         let rg = *range.get_ref();
         if rg.min.zip(rg.max).is_some_and(|(lo, hi)| lo > hi) {
-            ctx.error(range.span(), format!("rule `{id}`: `require.priority` has min above max"));
+            ctx.error(
+                range.span(),
+                format!(
+                    "rule `{id}`: `require.priority` has min above max, so nothing could ever match (swap min and max)"
+                ),
+            );
         }
         reqs.push(Req::Priority(rg));
     }
@@ -342,13 +481,11 @@ fn compile_rule(
     }
 
     let rank = def.rank.iter().filter_map(|k| rank_key(ctx, &id, target, k, columns)).collect();
+    // Checked even when the rule has other errors, so that all of them come at once.
+    let plugin = def.plugin.and_then(|p| plugin_use(ctx, &id, p, plugins)).map(Arc::new);
     if ctx.errors.len() != before {
         return None;
     }
-    let plugin = match def.plugin {
-        None => None,
-        Some(p) => Some(Arc::new(plugin_use(ctx, &id, p, plugins)?)),
-    };
     Some(Rule { id, description: def.description, target, when, reqs, rank, plugin })
 }
 
@@ -378,7 +515,7 @@ fn plugin_use(ctx: &mut Ctx<'_>, id: &str, def: Spanned<PluginRefDef>, plugins: 
     }
 }
 
-fn check_nonempty(ctx: &mut Ctx<'_>, id: &str, key: &str, list: &Spanned<Vec<String>>) {
+fn check_nonempty<T>(ctx: &mut Ctx<'_>, id: &str, key: &str, list: &Spanned<Vec<T>>) {
     if list.get_ref().is_empty() {
         ctx.error(
             list.span(),
@@ -437,4 +574,29 @@ fn by_name(by: RankBy) -> &'static str {
 
 pub(super) fn presence_bit(p: Presence) -> u8 {
     1 << (p as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `empty_range` flags a condition exactly when no number meets it, so no valid
+    /// rule file becomes invalid.
+    #[test]
+    fn empty_range_flags_exactly_the_bounds_no_number_meets() {
+        let bounds = [None, Some(1.0), Some(2.0), Some(3.0)];
+        let grid: Vec<f64> = (0..=32).map(|i| f64::from(i) / 8.0).collect();
+        for gt in bounds {
+            for gte in bounds {
+                for lt in bounds {
+                    for lte in bounds {
+                        let c = Condition { gt, gte, lt, lte, ..Condition::default() };
+                        let cond = Cond { key: "k".into(), equals: None, one_of: None, exists: None, gt, gte, lt, lte };
+                        let some_number_meets = grid.iter().any(|n| cond.holds(Some(Val::Num(*n))));
+                        assert_eq!(empty_range(&c).is_some(), !some_number_meets, "{c:?}");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -66,11 +66,22 @@ pub fn is_rule_file(name: &str) -> bool {
 
 /// Reads the rule files of `dir`, sorted by name. Errors name the folder or file.
 pub fn read_dir(dir: &Path) -> Result<Vec<Source>, Vec<RuleError>> {
+    let (sources, errors) = read_sources(dir);
+    if errors.is_empty() { Ok(sources) } else { Err(errors) }
+}
+
+/// The rule files of `dir` that could be read, sorted by name, and an error for each
+/// that could not (or for the folder itself).
+fn read_sources(dir: &Path) -> (Vec<Source>, Vec<RuleError>) {
     let shown_dir = dir.display().to_string();
-    let fail = |file: &str, message: String| vec![RuleError { file: file.to_owned(), line: 1, column: 1, message }];
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        fail(&shown_dir, format!("cannot read the rules folder: {e} (create it, or set `rules_dir` in the config)"))
-    })?;
+    let fail = |file: &str, message: String| RuleError { file: file.to_owned(), line: 1, column: 1, message };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            let message = format!("cannot read the rules folder: {e} (create it, or set `rules_dir` in the config)");
+            return (Vec::new(), vec![fail(&shown_dir, message)]);
+        }
+    };
     let prefix = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut names: Vec<String> = entries
         .filter_map(Result::ok)
@@ -89,10 +100,10 @@ pub fn read_dir(dir: &Path) -> Result<Vec<Source>, Vec<RuleError>> {
         }
         match std::fs::read_to_string(&path) {
             Ok(text) => sources.push(Source { name: shown, text }),
-            Err(e) => errors.extend(fail(&shown, format!("cannot read the rule file: {e}"))),
+            Err(e) => errors.push(fail(&shown, format!("cannot read the rule file: {e}"))),
         }
     }
-    if errors.is_empty() { Ok(sources) } else { Err(errors) }
+    (sources, errors)
 }
 
 /// Validates and compiles rule files that name no plugins.
@@ -112,9 +123,20 @@ pub fn compile_with(sources: &[Source], plugins: &PluginSet) -> Result<RuleSet, 
     compile::compile(sources, version, plugins)
 }
 
-/// Reads, validates and compiles the rule files of `dir`.
+/// Reads, validates and compiles the rule files of `dir`. A file that cannot be read
+/// does not hide the errors of the others: all come back, in file order.
 pub fn load_dir(dir: &Path, plugins: &PluginSet) -> Result<RuleSet, Vec<RuleError>> {
-    compile_with(&read_dir(dir)?, plugins)
+    let (sources, mut errors) = read_sources(dir);
+    match compile_with(&sources, plugins) {
+        Ok(rules) if errors.is_empty() => Ok(rules),
+        Ok(_) => Err(errors),
+        Err(more) => {
+            errors.extend(more);
+            // Stable: each file's own errors keep their order.
+            errors.sort_by(|a, b| a.file.cmp(&b.file));
+            Err(errors)
+        }
+    }
 }
 
 /// The JSON Schema of rule files, for editors.

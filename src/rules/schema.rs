@@ -106,7 +106,8 @@ pub enum Scalar {
 #[serde(deny_unknown_fields)]
 pub struct Condition {
     pub equals: Option<Scalar>,
-    pub one_of: Option<Vec<Scalar>>,
+    #[schemars(with = "Option<Vec<Scalar>>")]
+    pub one_of: Option<Spanned<Vec<Scalar>>>,
     /// `true`: the attribute is set; `false`: it is not.
     pub exists: Option<bool>,
     pub gt: Option<f64>,
@@ -120,20 +121,25 @@ pub struct Condition {
 #[serde(deny_unknown_fields)]
 pub struct When {
     /// `assign`, `transfer` or both (default both).
-    pub action: Option<Vec<RoutingAction>>,
+    #[schemars(with = "Option<Vec<RoutingAction>>")]
+    pub action: Option<Spanned<Vec<RoutingAction>>>,
     /// Record entities, e.g. `["case", "email"]`.
-    pub entity: Option<Vec<String>>,
+    #[schemars(with = "Option<Vec<String>>")]
+    pub entity: Option<Spanned<Vec<String>>>,
     /// The conversation's queue is one of these.
-    pub queue: Option<Vec<String>>,
+    #[schemars(with = "Option<Vec<String>>")]
+    pub queue: Option<Spanned<Vec<String>>>,
     /// The conversation's priority is within this range.
-    pub priority: Option<Range>,
+    #[schemars(with = "Option<Range>")]
+    pub priority: Option<Spanned<Range>>,
     /// The conversation's intent matches this pattern.
     pub intent: Option<IntentPattern>,
     /// The conversation is (or is not) intent-based.
     pub intent_based: Option<bool>,
     /// Conditions on the conversation's attributes.
     #[serde(default)]
-    pub attributes: BTreeMap<String, Condition>,
+    #[schemars(with = "BTreeMap<String, Condition>")]
+    pub attributes: BTreeMap<String, Spanned<Condition>>,
 }
 
 /// The depth to which a representative must handle the conversation's intent.
@@ -183,7 +189,7 @@ pub struct Require {
     pub handles_intent: Option<Spanned<IntentLevel>>,
     /// Conditions on the representative's attributes.
     #[schemars(with = "Option<BTreeMap<String, Condition>>")]
-    pub attributes: Option<Spanned<BTreeMap<String, Condition>>>,
+    pub attributes: Option<Spanned<BTreeMap<String, Spanned<Condition>>>>,
 
     // --- queues ---
     /// The queue is (or is not) intent-based.
