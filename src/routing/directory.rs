@@ -361,9 +361,8 @@ impl Directory {
         }
         let refs: Vec<&Queue> = queues.iter().map(Arc::as_ref).collect();
         let verdicts = policy.queues(ctx, &refs);
-        let named: Vec<(Id, String)> =
-            queues.iter().map(|q| (q.id.clone(), q.input.name.as_str().to_owned())).collect();
-        assemble_named(&named, &ranks, verdicts, ctx.explain, limit)
+        let named = |i: usize| (queues[i].id.clone(), queues[i].input.name.as_str().to_owned());
+        assemble_named(named, &ranks, verdicts, ctx.explain, limit)
     }
 }
 
@@ -375,12 +374,14 @@ fn assemble(
     explain: bool,
     limit: Option<usize>,
 ) -> Ranked {
-    let named: Vec<(Id, String)> = reps.iter().map(|r| (r.id.clone(), r.input.name.as_str().to_owned())).collect();
-    assemble_named(&named, ranks, verdicts, explain, limit)
+    let named = |i: usize| (reps[i].id.clone(), reps[i].input.name.as_str().to_owned());
+    assemble_named(named, ranks, verdicts, explain, limit)
 }
 
+/// The answer from one verdict per target; `named(i)` is target `i`'s id and name,
+/// asked only for the targets in the answer.
 fn assemble_named(
-    named: &[(Id, String)],
+    named: impl Fn(usize) -> (Id, String),
     ranks: &[u32],
     verdicts: Vec<Verdict>,
     explain: bool,
@@ -397,12 +398,18 @@ fn assemble_named(
     let (total, excluded_total) = (scored.len(), refused.len());
     let candidates = best(scored, limit)
         .into_iter()
-        .map(|c| Candidate { id: named[c.row].0.clone(), name: named[c.row].1.clone(), score: c.score })
+        .map(|c| {
+            let (id, name) = named(c.row);
+            Candidate { id, name, score: c.score }
+        })
         .collect();
     let excluded = if explain {
         by_name(refused, limit)
             .into_iter()
-            .map(|(_, (i, reasons))| Excluded { id: named[i].0.clone(), name: named[i].1.clone(), reasons })
+            .map(|(_, (i, reasons))| {
+                let (id, name) = named(i);
+                Excluded { id, name, reasons }
+            })
             .collect()
     } else {
         Vec::new()

@@ -162,13 +162,16 @@ const NEVER: i64 = i64::MIN;
 /// An intent entry's level that the representative left out.
 const ABSENT: u32 = u32::MAX - 1;
 
-/// Each row's queues, skills and intents, as symbols of the table's own interner.
+/// Each row's queues and intents, as symbols of the table's own interner, and its
+/// level in every skill any representative has, one dense column per skill (-1: lacks
+/// it), so matching the conversation's skills is a pass over a column.
 #[derive(Debug, Default, Clone)]
 struct Facts {
     symbols: Symbols,
     queues: Vec<Box<[u32]>>,
-    skills: Vec<Box<[(u32, u8)]>>,
     intents: Vec<Box<[[u32; 3]]>>,
+    skill_columns: std::collections::HashMap<Box<str>, usize>,
+    skills: Vec<Vec<i8>>,
 }
 
 impl Facts {
@@ -224,21 +227,26 @@ impl ConvColumns {
         }
         let match_rank = ranks().any(|k| matches!(k, Rank::SkillMatch(_)));
         if reqs().any(|q| matches!(q, Req::ConversationSkills)) || match_rank {
-            let needs: Vec<(u32, i64)> =
-                conv.skills.iter().map(|(s, need)| (f.sym(s.as_str()), i64::from(need.get()))).collect();
-            c.conv_skills_ok.reserve(t.len);
-            c.skill_match.reserve(t.len);
-            for row in &f.skills {
-                let mut ok = true;
-                let mut distance = 0i64;
-                for &(skill, need) in &needs {
-                    let have = row.iter().find(|(s, _)| *s == skill).map(|(_, l)| i64::from(*l));
-                    ok &= have.is_some_and(|h| h >= need);
-                    distance += (have.unwrap_or(0) - need).abs();
+            c.conv_skills_ok = vec![true; t.len];
+            let mut distance = vec![0i32; t.len];
+            for (skill, need) in &conv.skills {
+                let need = need.get() as i8;
+                match f.skill_columns.get(skill.as_str()) {
+                    Some(&col) => {
+                        let levels = &f.skills[col];
+                        for ((ok, d), &have) in c.conv_skills_ok.iter_mut().zip(&mut distance).zip(levels) {
+                            *ok &= have >= need && have >= 0;
+                            *d += i32::from((have.max(0) - need).abs());
+                        }
+                    }
+                    // Nobody has it.
+                    None => {
+                        c.conv_skills_ok.iter_mut().for_each(|ok| *ok = false);
+                        distance.iter_mut().for_each(|d| *d += i32::from(need));
+                    }
                 }
-                c.conv_skills_ok.push(ok);
-                c.skill_match.push(-(distance as f64));
             }
+            c.skill_match = distance.into_iter().map(|d| -f64::from(d)).collect();
         }
         c
     }
@@ -410,8 +418,8 @@ impl RuleSet {
             t.skills.resize(t.len * ns, -1);
             t.attrs.resize(t.len * na, None);
             t.facts.queues.push(Box::default());
-            t.facts.skills.push(Box::default());
             t.facts.intents.push(Box::default());
+            t.facts.skills.iter_mut().for_each(|col| col.push(-1));
         }
         let r = &rep.input;
         t.presence[i] = presence_bit(r.presence);
@@ -436,7 +444,18 @@ impl RuleSet {
         }
         let f = &mut t.facts;
         f.queues[i] = r.queues.iter().map(|q| f.symbols.intern(q.as_str())).collect();
-        f.skills[i] = r.skills.iter().map(|(s, p)| (f.symbols.intern(s.as_str()), p.get())).collect();
+        f.skills.iter_mut().for_each(|col| col[i] = -1);
+        for (skill, level) in &r.skills {
+            let col = match f.skill_columns.get(skill.as_str()) {
+                Some(&col) => col,
+                None => {
+                    f.skill_columns.insert(skill.as_str().into(), f.skills.len());
+                    f.skills.push(vec![-1; t.len]);
+                    f.skills.len() - 1
+                }
+            };
+            f.skills[col][i] = level.get() as i8;
+        }
         f.intents[i] = r
             .intents
             .iter()
