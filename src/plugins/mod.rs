@@ -544,6 +544,18 @@ impl PluginUse {
         }
     }
 
+    /// Drops the idle instances, freeing their memory; later calls create new ones.
+    /// Returns how many were dropped.
+    pub fn drop_idle_instances(&self) -> usize {
+        let mut dropped = 0;
+        while let Some(inst) = self.state.pool.take_idle() {
+            drop(inst);
+            self.state.pool.discard();
+            dropped += 1;
+        }
+        dropped
+    }
+
     /// The state of this use's breaker.
     pub fn breaker(&self) -> BreakerState {
         self.state.breaker.state(Instant::now())

@@ -108,6 +108,11 @@ impl<T> Pool<T> {
         }
     }
 
+    /// An idle instance, without creating or waiting.
+    pub fn take_idle(&self) -> Option<T> {
+        self.lock().idle.pop()
+    }
+
     /// Returns a healthy instance.
     pub fn give_back(&self, item: T) {
         self.lock().idle.push(item);
