@@ -369,6 +369,23 @@ fn creating_an_instance_is_not_charged_to_the_call() {
     assert!(stats.peak_call_fuel < limits.fuel, "{stats:?}");
 }
 
+/// The pool is bounded per plugin, over the rules using it: with room for one instance,
+/// a second config replaces the first's idle instance, and back.
+#[test]
+fn the_pool_is_bounded_per_plugin() {
+    let limits = Limits { instances: 1, ..direct_limits() };
+    let host = PluginHost::new(limits, None).unwrap();
+    let plugin = host.load("hostile", &common::built_plugins().join("hostile.wasm")).unwrap();
+    let a = plugin.with_config(r#"{"mode":"ok"}"#.into(), FailurePolicy::FailClosed).unwrap();
+    let b = plugin.with_config(r#"{"mode":"all"}"#.into(), FailurePolicy::FailClosed).unwrap();
+    assert_eq!((plugin.stats().instances, plugin.stats().instantiations), (1, 2));
+    b.evaluate(&request(2), 2).unwrap();
+    a.evaluate(&request(2), 2).unwrap();
+    a.evaluate(&request(2), 2).unwrap();
+    let stats = plugin.stats();
+    assert_eq!((stats.instances, stats.idle_instances, stats.instantiations), (1, 1, 3), "{stats:?}");
+}
+
 /// Fuel stops a runaway call deterministically, whatever the machine's load.
 #[test]
 fn fuel_stops_an_endless_loop() {

@@ -36,7 +36,8 @@ pub struct Limits {
     /// Table elements of one instance, over all its tables.
     #[serde(default = "default_table_elements")]
     pub table_elements: u64,
-    /// Live instances per rule using a plugin.
+    /// Live instances of one plugin, over all the rules using it (an instance serves
+    /// the rules with the config it was initialised with).
     #[serde(default = "default_instances")]
     pub instances: usize,
     /// Calls that may wait for a busy plugin's instance; more fail at once.

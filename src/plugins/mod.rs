@@ -5,7 +5,8 @@
 //! (compiled code is cached on disk, authenticated, see `cache`) and checks it exports
 //! the interface version this host speaks. A rule that names a plugin gets a
 //! [`PluginUse`]: its first instance is created and initialised with the rule's config
-//! at reload (a refusal makes the rules invalid), and kept in a bounded pool.
+//! at reload (a refusal makes the rules invalid), and kept in the plugin's bounded pool
+//! (`pool`: `instances` per plugin, instances keyed by their config).
 //!
 //! A call ([`PluginUse::evaluate`]) passes the use's circuit breaker (backed off after
 //! consecutive failures), takes an idle instance or creates one (under the creation
@@ -214,6 +215,7 @@ impl PluginHost {
             failure_log: FailureLog::new(FAILURE_LOG_INTERVAL),
             counters: Counters::default(),
             metrics: OnceLock::new(),
+            pool: Pool::new(self.limits.instances, self.limits.waiting, Duration::from_millis(self.limits.wait_ms)),
             uses: Mutex::new(Vec::new()),
         }))
     }
@@ -330,6 +332,8 @@ pub struct Plugin {
     failure_log: FailureLog,
     counters: Counters,
     metrics: OnceLock<PluginMetrics>,
+    /// Its instances, keyed by the config they were initialised with.
+    pool: Pool<Arc<str>, Instance>,
     /// The rules' uses of this plugin, for its stats.
     uses: Mutex<Vec<Weak<UseState>>>,
 }
@@ -359,9 +363,8 @@ pub enum FailurePolicy {
     FailOpen,
 }
 
-/// The pool and breaker of one use.
+/// The breaker of one use.
 struct UseState {
-    pool: Pool<Instance>,
     breaker: Breaker,
     /// Its breaker is counted in the plugin's `open` gauge.
     counted_open: AtomicBool,
@@ -378,11 +381,13 @@ impl Drop for UseState {
     }
 }
 
-/// A plugin as one rule uses it: its config, a bounded pool of initialised instances
-/// and a circuit breaker.
+/// A plugin as one rule uses it: its config (the plugin's instances initialised with it
+/// serve it) and a circuit breaker.
 pub struct PluginUse {
     pub plugin: Arc<Plugin>,
     pub config: String,
+    /// The config, as the plugin's pool keys instances.
+    key: Arc<str>,
     pub on_failure: FailurePolicy,
     /// The candidate fields the plugin reads (from its first instance's `init`).
     pub needs: wit::Needs,
@@ -428,7 +433,7 @@ impl Plugin {
         let c = &self.counters;
         let now = Instant::now();
         let uses = self.live_uses();
-        let pools: Vec<_> = uses.iter().map(|u| u.pool.stats()).collect();
+        let pool = self.pool.stats();
         PluginStats {
             name: self.name.clone(),
             sha256: self.sha256.clone(),
@@ -439,9 +444,9 @@ impl Plugin {
             breaker: uses.iter().map(|u| u.breaker.state(now)).max().unwrap_or(BreakerState::Closed),
             consecutive_failures: uses.iter().map(|u| u.breaker.consecutive_failures()).max().unwrap_or(0),
             breaker_trips: c.breaker_trips.load(Ordering::Relaxed),
-            instances: pools.iter().map(|p| p.live).sum(),
-            idle_instances: pools.iter().map(|p| p.idle).sum(),
-            waiting_calls: pools.iter().map(|p| p.waiting).sum(),
+            instances: pool.live,
+            idle_instances: pool.idle,
+            waiting_calls: pool.waiting,
             peak_instance_memory: c.peak_memory.load(Ordering::Relaxed),
             peak_call_fuel: c.peak_fuel.load(Ordering::Relaxed),
         }
@@ -510,14 +515,16 @@ impl Plugin {
         let limits = self.host.limits;
         let needs = first.needs;
         let state = Arc::new(UseState {
-            pool: Pool::new(limits.instances, limits.waiting, Duration::from_millis(limits.wait_ms)),
             breaker: Breaker::new(limits.breaker_failures, Duration::from_millis(limits.breaker_cooldown_ms)),
             counted_open: AtomicBool::new(false),
             open_gauge: OnceLock::new(),
         });
-        state.pool.seed(first);
+        let key: Arc<str> = config.as_str().into();
+        // Kept for the first call when there is room (or an idle instance of another
+        // config to replace); either way dropped outside the pool's lock.
+        drop(self.pool.seed(key.clone(), first));
         self.uses.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&state));
-        Ok(PluginUse { plugin: self.clone(), needs, config, on_failure, state })
+        Ok(PluginUse { plugin: self.clone(), needs, config, key, on_failure, state })
     }
 }
 
@@ -531,13 +538,15 @@ impl PluginUse {
     /// Takes an idle instance from the pool and gives it back, as every call does; false
     /// when none is idle. For `benches/plugins.rs`, which measures what the pool costs.
     pub fn pool_round_trip(&self) -> bool {
-        match self.state.pool.acquire() {
+        let pool = &self.plugin.pool;
+        match pool.acquire(&self.key) {
             Ok(Lease::Idle(inst)) => {
-                self.state.pool.give_back(inst);
+                pool.give_back(self.key.clone(), inst);
                 true
             }
-            Ok(Lease::Create) => {
-                self.state.pool.discard();
+            Ok(Lease::Create(evicted)) => {
+                drop(evicted);
+                pool.discard();
                 false
             }
             Err(_) => false,
@@ -548,9 +557,9 @@ impl PluginUse {
     /// Returns how many were dropped.
     pub fn drop_idle_instances(&self) -> usize {
         let mut dropped = 0;
-        while let Some(inst) = self.state.pool.take_idle() {
+        while let Some(inst) = self.plugin.pool.take_idle(&self.key) {
             drop(inst);
-            self.state.pool.discard();
+            self.plugin.pool.discard();
             dropped += 1;
         }
         dropped
@@ -635,17 +644,20 @@ impl PluginUse {
     fn call(&self, request: &wit::Request, expected: usize) -> Result<wit::Verdicts, Failed> {
         let plugin = &self.plugin;
         let limits = plugin.host.limits;
-        let pool = &self.state.pool;
+        let pool = &plugin.pool;
         let ran = |error: PluginError| Failed { error, ran: true };
-        let mut inst = match pool.acquire() {
+        let mut inst = match pool.acquire(&self.key) {
             Ok(Lease::Idle(inst)) => inst,
-            Ok(Lease::Create) => match plugin.instantiate(&self.config) {
-                Ok(inst) => inst,
-                Err(e) => {
-                    pool.discard();
-                    return Err(ran(e));
+            Ok(Lease::Create(evicted)) => {
+                drop(evicted);
+                match plugin.instantiate(&self.config) {
+                    Ok(inst) => inst,
+                    Err(e) => {
+                        pool.discard();
+                        return Err(ran(e));
+                    }
                 }
-            },
+            }
             Err(PoolError::Busy { waiting }) => {
                 let what = format!("is busy: {waiting} calls already wait for its {} instances", limits.instances);
                 return Err(Failed { error: plugin.error(what), ran: false });
@@ -676,7 +688,7 @@ impl PluginUse {
                 Err(ran(plugin.failure(&e, stage)))
             }
             Ok(verdicts) => {
-                pool.give_back(inst);
+                pool.give_back(self.key.clone(), inst);
                 limits::check(verdicts, expected).map_err(|what| ran(plugin.error(what)))
             }
         }

@@ -1,6 +1,9 @@
-//! A bounded pool of one plugin use's instances. At most `max` instances live; a call
-//! takes an idle one, or reserves a slot and creates one, or waits (at most `waiting`
-//! callers, each at most `wait`) for one to be given back or discarded.
+//! The bounded pool of one plugin's instances, shared by the rules that use it. An
+//! instance is initialised with one config (its key) and serves only calls with that
+//! config. At most `max` instances live: a call takes an idle one of its key, or
+//! reserves a free slot (evicting an idle instance of another key if need be) and
+//! creates one, or waits (at most `waiting` callers, each at most `wait`) for one to be
+//! given back or discarded.
 
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -9,8 +12,10 @@ use std::time::{Duration, Instant};
 pub enum Lease<T> {
     /// An idle instance.
     Idle(T),
-    /// A reserved slot: create the instance, then `give_back` or `discard` it.
-    Create,
+    /// A reserved slot: create the instance, then `give_back` or `discard` it. The idle
+    /// instance of another key evicted to make room, if any, is the caller's to drop
+    /// (outside the pool's lock).
+    Create(Option<T>),
 }
 
 /// Why a caller got nothing.
@@ -23,18 +28,25 @@ pub enum PoolError {
 }
 
 #[derive(Debug)]
-struct State<T> {
-    idle: Vec<T>,
+struct State<K, T> {
+    idle: Vec<(K, T)>,
     live: usize,
     waiting: usize,
 }
 
+impl<K: PartialEq, T> State<K, T> {
+    fn take(&mut self, key: &K) -> Option<T> {
+        let i = self.idle.iter().rposition(|(k, _)| k == key)?;
+        Some(self.idle.swap_remove(i).1)
+    }
+}
+
 #[derive(Debug)]
-pub struct Pool<T> {
+pub struct Pool<K, T> {
     max: usize,
     max_waiting: usize,
     wait: Duration,
-    state: Mutex<State<T>>,
+    state: Mutex<State<K, T>>,
     freed: Condvar,
 }
 
@@ -46,7 +58,7 @@ pub struct PoolStats {
     pub waiting: usize,
 }
 
-impl<T> Pool<T> {
+impl<K: PartialEq, T> Pool<K, T> {
     pub fn new(max: usize, max_waiting: usize, wait: Duration) -> Self {
         Self {
             max: max.max(1),
@@ -57,37 +69,53 @@ impl<T> Pool<T> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<K, T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds an instance created outside a lease (the first one); false when full.
-    pub fn seed(&self, item: T) -> bool {
+    /// Adds an instance created outside a lease (a rule's first one), evicting an idle
+    /// one of another key when full; gives it back when there is no room.
+    pub fn seed(&self, key: K, item: T) -> Result<Option<T>, T> {
         let mut s = self.lock();
-        if s.live >= self.max {
-            return false;
+        if s.live < self.max {
+            s.live += 1;
+            s.idle.push((key, item));
+            return Ok(None);
         }
-        s.live += 1;
-        s.idle.push(item);
-        true
+        match s.idle.iter().position(|(k, _)| *k != key) {
+            Some(i) => {
+                let (_, evicted) = s.idle.remove(i);
+                s.idle.push((key, item));
+                Ok(Some(evicted))
+            }
+            None => Err(item),
+        }
     }
 
-    pub fn acquire(&self) -> Result<Lease<T>, PoolError> {
+    pub fn acquire(&self, key: &K) -> Result<Lease<T>, PoolError> {
         let mut s = self.lock();
         let mut deadline = None;
         loop {
-            if let Some(item) = s.idle.pop() {
+            if let Some(item) = s.take(key) {
                 if deadline.is_some() {
                     s.waiting -= 1;
                 }
                 return Ok(Lease::Idle(item));
             }
-            if s.live < self.max {
+            let evicted = if s.live < self.max {
                 s.live += 1;
+                Some(None)
+            } else if s.idle.is_empty() {
+                None
+            } else {
+                // Full, but an instance of another key is idle: it makes room.
+                Some(Some(s.idle.remove(0).1))
+            };
+            if let Some(evicted) = evicted {
                 if deadline.is_some() {
                     s.waiting -= 1;
                 }
-                return Ok(Lease::Create);
+                return Ok(Lease::Create(evicted));
             }
             let until = match deadline {
                 Some(until) => until,
@@ -108,15 +136,16 @@ impl<T> Pool<T> {
         }
     }
 
-    /// An idle instance, without creating or waiting.
-    pub fn take_idle(&self) -> Option<T> {
-        self.lock().idle.pop()
+    /// An idle instance of `key`, without creating or waiting.
+    pub fn take_idle(&self, key: &K) -> Option<T> {
+        self.lock().take(key)
     }
 
     /// Returns a healthy instance.
-    pub fn give_back(&self, item: T) {
-        self.lock().idle.push(item);
-        self.freed.notify_one();
+    pub fn give_back(&self, key: K, item: T) {
+        self.lock().idle.push((key, item));
+        // Every waiter looks: the one whose key this is, or one that may evict it.
+        self.freed.notify_all();
     }
 
     /// Frees the slot of an instance that was dropped (it failed) or never created.
@@ -124,7 +153,7 @@ impl<T> Pool<T> {
         let mut s = self.lock();
         s.live = s.live.saturating_sub(1);
         drop(s);
-        self.freed.notify_one();
+        self.freed.notify_all();
     }
 
     pub fn stats(&self) -> PoolStats {
@@ -142,12 +171,12 @@ mod tests {
 
     #[test]
     fn bounded_instances_and_bounded_waiters() {
-        let pool: Arc<Pool<u32>> = Arc::new(Pool::new(1, 1, Duration::from_secs(60)));
-        assert!(matches!(pool.acquire(), Ok(Lease::Create)));
+        let pool: Arc<Pool<&str, u32>> = Arc::new(Pool::new(1, 1, Duration::from_secs(60)));
+        assert!(matches!(pool.acquire(&"a"), Ok(Lease::Create(None))));
         // One caller waits (on another thread) ...
         let waiter = {
             let pool = pool.clone();
-            std::thread::spawn(move || matches!(pool.acquire(), Ok(Lease::Idle(7))))
+            std::thread::spawn(move || matches!(pool.acquire(&"a"), Ok(Lease::Idle(7))))
         };
         let until = std::time::Instant::now() + Duration::from_secs(30);
         while pool.stats().waiting == 0 {
@@ -155,22 +184,37 @@ mod tests {
             std::thread::yield_now();
         }
         // ... the next is refused at once ...
-        assert_eq!(pool.acquire().err(), Some(PoolError::Busy { waiting: 1 }));
+        assert_eq!(pool.acquire(&"a").err(), Some(PoolError::Busy { waiting: 1 }));
         // ... and the waiter gets the instance given back.
-        pool.give_back(7);
+        pool.give_back("a", 7);
         assert!(waiter.join().unwrap());
         assert_eq!(pool.stats(), PoolStats { live: 1, idle: 0, waiting: 0 });
         pool.discard();
-        assert!(matches!(pool.acquire(), Ok(Lease::Create)), "a discarded slot can be refilled");
+        assert!(matches!(pool.acquire(&"a"), Ok(Lease::Create(None))), "a discarded slot can be refilled");
+    }
+
+    #[test]
+    fn a_full_pool_makes_room_from_idle_instances_of_other_configs() {
+        let pool: Pool<&str, u32> = Pool::new(2, 4, Duration::ZERO);
+        assert!(matches!(pool.seed("a", 1), Ok(None)));
+        assert!(matches!(pool.seed("b", 2), Ok(None)));
+        // Full: a third config evicts an idle instance of another one.
+        assert!(matches!(pool.seed("c", 3), Ok(Some(1))));
+        assert!(matches!(pool.acquire(&"a"), Ok(Lease::Create(Some(2)))));
+        assert_eq!(pool.stats(), PoolStats { live: 2, idle: 1, waiting: 0 });
+        // Nothing idle of another key and no room: it waits (here: not at all) and fails.
+        assert!(matches!(pool.acquire(&"c"), Ok(Lease::Idle(3))));
+        assert_eq!(pool.acquire(&"d").err(), Some(PoolError::Timeout { wait: Duration::ZERO }));
+        assert!(matches!(pool.seed("d", 4), Err(4)));
     }
 
     #[test]
     fn a_caller_that_cannot_get_an_instance_in_time_fails() {
-        let pool: Pool<u32> = Pool::new(1, 4, Duration::ZERO);
-        assert!(pool.seed(1));
-        assert!(!pool.seed(2), "seeding respects the bound");
-        assert!(matches!(pool.acquire(), Ok(Lease::Idle(1))));
-        assert_eq!(pool.acquire().err(), Some(PoolError::Timeout { wait: Duration::ZERO }));
+        let pool: Pool<(), u32> = Pool::new(1, 4, Duration::ZERO);
+        assert!(matches!(pool.seed((), 1), Ok(None)));
+        assert!(matches!(pool.seed((), 2), Err(2)), "seeding respects the bound");
+        assert!(matches!(pool.acquire(&()), Ok(Lease::Idle(1))));
+        assert_eq!(pool.acquire(&()).err(), Some(PoolError::Timeout { wait: Duration::ZERO }));
         assert_eq!(pool.stats().waiting, 0);
     }
 }
