@@ -23,7 +23,7 @@ fn main() {
     let built = std::process::Command::new(root.join("plugins/build.sh")).status();
     assert!(built.is_ok_and(|s| s.success()), "plugins/build.sh failed");
     // A generous deadline: the bench measures cost, not the sandbox.
-    let limits = Limits { deadline_ms: 1_000, memory_mib: 256 };
+    let limits = Limits { deadline_ms: 1_000, memory_mib: 256, fuel: u64::MAX / 2, ..Limits::default() };
     let host = PluginHost::new(limits, None).unwrap_or_else(|e| panic!("{e}"));
     let plugin =
         host.load("vip-scoring", &root.join("plugins/dist/vip-scoring.wasm")).unwrap_or_else(|e| panic!("{e}"));

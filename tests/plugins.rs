@@ -103,7 +103,7 @@ async fn hostile_guests_are_contained() {
     install_plugin(&plugins_dir(&d), "hostile", "hostile");
     conversation_in(c, "c1", "open").await;
     let cases = [
-        ("loop", "ran past its deadline of 50 ms"),
+        ("loop", "used up its fuel of 5000000 instructions"),
         ("memory", "memory"),
         ("panic", "trapped"),
         ("oversized", "memory"),
@@ -117,6 +117,7 @@ async fn hostile_guests_are_contained() {
         let reason = got["excluded"][0]["reasons"][0]["detail"].as_str().unwrap().to_owned();
         assert!(reason.starts_with("plugin `hostile` failed: "), "{mode}: {reason}");
         assert!(reason.contains(needle), "{mode}: `{reason}` lacks `{needle}`");
+        assert!(!reason.contains('\n') && !reason.contains("backtrace"), "{mode}: `{reason}`");
         // The daemon serves normally: health, lists, and a second call (fresh instance).
         c.get("/healthz", SUPERVISOR).await.expect(200);
         c.get("/v1/conversations", SUPERVISOR).await.expect(200);
@@ -132,6 +133,9 @@ async fn hostile_guests_are_contained() {
     write_rules(&d, &hostile_rule("print", "fail_closed"));
     let status = reload(&d).await;
     assert!(status["plugins"][0]["failures"].as_u64().unwrap() >= 10, "{status}");
+    assert_eq!(status["plugins"][0]["breaker"], "closed", "{status}");
+    let metrics = c.get("/metrics", SUPERVISOR).await.text;
+    assert!(metrics.contains(r#"switchboard_plugin_calls_total{plugin="hostile",outcome="failed"}"#), "{metrics}");
     let got = c.get(CANDIDATES, SUPERVISOR).await.expect(200).json;
     assert_eq!(ids(&got, "candidates"), ["ann", "bob"], "{got}");
 }
@@ -186,7 +190,7 @@ async fn a_component_of_another_interface_version_is_refused_clearly() {
 fn a_restart_takes_compiled_code_from_the_cache() {
     let cache = tempfile::tempdir().unwrap();
     let wasm = common::built_plugins().join("vip_scoring.wasm");
-    let limits = switchboard::plugins::Limits { deadline_ms: 50, memory_mib: 16 };
+    let limits = switchboard::plugins::Limits { deadline_ms: 50, ..Default::default() };
     let first = switchboard::plugins::PluginHost::new(limits, Some(cache.path())).unwrap();
     first.load("vip-scoring", &wasm).unwrap();
     let (hits, misses) = first.compile_cache_stats().unwrap();
@@ -199,4 +203,249 @@ fn a_restart_takes_compiled_code_from_the_cache() {
     // Another file is compiled, not confused with the cached one.
     second.load("language-match", &common::built_plugins().join("language_match.wasm")).unwrap();
     assert_eq!(second.compile_cache_stats(), Some((1, 1)));
+}
+
+#[path = "common/wasm_patch.rs"]
+mod wasm_patch;
+
+use switchboard::plugins::{BreakerState, FailurePolicy, Limits, PluginHost, PluginUse, answer_budget, wit};
+
+/// A request over `n` representatives that asks for nothing (the hostile guest reads
+/// nothing).
+fn request(n: u32) -> wit::Request {
+    wit::Request {
+        action: wit::Action::Assign,
+        now_ms: 0,
+        count: n,
+        symbol_text: "c1".into(),
+        symbol_ends: vec![2],
+        candidate_ids: None,
+        conversation: wit::Conversation {
+            id: 0,
+            entity: 0,
+            queue: 0,
+            priority: 0,
+            capacity_units: 1,
+            intent_family: None,
+            intent_group: None,
+            intent: None,
+            skills: Vec::new(),
+            attributes: Vec::new(),
+            representative: None,
+        },
+        candidates: wit::Candidates::Representatives(wit::Representatives {
+            presence: None,
+            capacity: None,
+            free_capacity: None,
+            idle_minutes: None,
+            skills: None,
+            queues: None,
+            user_groups: None,
+            attributes: None,
+        }),
+    }
+}
+
+/// Limits for direct calls: a wall-clock deadline far beyond anything a loaded machine
+/// takes, so that only the deterministic limits (fuel, memory, tables, answer size) decide.
+fn direct_limits() -> Limits {
+    Limits { deadline_ms: 60_000, init_deadline_ms: 60_000, ..Limits::default() }
+}
+
+fn hostile_use(limits: Limits, mode: &str) -> PluginUse {
+    let host = PluginHost::new(limits, None).unwrap();
+    let plugin = host.load("hostile", &common::built_plugins().join("hostile.wasm")).unwrap();
+    plugin.with_config(format!(r#"{{"mode":"{mode}"}}"#), FailurePolicy::FailClosed).unwrap()
+}
+
+/// A failure as an API client sees it: one line, no backtrace, no host path.
+fn assert_one_clean_line(what: &str) {
+    assert!(!what.contains('\n') && !what.contains("backtrace") && !what.contains('/'), "`{what}`");
+}
+
+/// Answers far larger than the batch (the flood of exclusions, 10 MiB of scores, a 10
+/// MiB reason) are refused before the host copies them: the lift may copy at most
+/// `answer_budget(n)` bytes, and the instance stays within its memory limit.
+#[test]
+fn oversized_answers_are_refused_before_they_are_copied() {
+    // Fuel enough to build the answers: the host must refuse them, not the fuel.
+    let limits = Limits { fuel: 1_000_000_000, ..direct_limits() };
+    for mode in ["flood", "flood-wide", "big-scores", "big-reason"] {
+        let using = hostile_use(limits, mode);
+        let e = using.evaluate(&request(2), 2).unwrap_err();
+        let budget = answer_budget(2);
+        assert_eq!(e.what, format!("answered more than {budget} bytes for 2 candidates (its answer was not read)"));
+        assert!(budget < 20_000, "{mode}: the host copies at most {budget} bytes of this answer");
+        let stats = using.plugin.stats();
+        assert!(stats.peak_instance_memory <= limits.memory_mib << 20, "{mode}: {stats:?}");
+        assert_eq!(stats.instances, 0, "{mode}: the instance that answered so is discarded");
+    }
+}
+
+/// Memory and tables are limited per instance: extra memories are refused at
+/// instantiation, and growing a table past the instance's limit traps the call.
+#[test]
+fn memories_and_tables_are_limited_per_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let built = std::fs::read(common::built_plugins().join("hostile.wasm")).unwrap();
+    let host = PluginHost::new(direct_limits(), None).unwrap();
+    let config = || r#"{"mode":"ok"}"#.to_owned();
+
+    // 1 + 8 memories of 255 pages, each under the limit on its own.
+    let path = dir.path().join("memories.wasm");
+    std::fs::write(&path, wasm_patch::add_memories(&built, 8, 255)).unwrap();
+    let plugin = host.load("memories", &path).unwrap();
+    let e = plugin.with_config(config(), FailurePolicy::FailClosed).unwrap_err();
+    assert_eq!(e.what, "declares more than 1 memory per instance and cannot be instantiated");
+
+    // `table.grow` by a million elements at every call.
+    let path = dir.path().join("tables.wasm");
+    std::fs::write(&path, wasm_patch::grow_table_in_evaluate(&built, 1_000_000)).unwrap();
+    let plugin = host.load("tables", &path).unwrap();
+    let using = plugin.with_config(config(), FailurePolicy::FailClosed).unwrap();
+    for _ in 0..2 {
+        let e = using.evaluate(&request(2), 2).unwrap_err();
+        assert_eq!(e.what, "exceeded its table limit of 10000 elements");
+    }
+    let stats = plugin.stats();
+    assert_eq!((stats.instances, stats.instantiations, stats.failures), (0, 2, 2), "{stats:?}");
+}
+
+/// A guest that panics on every call: each failure is one line without a backtrace;
+/// after `breaker_failures` in a row the plugin is backed off: calls fail at once,
+/// without creating instances.
+#[test]
+fn a_plugin_that_keeps_failing_is_backed_off() {
+    let limits = Limits { breaker_failures: 3, breaker_cooldown_ms: 3_600_000, ..direct_limits() };
+    let using = hostile_use(limits, "panic");
+    for _ in 0..3 {
+        let e = using.evaluate(&request(2), 2).unwrap_err();
+        assert_eq!(e.what, "trapped (a panic or abort in the guest)");
+        assert_one_clean_line(&e.what);
+    }
+    assert_eq!(using.breaker(), BreakerState::Open);
+    for _ in 0..5 {
+        let e = using.evaluate(&request(2), 2).unwrap_err();
+        assert_eq!(e.what, "is backed off after 3 consecutive failures (tried again after 3600000 ms)");
+    }
+    let stats = using.plugin.stats();
+    assert_eq!(stats.breaker, BreakerState::Open);
+    assert_eq!((stats.calls, stats.failures, stats.rejected), (8, 8, 5));
+    // One instance at load, one for each of the two calls after a trap; none since.
+    assert_eq!((stats.instantiations, stats.breaker_trips, stats.consecutive_failures), (3, 1, 3));
+}
+
+/// After the cool-down one trial call runs; a good answer closes the breaker.
+#[test]
+fn a_good_trial_closes_the_breaker() {
+    // No cool-down: the call after the breaker opens is the trial.
+    let limits = Limits { breaker_failures: 3, breaker_cooldown_ms: 0, ..direct_limits() };
+    let using = hostile_use(limits, "flaky");
+    for _ in 0..3 {
+        let e = using.evaluate(&request(2), 2).unwrap_err();
+        assert!(e.what.starts_with("returned 3 scores for 2 candidates"), "{}", e.what);
+    }
+    assert_eq!(using.breaker(), BreakerState::HalfOpen);
+    using.evaluate(&request(2), 2).unwrap();
+    assert_eq!(using.breaker(), BreakerState::Closed);
+    let stats = using.plugin.stats();
+    // A wrong answer does not cost the instance: one instance served all four calls.
+    assert_eq!((stats.breaker_trips, stats.instantiations, stats.consecutive_failures), (1, 1, 0), "{stats:?}");
+}
+
+/// Creating an instance and its `init` run under their own budget: a guest whose `init`
+/// takes many times a call's fuel is created, at load and again inside a call, and the
+/// call still has its whole budget.
+#[test]
+fn creating_an_instance_is_not_charged_to_the_call() {
+    let limits = Limits { fuel: 1_000_000, ..direct_limits() };
+    let using = hostile_use(limits, "slow-init");
+    using.evaluate(&request(2), 2).unwrap();
+    assert_eq!(using.drop_idle_instances(), 1);
+    // This call creates its instance first.
+    using.evaluate(&request(2), 2).unwrap();
+    let stats = using.plugin.stats();
+    assert_eq!((stats.instantiations, stats.failures), (2, 0), "{stats:?}");
+    assert!(stats.peak_call_fuel < limits.fuel, "{stats:?}");
+}
+
+/// The pool is bounded per plugin, over the rules using it: with room for one instance,
+/// a second config replaces the first's idle instance, and back.
+#[test]
+fn the_pool_is_bounded_per_plugin() {
+    let limits = Limits { instances: 1, ..direct_limits() };
+    let host = PluginHost::new(limits, None).unwrap();
+    let plugin = host.load("hostile", &common::built_plugins().join("hostile.wasm")).unwrap();
+    let a = plugin.with_config(r#"{"mode":"ok"}"#.into(), FailurePolicy::FailClosed).unwrap();
+    let b = plugin.with_config(r#"{"mode":"all"}"#.into(), FailurePolicy::FailClosed).unwrap();
+    assert_eq!((plugin.stats().instances, plugin.stats().instantiations), (1, 2));
+    b.evaluate(&request(2), 2).unwrap();
+    a.evaluate(&request(2), 2).unwrap();
+    a.evaluate(&request(2), 2).unwrap();
+    let stats = plugin.stats();
+    assert_eq!((stats.instances, stats.idle_instances, stats.instantiations), (1, 1, 3), "{stats:?}");
+}
+
+/// Fuel stops a runaway call deterministically, whatever the machine's load.
+#[test]
+fn fuel_stops_an_endless_loop() {
+    let using = hostile_use(direct_limits(), "loop");
+    let e = using.evaluate(&request(2), 2).unwrap_err();
+    assert_eq!(e.what, "used up its fuel of 5000000 instructions and was stopped");
+}
+
+/// A file in the compiled-code cache that this daemon did not write for this component
+/// is never loaded: a tampered file, or another component's file under this one's name,
+/// is ignored and replaced. A cache whose key others could read is not used.
+#[test]
+fn the_code_cache_loads_only_what_it_wrote_for_the_component() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let cache = tempfile::tempdir().unwrap();
+    let limits = Limits { deadline_ms: 50, ..Default::default() };
+    let vip = common::built_plugins().join("vip_scoring.wasm");
+    let lang = common::built_plugins().join("language_match.wasm");
+    let cached = || {
+        let mut files: Vec<_> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .collect();
+        files.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+        files
+    };
+    let first = PluginHost::new(limits, Some(cache.path())).unwrap();
+    first.load("vip-scoring", &vip).unwrap();
+    let vip_file = cached()[0].clone();
+    first.load("language-match", &lang).unwrap();
+    let lang_file = cached().into_iter().find(|p| *p != vip_file).unwrap();
+    let key = std::fs::metadata(cache.path().join("cache.key")).unwrap();
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+
+    // One byte of the code changed.
+    let mut bytes = std::fs::read(&vip_file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&vip_file, &bytes).unwrap();
+    let second = PluginHost::new(limits, Some(cache.path())).unwrap();
+    second.load("vip-scoring", &vip).unwrap();
+    assert_eq!((second.compile_cache_stats(), second.compile_cache_refused()), (Some((0, 1)), 1));
+    // It was replaced by a good one.
+    let third = PluginHost::new(limits, Some(cache.path())).unwrap();
+    third.load("vip-scoring", &vip).unwrap();
+    assert_eq!((third.compile_cache_stats(), third.compile_cache_refused()), (Some((1, 0)), 0));
+
+    // Another component's (genuine) file under this one's name.
+    std::fs::copy(&lang_file, &vip_file).unwrap();
+    let fourth = PluginHost::new(limits, Some(cache.path())).unwrap();
+    let plugin = fourth.load("vip-scoring", &vip).unwrap();
+    assert_eq!((fourth.compile_cache_stats(), fourth.compile_cache_refused()), (Some((0, 1)), 1));
+    // And it is vip-scoring that runs (it refuses a config without `tiers`).
+    assert!(plugin.with_config("{}".into(), FailurePolicy::FailClosed).unwrap_err().what.contains("tiers"));
+
+    // A key others can read: the cache is not used at all.
+    std::fs::set_permissions(cache.path().join("cache.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let fifth = PluginHost::new(limits, Some(cache.path())).unwrap();
+    fifth.load("vip-scoring", &vip).unwrap();
+    assert_eq!(fifth.compile_cache_stats(), None);
 }

@@ -2,30 +2,54 @@
 //! consult for eligibility and scores.
 //!
 //! Lifecycle: [`PluginHost::load_dir`] compiles every `*.wasm` of `plugins_dir` once
-//! (compiled code is cached on disk by content, so a restart does not recompile) and
-//! checks it exports the interface version this host speaks. A rule that names a
-//! plugin gets a [`PluginUse`]: instances initialised with the rule's config, kept in
-//! a pool and reused across requests. A call takes an instance, runs it under an epoch
-//! deadline and a memory limit, and returns it; an instance that trapped is discarded
-//! (the next call builds a fresh one). Guests get no filesystem, network, environment,
-//! arguments or clock; their stdout and stderr go to the log under their name.
+//! (compiled code is cached on disk, authenticated, see `cache`) and checks it exports
+//! the interface version this host speaks. A rule that names a plugin gets a
+//! [`PluginUse`]: its first instance is created and initialised with the rule's config
+//! at reload (a refusal makes the rules invalid), and kept in the plugin's bounded pool
+//! (`pool`: `instances` per plugin, instances keyed by their config).
+//!
+//! A call ([`PluginUse::evaluate`]) passes the use's circuit breaker (backed off after
+//! consecutive failures), takes an idle instance or creates one (under the creation
+//! budget, `init_deadline_ms`/`init_fuel`, never the call's), or waits a bounded time
+//! for one; then runs `evaluate` under the call's budget: `fuel` instructions, a
+//! wall-clock deadline of `deadline_ms`, and an answer of at most
+//! [`answer_budget`] bytes copied out. Every instance's memory and tables are limited
+//! as a whole (`limits`). An instance whose call failed in the engine is discarded; one
+//! whose answer was merely wrong is kept. Failures reach API clients as one line
+//! (`PluginError::what`) and the log at most once per plugin per 10 s, with a count.
+//! Guests get no filesystem, network, environment, arguments or clock; their stdout and
+//! stderr go to the log under their name, rate-limited.
 
 mod bindings;
+mod breaker;
+mod cache;
+mod failure;
 mod guest_io;
+mod limits;
+mod pool;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use bindings::{INTERFACE, queues_request, representatives_request, wit};
+pub use breaker::BreakerState;
+use breaker::{Admit, Breaker, Transition};
+use cache::CodeCache;
+use failure::{FAILURE_LOG_INTERVAL, FailureLog, Stage};
 use guest_io::GuestLog;
+use limits::InstanceLimiter;
+pub use limits::{
+    INIT_BUDGET, Limits, MAX_CORE_INSTANCES, MAX_REASON, MAX_REASON_BYTES, MAX_REASONS, MAX_TABLES, answer_budget,
+};
+use pool::{Lease, Pool, PoolError};
 
 /// A plugin failure, naming the plugin.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -33,33 +57,11 @@ use guest_io::GuestLog;
 pub struct PluginError {
     pub name: String,
     pub short: String,
+    /// What went wrong, on one line, safe to show to API clients: no backtrace, no host
+    /// path, no engine internals.
     pub what: String,
-}
-
-/// Sandbox limits of every plugin call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    /// Wall-clock budget of one call, in milliseconds.
-    #[serde(default = "default_deadline")]
-    pub deadline_ms: u64,
-    /// Memory of one instance, in MiB.
-    #[serde(default = "default_memory")]
-    pub memory_mib: u64,
-}
-
-fn default_deadline() -> u64 {
-    5
-}
-
-fn default_memory() -> u64 {
-    16
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self { deadline_ms: default_deadline(), memory_mib: default_memory() }
-    }
+    /// The engine's detail, on one line, for the log only.
+    pub detail: String,
 }
 
 /// A clock that always reads zero: guests get the time from the request only.
@@ -88,11 +90,15 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
 /// The epoch ticks every this long; deadlines are counted in ticks.
 const TICK: Duration = Duration::from_millis(1);
 
+fn ticks(ms: u64) -> u64 {
+    (ms.max(1).saturating_mul(1000) / TICK.as_micros() as u64).max(1)
+}
+
 /// What a guest's store holds: WASI with nothing granted, and the limits.
 struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limiter: InstanceLimiter,
 }
 
 impl WasiView for GuestState {
@@ -107,8 +113,8 @@ pub struct PluginHost {
     linker: Linker<GuestState>,
     limits: Limits,
     stop: Arc<AtomicBool>,
-    /// The on-disk cache of compiled code, when configured.
-    cache: Option<wasmtime::Cache>,
+    /// The on-disk cache of compiled code, when configured and usable.
+    cache: Option<CodeCache>,
 }
 
 impl Drop for PluginHost {
@@ -118,26 +124,26 @@ impl Drop for PluginHost {
 }
 
 fn err(name: &str, sha: &str, what: impl Into<String>) -> PluginError {
-    PluginError { name: name.to_owned(), short: sha.chars().take(12).collect(), what: what.into() }
+    PluginError {
+        name: name.to_owned(),
+        short: sha.chars().take(12).collect(),
+        what: what.into(),
+        detail: String::new(),
+    }
 }
 
 impl PluginHost {
-    /// An engine with epoch interruption and, when `cache_dir` is given, an on-disk
-    /// cache of compiled code keyed by content.
+    /// An engine with epoch interruption and fuel and, when `cache_dir` is given and
+    /// safe to use, an authenticated on-disk cache of compiled code.
     pub fn new(limits: Limits, cache_dir: Option<&Path>) -> anyhow::Result<Arc<Self>> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
+        config.consume_fuel(true);
         config.wasm_component_model(true);
-        let cache = match cache_dir {
-            Some(dir) => {
-                let mut cache = wasmtime::CacheConfig::new();
-                cache.with_directory(dir);
-                Some(wasmtime::Cache::new(cache).map_err(wasm_err)?)
-            }
-            None => None,
-        };
-        config.cache(cache.clone());
         let engine = Engine::new(&config).map_err(wasm_err)?;
+        let cache = cache_dir.and_then(|dir| {
+            CodeCache::open(dir).map_err(|e| tracing::warn!("{e}; plugins are compiled at every start")).ok()
+        });
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wasm_err)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -159,7 +165,12 @@ impl PluginHost {
     /// How often compiling a plugin found its code in the on-disk cache, and how often it
     /// compiled (hits, misses) since this host started; `None` without a cache.
     pub fn compile_cache_stats(&self) -> Option<(usize, usize)> {
-        self.cache.as_ref().map(|c| (c.cache_hits(), c.cache_misses()))
+        self.cache.as_ref().map(CodeCache::stats)
+    }
+
+    /// Cached files ignored because this daemon did not write them for that component.
+    pub fn compile_cache_refused(&self) -> usize {
+        self.cache.as_ref().map_or(0, CodeCache::refused)
     }
 
     /// Compiles one component file and checks its interface.
@@ -171,8 +182,11 @@ impl PluginHost {
 
     fn compile(self: &Arc<Self>, name: &str, sha256: &str, bytes: &[u8]) -> Result<Arc<Plugin>, PluginError> {
         let hits = self.compile_cache_stats().map_or(0, |(hits, _)| hits);
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| err(name, sha256, format!("not a valid WebAssembly component: {e:#}")))?;
+        let component = match &self.cache {
+            Some(cache) => cache.component(&self.engine, sha256, bytes),
+            None => Component::new(&self.engine, bytes),
+        }
+        .map_err(|e| err(name, sha256, format!("not a valid WebAssembly component: {}", failure::detail(&e))))?;
         let cached = self.compile_cache_stats().is_some_and(|(now, _)| now > hits);
         tracing::debug!(plugin = name, sha256, cached, "plugin compiled");
         let exports: Vec<String> =
@@ -188,19 +202,21 @@ impl PluginHost {
                 format!("does not export `{INTERFACE}` ({found}); rebuild it against plugins/wit of this version"),
             ));
         }
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| err(name, sha256, format!("needs imports this host does not grant: {e:#}")))?;
-        let pre = bindings::PluginPre::new(pre).map_err(|e| err(name, sha256, format!("{e:#}")))?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            err(name, sha256, format!("needs imports this host does not grant: {}", failure::detail(&e)))
+        })?;
+        let pre = bindings::PluginPre::new(pre).map_err(|e| err(name, sha256, failure::detail(&e)))?;
         Ok(Arc::new(Plugin {
             name: name.to_owned(),
             sha256: sha256.to_owned(),
             host: self.clone(),
             pre,
             log: GuestLog::new(name),
-            calls: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
+            failure_log: FailureLog::new(FAILURE_LOG_INTERVAL),
+            counters: Counters::default(),
+            metrics: OnceLock::new(),
+            pool: Pool::new(self.limits.instances, self.limits.waiting, Duration::from_millis(self.limits.wait_ms)),
+            uses: Mutex::new(Vec::new()),
         }))
     }
 
@@ -249,7 +265,7 @@ impl PluginHost {
 }
 
 fn wasm_err(e: wasmtime::Error) -> anyhow::Error {
-    anyhow::anyhow!("{e:#}")
+    anyhow::anyhow!("{}", failure::detail(&e))
 }
 
 fn list(items: &[String]) -> String {
@@ -285,6 +301,27 @@ impl PluginSet {
     }
 }
 
+/// A plugin's counters since it was loaded (over all the rules using it).
+#[derive(Debug, Default)]
+struct Counters {
+    calls: AtomicU64,
+    failures: AtomicU64,
+    rejected: AtomicU64,
+    instantiations: AtomicU64,
+    breaker_trips: AtomicU64,
+    peak_memory: AtomicU64,
+    peak_fuel: AtomicU64,
+}
+
+/// Handles of a plugin's metrics, looked up once (the recorder is installed by then).
+struct PluginMetrics {
+    ok: metrics::Counter,
+    failed: metrics::Counter,
+    rejected: metrics::Counter,
+    trips: metrics::Counter,
+    open: metrics::Gauge,
+}
+
 /// A compiled plugin.
 pub struct Plugin {
     pub name: String,
@@ -292,8 +329,13 @@ pub struct Plugin {
     host: Arc<PluginHost>,
     pre: bindings::PluginPre<GuestState>,
     log: GuestLog,
-    calls: AtomicU64,
-    failures: AtomicU64,
+    failure_log: FailureLog,
+    counters: Counters,
+    metrics: OnceLock<PluginMetrics>,
+    /// Its instances, keyed by the config they were initialised with.
+    pool: Pool<Arc<str>, Instance>,
+    /// The rules' uses of this plugin, for its stats.
+    uses: Mutex<Vec<Weak<UseState>>>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -321,16 +363,35 @@ pub enum FailurePolicy {
     FailOpen,
 }
 
-/// A plugin as one rule uses it: its config, and a pool of initialised instances.
+/// The breaker of one use.
+struct UseState {
+    breaker: Breaker,
+    /// Its breaker is counted in the plugin's `open` gauge.
+    counted_open: AtomicBool,
+    open_gauge: OnceLock<metrics::Gauge>,
+}
+
+impl Drop for UseState {
+    fn drop(&mut self) {
+        if self.counted_open.load(Ordering::Relaxed)
+            && let Some(g) = self.open_gauge.get()
+        {
+            g.decrement(1.0);
+        }
+    }
+}
+
+/// A plugin as one rule uses it: its config (the plugin's instances initialised with it
+/// serve it) and a circuit breaker.
 pub struct PluginUse {
     pub plugin: Arc<Plugin>,
     pub config: String,
+    /// The config, as the plugin's pool keys instances.
+    key: Arc<str>,
     pub on_failure: FailurePolicy,
     /// The candidate fields the plugin reads (from its first instance's `init`).
     pub needs: wit::Needs,
-    pool: Mutex<Vec<Instance>>,
-    calls_ok: OnceLock<metrics::Counter>,
-    calls_failed: OnceLock<metrics::Counter>,
+    state: Arc<UseState>,
 }
 
 impl std::fmt::Debug for PluginUse {
@@ -339,32 +400,92 @@ impl std::fmt::Debug for PluginUse {
     }
 }
 
-/// Counters shown by `GET /v1/rules`.
+/// A plugin's counters and state, shown by `GET /v1/rules`.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PluginStats {
     pub name: String,
     pub sha256: String,
     pub calls: u64,
+    /// Calls that failed, including those `rejected`.
     pub failures: u64,
+    /// Calls refused without running the plugin: backed off, or no instance free in time.
+    pub rejected: u64,
+    /// Instances created (each failure in the engine discards one).
+    pub instantiations: u64,
+    /// The breaker of the rules using it: the most open one.
+    pub breaker: BreakerState,
+    /// Its current run of consecutive failures (the longest over its rules).
+    pub consecutive_failures: u32,
+    /// How often a breaker of it opened.
+    pub breaker_trips: u64,
+    /// Live instances, idle ones, and calls waiting for one.
+    pub instances: usize,
+    pub idle_instances: usize,
+    pub waiting_calls: usize,
+    /// The most linear memory an instance of it held after a call, in bytes.
+    pub peak_instance_memory: u64,
+    /// The most fuel (instructions) one call used.
+    pub peak_call_fuel: u64,
 }
 
 impl Plugin {
     pub fn stats(&self) -> PluginStats {
+        let c = &self.counters;
+        let now = Instant::now();
+        let uses = self.live_uses();
+        let pool = self.pool.stats();
         PluginStats {
             name: self.name.clone(),
             sha256: self.sha256.clone(),
-            calls: self.calls.load(Ordering::Relaxed),
-            failures: self.failures.load(Ordering::Relaxed),
+            calls: c.calls.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            instantiations: c.instantiations.load(Ordering::Relaxed),
+            breaker: uses.iter().map(|u| u.breaker.state(now)).max().unwrap_or(BreakerState::Closed),
+            consecutive_failures: uses.iter().map(|u| u.breaker.consecutive_failures()).max().unwrap_or(0),
+            breaker_trips: c.breaker_trips.load(Ordering::Relaxed),
+            instances: pool.live,
+            idle_instances: pool.idle,
+            waiting_calls: pool.waiting,
+            peak_instance_memory: c.peak_memory.load(Ordering::Relaxed),
+            peak_call_fuel: c.peak_fuel.load(Ordering::Relaxed),
         }
+    }
+
+    fn live_uses(&self) -> Vec<Arc<UseState>> {
+        let mut uses = self.uses.lock().unwrap_or_else(|e| e.into_inner());
+        uses.retain(|u| u.strong_count() > 0);
+        uses.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    fn metrics(&self) -> &PluginMetrics {
+        self.metrics.get_or_init(|| {
+            let calls = |outcome: &'static str| {
+                metrics::counter!("switchboard_plugin_calls_total", "plugin" => self.name.clone(), "outcome" => outcome)
+            };
+            PluginMetrics {
+                ok: calls("ok"),
+                failed: calls("failed"),
+                rejected: calls("rejected"),
+                trips: metrics::counter!("switchboard_plugin_breaker_trips_total", "plugin" => self.name.clone()),
+                open: metrics::gauge!("switchboard_plugin_breakers_open", "plugin" => self.name.clone()),
+            }
+        })
     }
 
     fn error(&self, what: impl Into<String>) -> PluginError {
         err(&self.name, &self.sha256, what)
     }
 
+    /// The failure of `e` in `stage`, in one line for clients and one for the log.
+    fn failure(&self, e: &wasmtime::Error, stage: Stage) -> PluginError {
+        PluginError { detail: failure::detail(e), ..self.error(failure::describe(e, &self.host.limits, stage)) }
+    }
+
+    /// Creates an instance and runs its `init`, under the creation budget.
     fn instantiate(&self, config: &str) -> Result<Instance, PluginError> {
+        self.counters.instantiations.fetch_add(1, Ordering::Relaxed);
         let limits = self.host.limits;
-        let memory = usize::try_from(limits.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         // Nothing is granted: no preopened folders, environment, arguments or sockets,
         // and clocks that stand still (the time comes in the request).
         let wasi = WasiCtx::builder()
@@ -373,177 +494,203 @@ impl Plugin {
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)
             .build();
-        let state = GuestState {
-            wasi,
-            table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().memory_size(memory).instances(64).trap_on_grow_failure(true).build(),
-        };
+        let state = GuestState { wasi, table: ResourceTable::new(), limiter: InstanceLimiter::new(&limits) };
         let mut store = Store::new(&self.host.engine, state);
-        store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(self.deadline_ticks());
-        let bindings =
-            self.pre.instantiate(&mut store).map_err(|e| self.error(format!("instantiation failed: {e:#}")))?;
-        store.set_epoch_deadline(self.deadline_ticks());
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(ticks(limits.init_deadline_ms));
+        store.set_fuel(limits.init_fuel).map_err(|e| self.failure(&e, Stage::Init))?;
+        store.set_hostcall_fuel(INIT_BUDGET);
+        let bindings = self.pre.instantiate(&mut store).map_err(|e| self.failure(&e, Stage::Init))?;
         let needs = bindings
             .switchboard_matcher_matcher()
             .call_init(&mut store, config)
-            .map_err(|e| self.error(describe_trap(&e, limits)))?
-            .map_err(|e| self.error(format!("refused its config: {e}")))?;
+            .map_err(|e| self.failure(&e, Stage::Init))?
+            .map_err(|e| self.error(format!("refused its config: {}", failure::first_line(&e))))?;
         Ok(Instance { store, bindings, needs })
-    }
-
-    fn deadline_ticks(&self) -> u64 {
-        (self.host.limits.deadline_ms.max(1) * 1000 / TICK.as_micros() as u64).max(1)
     }
 
     /// Prepares a use of this plugin with `config` (JSON), checking the plugin accepts it.
     pub fn with_config(self: &Arc<Self>, config: String, on_failure: FailurePolicy) -> Result<PluginUse, PluginError> {
         let first = self.instantiate(&config)?;
-        Ok(PluginUse {
-            plugin: self.clone(),
-            needs: first.needs,
-            config,
-            on_failure,
-            pool: Mutex::new(vec![first]),
-            calls_ok: OnceLock::new(),
-            calls_failed: OnceLock::new(),
-        })
+        let limits = self.host.limits;
+        let needs = first.needs;
+        let state = Arc::new(UseState {
+            breaker: Breaker::new(limits.breaker_failures, Duration::from_millis(limits.breaker_cooldown_ms)),
+            counted_open: AtomicBool::new(false),
+            open_gauge: OnceLock::new(),
+        });
+        let key: Arc<str> = config.as_str().into();
+        // Kept for the first call when there is room (or an idle instance of another
+        // config to replace); either way dropped outside the pool's lock.
+        drop(self.pool.seed(key.clone(), first));
+        self.uses.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&state));
+        Ok(PluginUse { plugin: self.clone(), needs, config, key, on_failure, state })
     }
 }
 
-fn describe_trap(e: &wasmtime::Error, limits: Limits) -> String {
-    match e.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => {
-            format!("ran past its deadline of {} ms and was stopped", limits.deadline_ms)
-        }
-        Some(wasmtime::Trap::UnreachableCodeReached) => format!("trapped (a panic or abort in the guest): {e:#}"),
-        Some(wasmtime::Trap::AllocationTooLarge) => format!("exceeded its memory limit of {} MiB", limits.memory_mib),
-        Some(trap) => format!("trapped: {trap}"),
-        None if format!("{e:#}").contains("memory") => {
-            format!("exceeded its memory limit of {} MiB: {e:#}", limits.memory_mib)
-        }
-        None => format!("failed: {e:#}"),
-    }
-}
-
-/// Reasons longer than this are cut.
-const MAX_REASON: usize = 500;
-
-/// Checks a guest's answer on `n` candidates, saying plainly what is wrong with it, and
-/// tidies it: scores that are not finite count as 0, over-long reasons are cut.
-fn check(mut v: wit::Verdicts, n: usize) -> Result<wit::Verdicts, String> {
-    if !v.scores.is_empty() && v.scores.len() != n {
-        return Err(format!("returned {} scores for {n} candidates (give none or one per candidate)", v.scores.len()));
-    }
-    if let Some(&k) = v.excluded.iter().find(|&&k| k as usize >= n) {
-        return Err(format!("excluded candidate {k}, but there are {n} (indices start at 0)"));
-    }
-    if !v.reason_of.is_empty() && v.reason_of.len() != v.excluded.len() {
-        let (r, e) = (v.reason_of.len(), v.excluded.len());
-        return Err(format!("returned {r} reason indices for {e} exclusions (give none or one per exclusion)"));
-    }
-    if let Some(&r) = v.reason_of.iter().find(|&&r| r as usize >= v.reasons.len()) {
-        return Err(format!("named reason {r}, but returned {} reasons", v.reasons.len()));
-    }
-    for score in &mut v.scores {
-        if !score.is_finite() {
-            *score = 0.0;
-        }
-    }
-    for r in &mut v.reasons {
-        if r.len() > MAX_REASON {
-            let cut = (0..=MAX_REASON).rev().find(|i| r.is_char_boundary(*i)).unwrap_or(0);
-            r.truncate(cut);
-            r.push('…');
-        }
-    }
-    Ok(v)
+/// A failed call: whether the plugin ran (its breaker counts only those).
+struct Failed {
+    error: PluginError,
+    ran: bool,
 }
 
 impl PluginUse {
-    /// An idle instance from the pool, if there is one.
-    fn take(&self) -> Option<Instance> {
-        self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop()
-    }
-
-    fn give_back(&self, inst: Instance) {
-        self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(inst);
-    }
-
     /// Takes an idle instance from the pool and gives it back, as every call does; false
-    /// when the pool is empty. For `benches/plugins.rs`, which measures what the pool costs.
+    /// when none is idle. For `benches/plugins.rs`, which measures what the pool costs.
     pub fn pool_round_trip(&self) -> bool {
-        self.take().map(|inst| self.give_back(inst)).is_some()
+        let pool = &self.plugin.pool;
+        match pool.acquire(&self.key) {
+            Ok(Lease::Idle(inst)) => {
+                pool.give_back(self.key.clone(), inst);
+                true
+            }
+            Ok(Lease::Create(evicted)) => {
+                drop(evicted);
+                pool.discard();
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Drops the idle instances, freeing their memory; later calls create new ones.
+    /// Returns how many were dropped.
+    pub fn drop_idle_instances(&self) -> usize {
+        let mut dropped = 0;
+        while let Some(inst) = self.plugin.pool.take_idle(&self.key) {
+            drop(inst);
+            self.plugin.pool.discard();
+            dropped += 1;
+        }
+        dropped
+    }
+
+    /// The state of this use's breaker.
+    pub fn breaker(&self) -> BreakerState {
+        self.state.breaker.state(Instant::now())
     }
 
     /// The verdicts on `request`'s candidates (`expected` of them), checked, or the failure.
     pub fn evaluate(&self, request: &wit::Request, expected: usize) -> Result<wit::Verdicts, PluginError> {
         let plugin = &self.plugin;
-        plugin.calls.fetch_add(1, Ordering::Relaxed);
-        let result = self.take().map_or_else(|| plugin.instantiate(&self.config), Ok).and_then(|mut inst| {
-            inst.store.set_epoch_deadline(plugin.deadline_ticks());
-            let answer = inst.bindings.switchboard_matcher_matcher().call_evaluate(&mut inst.store, request);
-            match answer {
-                // A trapped instance is dropped here, never reused.
-                Err(e) => Err(plugin.error(describe_trap(&e, plugin.host.limits))),
-                Ok(verdicts) => {
-                    self.give_back(inst);
-                    Ok(verdicts)
+        let counters = &plugin.counters;
+        counters.calls.fetch_add(1, Ordering::Relaxed);
+        let metrics = plugin.metrics();
+        let admit = self.state.breaker.admit(Instant::now());
+        let result = match admit {
+            Admit::No { failures } => Err(Failed {
+                error: plugin.error(format!(
+                    "is backed off after {failures} consecutive failures (tried again after {} ms)",
+                    plugin.host.limits.breaker_cooldown_ms
+                )),
+                ran: false,
+            }),
+            Admit::Yes | Admit::Trial => self.call(request, expected),
+        };
+        // The breaker counts calls that ran; a trial that could not run counts as failed.
+        let ran = result.as_ref().map_or_else(|f| f.ran, |_| true);
+        if admit == Admit::Yes && ran || admit == Admit::Trial {
+            self.transition(self.state.breaker.record(result.is_ok(), Instant::now()), metrics);
+        }
+        match result {
+            Ok(v) => {
+                metrics.ok.increment(1);
+                Ok(v)
+            }
+            Err(Failed { error, ran }) => {
+                counters.failures.fetch_add(1, Ordering::Relaxed);
+                if ran {
+                    metrics.failed.increment(1);
+                } else {
+                    counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    metrics.rejected.increment(1);
+                }
+                plugin.failure_log.record(&plugin.name, &error.what, &error.detail);
+                Err(error)
+            }
+        }
+    }
+
+    fn transition(&self, t: Transition, metrics: &PluginMetrics) {
+        let plugin = &self.plugin;
+        let gauge = self.state.open_gauge.get_or_init(|| metrics.open.clone());
+        match t {
+            Transition::None => {}
+            Transition::Opened => {
+                plugin.counters.breaker_trips.fetch_add(1, Ordering::Relaxed);
+                metrics.trips.increment(1);
+                if !self.state.counted_open.swap(true, Ordering::Relaxed) {
+                    gauge.increment(1.0);
+                }
+                tracing::warn!(
+                    plugin = %plugin.name,
+                    "plugin `{}` is backed off for {} ms after {} consecutive failures",
+                    plugin.name,
+                    plugin.host.limits.breaker_cooldown_ms,
+                    self.state.breaker.consecutive_failures()
+                );
+            }
+            Transition::Closed => {
+                if self.state.counted_open.swap(false, Ordering::Relaxed) {
+                    gauge.decrement(1.0);
+                }
+                tracing::info!(plugin = %plugin.name, "plugin `{}` answers again; its breaker is closed", plugin.name);
+            }
+        }
+    }
+
+    /// One call: an instance from the pool (or a new one), `evaluate` under the call's
+    /// budget, the answer checked.
+    fn call(&self, request: &wit::Request, expected: usize) -> Result<wit::Verdicts, Failed> {
+        let plugin = &self.plugin;
+        let limits = plugin.host.limits;
+        let pool = &plugin.pool;
+        let ran = |error: PluginError| Failed { error, ran: true };
+        let mut inst = match pool.acquire(&self.key) {
+            Ok(Lease::Idle(inst)) => inst,
+            Ok(Lease::Create(evicted)) => {
+                drop(evicted);
+                match plugin.instantiate(&self.config) {
+                    Ok(inst) => inst,
+                    Err(e) => {
+                        pool.discard();
+                        return Err(ran(e));
+                    }
                 }
             }
-        });
-        let result = result.and_then(|v| check(v, expected).map_err(|what| plugin.error(what)));
-        // Counter handles are looked up once per use, not per call.
-        let counter = if result.is_ok() { &self.calls_ok } else { &self.calls_failed };
-        let outcome = if result.is_ok() { "ok" } else { "failed" };
-        counter
-            .get_or_init(|| {
-                metrics::counter!("switchboard_plugin_calls_total", "plugin" => plugin.name.clone(), "outcome" => outcome)
-            })
-            .increment(1);
-        if let Err(e) = &result {
-            plugin.failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("{e}");
+            Err(PoolError::Busy { waiting }) => {
+                let what = format!("is busy: {waiting} calls already wait for its {} instances", limits.instances);
+                return Err(Failed { error: plugin.error(what), ran: false });
+            }
+            Err(PoolError::Timeout { wait }) => {
+                let what = format!("had no instance free within {} ms", wait.as_millis());
+                return Err(Failed { error: plugin.error(what), ran: false });
+            }
+        };
+        let budget = answer_budget(expected);
+        let stage = Stage::Call { n: expected, budget };
+        // The call's budget starts now, whatever creating the instance took.
+        inst.store.set_epoch_deadline(ticks(limits.deadline_ms));
+        inst.store.set_hostcall_fuel(budget);
+        let answer = inst
+            .store
+            .set_fuel(limits.fuel)
+            .and_then(|()| inst.bindings.switchboard_matcher_matcher().call_evaluate(&mut inst.store, request));
+        let used = limits.fuel.saturating_sub(inst.store.get_fuel().unwrap_or(0));
+        plugin.counters.peak_fuel.fetch_max(used, Ordering::Relaxed);
+        let memory = inst.store.data().limiter.memory_bytes() as u64;
+        plugin.counters.peak_memory.fetch_max(memory, Ordering::Relaxed);
+        match answer {
+            // An instance that failed in the engine is dropped here, never reused.
+            Err(e) => {
+                drop(inst);
+                pool.discard();
+                Err(ran(plugin.failure(&e, stage)))
+            }
+            Ok(verdicts) => {
+                pool.give_back(self.key.clone(), inst);
+                limits::check(verdicts, expected).map_err(|what| ran(plugin.error(what)))
+            }
         }
-        result
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{MAX_REASON, check, wit};
-
-    fn verdicts(excluded: &[u32], reason_of: &[u32], reasons: &[&str], scores: &[f64]) -> wit::Verdicts {
-        wit::Verdicts {
-            excluded: excluded.to_vec(),
-            reason_of: reason_of.to_vec(),
-            reasons: reasons.iter().map(|r| r.to_string()).collect(),
-            scores: scores.to_vec(),
-        }
-    }
-
-    #[test]
-    fn answers_that_do_not_fit_the_batch_are_refused_plainly() {
-        let cases = [
-            (verdicts(&[], &[], &[], &[1.0; 4]), "returned 4 scores for 3 candidates (give none or one per candidate)"),
-            (verdicts(&[3], &[], &[], &[]), "excluded candidate 3, but there are 3 (indices start at 0)"),
-            (verdicts(&[0, 1], &[0], &["no"], &[]), "returned 1 reason indices for 2 exclusions"),
-            (verdicts(&[0], &[1], &["no"], &[]), "named reason 1, but returned 1 reasons"),
-        ];
-        for (answer, message) in cases {
-            let got = check(answer, 3).unwrap_err();
-            assert!(got.starts_with(message), "`{got}` does not start with `{message}`");
-        }
-    }
-
-    #[test]
-    fn good_answers_are_tidied_not_refused() {
-        let long = "é".repeat(MAX_REASON);
-        let got = check(verdicts(&[2, 0], &[0, 0], &[&long], &[f64::NAN, 1.5, f64::INFINITY]), 3).unwrap();
-        assert_eq!(got.scores, [0.0, 1.5, 0.0]);
-        assert!(got.reasons[0].len() <= MAX_REASON + '…'.len_utf8() && got.reasons[0].ends_with('…'));
-        assert_eq!(got.excluded, [2, 0]);
-        let none = check(verdicts(&[], &[], &[], &[]), 0).unwrap();
-        assert!(none.excluded.is_empty() && none.scores.is_empty());
     }
 }

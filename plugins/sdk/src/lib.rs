@@ -174,7 +174,8 @@ impl VerdictsBuilder {
         VerdictsBuilder { count, verdicts: Verdicts::all_eligible() }
     }
 
-    /// Excludes candidate `k`, saying why (identical reasons cross once).
+    /// Excludes candidate `k`, saying why (identical reasons cross once). Candidates may
+    /// be excluded in any order; excluding one twice keeps the first reason.
     pub fn exclude(&mut self, k: usize, reason: &str) {
         let v = &mut self.verdicts;
         let r = match v.reasons.iter().position(|r| r == reason) {
@@ -198,8 +199,17 @@ impl VerdictsBuilder {
         }
     }
 
-    /// The answer.
-    pub fn finish(self) -> Verdicts {
+    /// The answer, with the exclusions in increasing order of candidate, each once, as
+    /// the host requires.
+    pub fn finish(mut self) -> Verdicts {
+        let v = &mut self.verdicts;
+        if v.excluded.windows(2).any(|w| w[0] >= w[1]) {
+            let mut pairs: Vec<(u32, u32)> = v.excluded.iter().copied().zip(v.reason_of.iter().copied()).collect();
+            // A stable sort keeps the first reason of a candidate excluded twice.
+            pairs.sort_by_key(|&(k, _)| k);
+            pairs.dedup_by_key(|&mut (k, _)| k);
+            (v.excluded, v.reason_of) = pairs.into_iter().unzip();
+        }
         self.verdicts
     }
 }

@@ -3,13 +3,47 @@
 //! `wrong-count`, `print`, `sandbox` (reports what it can reach as its exclusion
 //! reason), or `ok` (behaves, reading nothing) and `all` (behaves, asking for every
 //! candidate field: the bench's measure of a full request).
+//!
+//! Answers too big for the batch, which the host must refuse before copying them:
+//! `flood` (candidate 0 excluded 100,000 times, each with its own reason), `flood-wide`
+//! (400,000 times), `big-scores` (10 MiB of scores), `big-reason` (one 10 MiB reason).
+//! `flaky` answers wrongly on an instance's first three calls, then well; `slow-init`
+//! works hard in `init` (about 20 million instructions), then answers cheaply.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 use switchboard_matcher::{Guest, Needs, Request, Verdicts, VerdictsBuilder};
 
 static MODE: AtomicU8 = AtomicU8::new(0);
-const MODES: [&str; 9] = ["ok", "loop", "memory", "panic", "oversized", "wrong-count", "print", "sandbox", "all"];
+const MODES: [&str; 15] = [
+    "ok",
+    "loop",
+    "memory",
+    "panic",
+    "oversized",
+    "wrong-count",
+    "print",
+    "sandbox",
+    "all",
+    "flood",
+    "flood-wide",
+    "big-scores",
+    "big-reason",
+    "flaky",
+    "slow-init",
+];
+/// Calls this instance has answered (for `flaky`).
+static CALLS: AtomicU32 = AtomicU32::new(0);
+
+/// Candidate 0 excluded `times` times; with `reasons`, each time for its own reason.
+fn flood(times: usize, reasons: bool) -> Verdicts {
+    let (reason_of, reasons) = if reasons {
+        ((0..times as u32).collect(), (0..times).map(|i| format!("reason {i:>33}")).collect())
+    } else {
+        (vec![0; times], vec!["flooded".to_string()])
+    };
+    Verdicts { excluded: vec![0; times], reason_of, reasons, scores: Vec::new() }
+}
 
 struct Hostile;
 
@@ -31,6 +65,12 @@ impl Guest for Hostile {
             .and_then(|m| MODES.iter().position(|x| *x == m))
             .ok_or_else(|| format!("unknown mode in {config}"))?;
         MODE.store(mode as u8, Ordering::Relaxed);
+        if MODES[mode] == "slow-init" {
+            let mut n: u64 = 0;
+            for i in 0..2_000_000u64 {
+                n = std::hint::black_box(n.wrapping_add(i));
+            }
+        }
         // `all` asks for every candidate field (the bench's measure of a full request).
         Ok(if MODES[mode] == "all" { Needs::from_bits_retain(0xff) } else { Needs::empty() })
     }
@@ -71,6 +111,13 @@ impl Guest for Hostile {
                 let fs = if std::fs::read_dir("/").is_ok() { "readable" } else { "denied" };
                 let net = if std::net::TcpStream::connect("127.0.0.1:1").is_ok() { "open" } else { "denied" };
                 exclude_all(&request, &format!("clock {clock}, env {env}, args {args}, fs {fs}, net {net}"))
+            }
+            9 => flood(100_000, true),
+            10 => flood(400_000, false),
+            11 => Verdicts { scores: vec![1.0; (10 << 20) / 8], ..Verdicts::all_eligible() },
+            12 => Verdicts { excluded: vec![0], reason_of: vec![0], reasons: vec!["x".repeat(10 << 20)], scores: Vec::new() },
+            13 if CALLS.fetch_add(1, Ordering::Relaxed) < 3 => {
+                Verdicts { scores: vec![1.0; request.count as usize + 1], ..Verdicts::all_eligible() }
             }
             _ => Verdicts::all_eligible(),
         }
