@@ -84,6 +84,7 @@ impl Supervisor {
         let started = std::time::Instant::now();
         let (representatives, queues) = store.directory().await?;
         let directory = Arc::new(Directory::load(representatives, queues));
+        directory.warm(&routing.snapshot());
         let (reps, queues) = directory.len();
         tracing::info!(
             representatives = reps,

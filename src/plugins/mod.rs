@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use crate::domain::{Conversation, Queue, Representative, RoutingAction};
 use serde::{Deserialize, Serialize};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
@@ -381,6 +382,24 @@ impl Drop for UseState {
     }
 }
 
+/// What a plugin said of a batch, in the host's terms (the generated WIT types stay in
+/// this module).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Judgement {
+    /// Added to each candidate's score, in batch order (empty: nothing added).
+    pub scores: Vec<f64>,
+    /// The excluded candidates by batch index, increasing, each with its reason if given.
+    pub excluded: Vec<(usize, Option<String>)>,
+}
+
+impl From<wit::Verdicts> for Judgement {
+    fn from(v: wit::Verdicts) -> Self {
+        let reason = |n: usize| v.reason_of.get(n).and_then(|&r| v.reasons.get(r as usize)).cloned();
+        let excluded = v.excluded.iter().enumerate().map(|(n, &k)| (k as usize, reason(n))).collect();
+        Judgement { scores: v.scores, excluded }
+    }
+}
+
 /// A plugin as one rule uses it: its config (the plugin's instances initialised with it
 /// serve it) and a circuit breaker.
 pub struct PluginUse {
@@ -568,6 +587,37 @@ impl PluginUse {
     /// The state of this use's breaker.
     pub fn breaker(&self) -> BreakerState {
         self.state.breaker.state(Instant::now())
+    }
+
+    /// Whether the plugin reads the candidates' capacity (so a decision relies on it).
+    pub fn reads_capacity(&self) -> bool {
+        self.needs.contains(wit::Needs::CAPACITY)
+    }
+
+    /// The plugin's judgement on a batch of representatives; `idle_minutes(k)` is
+    /// representative `k`'s idle time, asked only if the plugin reads it.
+    pub fn judge_representatives(
+        &self,
+        action: RoutingAction,
+        now_ms: i64,
+        conv: &Conversation,
+        reps: &[&Representative],
+        idle_minutes: impl Fn(usize) -> f32,
+    ) -> Result<Judgement, PluginError> {
+        let request = representatives_request(action, now_ms, conv, reps, idle_minutes, self.needs);
+        self.evaluate(&request, reps.len()).map(Judgement::from)
+    }
+
+    /// The plugin's judgement on a batch of queues.
+    pub fn judge_queues(
+        &self,
+        action: RoutingAction,
+        now_ms: i64,
+        conv: &Conversation,
+        queues: &[&Queue],
+    ) -> Result<Judgement, PluginError> {
+        let request = queues_request(action, now_ms, conv, queues, self.needs);
+        self.evaluate(&request, queues.len()).map(Judgement::from)
     }
 
     /// The verdicts on `request`'s candidates (`expected` of them), checked, or the failure.

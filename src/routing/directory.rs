@@ -214,6 +214,12 @@ impl Directory {
         (s.reps.len(), s.queues.len())
     }
 
+    /// Compiles the name order and `policy`'s table now, so the first request after start
+    /// does not pay for it.
+    pub fn warm(&self, policy: &Arc<Box<dyn Policy>>) {
+        drop(self.fresh(policy));
+    }
+
     /// A read lock on a state whose name order and table for `policy` are current. A
     /// writer may slip in between the refresh and the read lock; then the caller builds
     /// what is stale for itself ([`Fresh`]).

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::compile::{Columns, Symbols, presence_bit};
 use super::schema::{IntentLevel, IntentPattern, Range};
 use crate::domain::{AttributeValue, Conversation, Queue, Reason, Representative, TargetKind};
-use crate::plugins::{FailurePolicy, PluginUse, wit};
+use crate::plugins::{FailurePolicy, Judgement, PluginError, PluginUse};
 use crate::routing::{CapacityReliance, Policy, RoutingContext, Verdict};
 
 /// A compiled attribute value: strings as symbols (`u32::MAX`: a string no rule names).
@@ -629,7 +629,7 @@ impl RuleSet {
     /// exact figure when a plugin that reads capacity is consulted.
     pub fn capacity_reliance(&self, ctx: &RoutingContext<'_>) -> CapacityReliance {
         let rules = self.applicable(ctx, TargetKind::Representative);
-        if rules.iter().any(|r| r.plugin.as_ref().is_some_and(|p| p.needs.contains(wit::Needs::CAPACITY))) {
+        if rules.iter().any(|r| r.plugin.as_ref().is_some_and(|p| p.reads_capacity())) {
             return CapacityReliance::Exact;
         }
         let units = i64::from(ctx.conversation.capacity_units);
@@ -668,10 +668,10 @@ impl RuleSet {
         let mut out = PluginVerdicts { eligible: vec![true; n], scores: vec![0.0; n], reasons: vec![Vec::new(); n] };
         let now = crate::clock::now_ms();
         for rule in rules.iter().filter(|r| r.plugin.is_some()) {
-            consult(rule, &mut out, ctx.explain, |batch, needs| {
+            consult(rule, &mut out, ctx.explain, |using, batch| {
                 let chosen: Vec<&Representative> = batch.iter().map(|&i| list.reps[i].as_ref()).collect();
                 let idle = |k: usize| list.idle_minutes[batch[k]];
-                crate::plugins::representatives_request(ctx.action, now, ctx.conversation, &chosen, idle, needs)
+                using.judge_representatives(ctx.action, now, ctx.conversation, &chosen, idle)
             });
         }
         out
@@ -783,7 +783,7 @@ fn consult(
     rule: &Rule,
     out: &mut PluginVerdicts,
     explain: bool,
-    request: impl FnOnce(&[usize], wit::Needs) -> wit::Request,
+    judge: impl FnOnce(&PluginUse, &[usize]) -> Result<Judgement, PluginError>,
 ) {
     let Some(using) = &rule.plugin else { return };
     let batch: Vec<usize> = (0..out.eligible.len()).filter(|&i| out.eligible[i]).collect();
@@ -791,17 +791,16 @@ fn consult(
         return;
     }
     let name = &using.plugin.name;
-    match using.evaluate(&request(&batch, using.needs), batch.len()) {
-        Ok(verdicts) => {
-            for (&i, score) in batch.iter().zip(&verdicts.scores) {
+    match judge(using, &batch) {
+        Ok(judgement) => {
+            for (&i, score) in batch.iter().zip(&judgement.scores) {
                 out.scores[i] += score;
             }
-            for (n, &k) in verdicts.excluded.iter().enumerate() {
-                let i = batch[k as usize];
+            for (k, why) in judgement.excluded {
+                let i = batch[k];
                 out.eligible[i] = false;
                 if explain {
-                    let why = verdicts.reason_of.get(n).and_then(|&r| verdicts.reasons.get(r as usize));
-                    let why = why.map_or("excluded", String::as_str);
+                    let why = why.as_deref().unwrap_or("excluded");
                     out.reasons[i].push(Reason { rule: rule.id.clone(), detail: format!("plugin `{name}`: {why}") });
                 }
             }
@@ -830,11 +829,11 @@ fn consult_queues(
     scores: &mut [f64],
     reasons: &mut [Vec<Reason>],
     explain: bool,
-    request: impl FnOnce(&[usize], wit::Needs) -> wit::Request,
+    judge: impl FnOnce(&PluginUse, &[usize]) -> Result<Judgement, PluginError>,
 ) {
     let n = eligible.len();
     let mut out = PluginVerdicts { eligible: eligible.to_vec(), scores: vec![0.0; n], reasons: vec![Vec::new(); n] };
-    consult(rule, &mut out, explain, request);
+    consult(rule, &mut out, explain, judge);
     for i in 0..n {
         eligible[i] = out.eligible[i];
         scores[i] += out.scores[i];
@@ -909,9 +908,9 @@ impl Policy for RuleSet {
         let mut reasons = vec![Vec::new(); queues.len()];
         let now = crate::clock::now_ms();
         for rule in rules.iter().filter(|r| r.plugin.is_some()) {
-            consult_queues(rule, &mut eligible, &mut scores, &mut reasons, ctx.explain, |batch, needs| {
+            consult_queues(rule, &mut eligible, &mut scores, &mut reasons, ctx.explain, |using, batch| {
                 let chosen: Vec<&Queue> = batch.iter().map(|&i| queues[i]).collect();
-                crate::plugins::queues_request(ctx.action, now, ctx.conversation, &chosen, needs)
+                using.judge_queues(ctx.action, now, ctx.conversation, &chosen)
             });
         }
         failures
