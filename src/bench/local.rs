@@ -148,37 +148,35 @@ impl LocalDaemon {
         rx: &std::sync::mpsc::Receiver<String>,
         interrupted: &AtomicBool,
     ) -> anyhow::Result<()> {
-        let rules = self.rules.clone();
-        let daemon = self;
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(addr) => {
-                    daemon.base = format!("http://{addr}");
+                    self.base = format!("http://{addr}");
                     return Ok(());
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     if interrupted.load(Ordering::Relaxed) {
                         bail!("interrupted while the daemon was starting");
                     }
-                    if let Some(status) = daemon.child.try_wait().context("waiting for the daemon")? {
-                        return Err(daemon.failed(&format!("the daemon exited ({status}) before listening"), &rules));
+                    if let Some(status) = self.child.try_wait().context("waiting for the daemon")? {
+                        return Err(self.failed(&format!("the daemon exited ({status}) before listening")));
                     }
                     if Instant::now() > deadline {
-                        return Err(daemon.failed("the daemon did not listen within 180 s", &rules));
+                        return Err(self.failed("the daemon did not listen within 180 s"));
                     }
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                     // Its stderr closed: it is exiting. Let the reader store the last lines.
-                    let status = daemon.child.wait().context("waiting for the daemon")?;
+                    let status = self.child.wait().context("waiting for the daemon")?;
                     std::thread::sleep(Duration::from_millis(50));
-                    return Err(daemon.failed(&format!("the daemon exited ({status}) before listening"), &rules));
+                    return Err(self.failed(&format!("the daemon exited ({status}) before listening")));
                 }
             }
         }
     }
 
-    fn failed(&self, what: &str, rules: &Folder) -> anyhow::Error {
+    fn failed(&self, what: &str) -> anyhow::Error {
         let log: Vec<String> = self.log.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
         let mut text = format!("{what}; its log:\n");
         for line in &log {
@@ -190,7 +188,7 @@ impl LocalDaemon {
             text.push_str(&format!(
                 "hint: the rules in {} use plugins that are not built. Run `plugins/build.sh` (it fills plugins/dist), \
                  pass --plugins DIR with the built components, or pass --rules DIR with rules that need no plugins.",
-                rules.path.as_deref().map_or_else(|| "use".to_owned(), |p| p.display().to_string())
+                self.rules.path.as_deref().map_or_else(|| "use".to_owned(), |p| p.display().to_string())
             ));
         }
         anyhow::anyhow!(text.trim_end().to_owned())
