@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{ADMIN, INTEGRATION, Process, SUPERVISOR, built_plugins, workdir};
+use common::{ADMIN, INTEGRATION, Process, SUPERVISOR, built_plugins, install_plugin, workdir};
 use serde_json::Value;
 
 fn bench(dir: &Path, args: &[&str]) -> Output {
@@ -239,6 +239,116 @@ fn a_run_against_a_running_daemon_cleans_up_after_itself() {
     });
 }
 
+/// A small center for the runs below: `extra` after it.
+fn tiny<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let base = ["--representatives", "30", "--queues", "2", "--conversations", "20", "--warmup", "0s", "--duration"];
+    [&base[..], &["1s"], extra].concat()
+}
+
+#[test]
+fn an_open_loop_run_with_a_limit_and_a_background_group_reports_each() {
+    let dir = tempfile::tempdir().unwrap(); // no ./rules: every representative is a candidate
+    let out = bench(
+        dir.path(),
+        &tiny(&[
+            "--rate",
+            "100",
+            "--concurrency",
+            "4",
+            "--limit",
+            "3",
+            "--mix",
+            "candidates=1",
+            "--background",
+            "put_queue=1,create=1",
+            "--background-rate",
+            "40",
+            "--json",
+        ]),
+    );
+    let r = report(&out);
+    assert_eq!(r["parameters"]["limit"], 3);
+    assert_eq!(r["parameters"]["rate"], 100);
+    assert_eq!(r["parameters"]["background"], "create=1,put_queue=1");
+    let rate = &r["rate"];
+    assert_eq!(rate["target_per_s"], 100, "{rate}");
+    let started = rate["started"].as_u64().unwrap();
+    assert!(started > 0 && started <= rate["due"].as_u64().unwrap(), "{rate}");
+    assert!(rate["late"].as_u64().unwrap() <= started, "{rate}");
+    // Every call the open loop started is a candidates call (each found a conversation).
+    assert_eq!(check_kind(&r, "candidates"), started);
+    let listed = &r["kinds"]["candidates"]["representatives_listed"];
+    assert!(listed["max"].as_u64().unwrap() <= 3, "the dialogs asked for 3: {listed}");
+    assert!(listed["max"].as_u64().unwrap() > 0, "{listed}");
+    assert!(listed["eligible_mean"].as_f64().unwrap() > 3.0, "more were eligible than listed: {listed}");
+
+    let b = &r["background"];
+    assert_eq!(b["rate"]["target_per_s"], 40, "{b}");
+    for kind in ["put_queue", "create"] {
+        let k = &b["kinds"][kind];
+        assert!(k["calls"].as_u64().unwrap() > 0, "{kind} (background): {k}");
+        assert_eq!(k["errors"], 0, "{kind} (background): {k}");
+    }
+    assert!(b["kinds"]["candidates"].is_null(), "only the background's own kinds: {b}");
+    assert_eq!(r["kinds"]["put_queue"]["calls"], 0, "the main group made no writes: {}", r["kinds"]);
+}
+
+#[test]
+fn the_slow_matcher_scenario_runs_with_background_rows_in_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let plugins = dir.path().join("plugins");
+    install_plugin(&plugins, "slow", "slow");
+    let rules = root.join("benches/scenarios/slow-matcher/rules");
+    let (rules, plugins) = (rules.to_str().unwrap(), plugins.to_str().unwrap());
+    let out = bench(
+        dir.path(),
+        &tiny(&[
+            "--rules",
+            rules,
+            "--plugins",
+            plugins,
+            "--plugin-deadline",
+            "500ms",
+            "--mix",
+            "candidates=50,assign=50",
+            "--concurrency",
+            "2",
+            "--background",
+            "put_queue=1,create=1",
+            "--background-rate",
+            "20",
+        ]),
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("plugins: slow"), "the scenario's rule loaded the slow guest: {stderr}");
+    assert!(stdout.starts_with("\nload: closed loop, 2 connections · candidates limit 50"), "{stdout}");
+    let calls = |label: &str| -> u64 {
+        let line = stdout.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no {label} row: {stdout}"));
+        line[label.len()..].split_whitespace().next().unwrap().parse().unwrap()
+    };
+    assert!(calls("candidates ") > 0, "{stdout}");
+    assert!(calls("put_queue (background) ") > 0, "{stdout}");
+    assert!(calls("create (background) ") > 0, "{stdout}");
+    assert!(stdout.contains("background: create=1,put_queue=1, open loop at 20 calls/s"), "{stdout}");
+}
+
+#[test]
+fn a_restart_reports_start_up_time_and_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bench(dir.path(), &tiny(&["--restart", "--mix", "candidates=1", "--concurrency", "2", "--json"]));
+    let r = report(&out);
+    let restart = &r["restart"];
+    assert!(restart["startup_ms"].as_f64().unwrap() > 0.0, "{restart}");
+    assert!(restart["rss_mib"].as_f64().unwrap() > 0.0, "{restart}");
+    assert!(restart["rss_mib_before"].as_f64().unwrap() > 0.0, "{restart}");
+    assert_eq!(r["parameters"]["restart"], true);
+    // The calls after the restart reached the daemon on its new address.
+    assert!(check_kind(&r, "candidates") > 0);
+    assert!(text(&out.stderr).contains("restarted: listening after"), "{}", text(&out.stderr));
+}
+
 #[test]
 fn bad_flags_and_bad_targets_are_explained() {
     let dir = tempfile::tempdir().unwrap();
@@ -257,6 +367,22 @@ fn bad_flags_and_bad_targets_are_explained() {
     assert!(e.contains("--rules /nonexistent/rules: no such folder"), "{e}");
     let e = err(&["--target", "http://127.0.0.1:9"]);
     assert!(e.contains("--target needs --token"), "{e}");
+    for limit in ["0", "1001", "many"] {
+        let e = err(&["--limit", limit]);
+        assert!(e.contains("from 1 to 1000") && e.contains("`all`"), "{e}");
+    }
+    let e = err(&["--rate", "0"]);
+    assert!(e.contains("--rate") && e.contains("0"), "{e}");
+    let e = err(&["--background", "put_queue=1"]);
+    assert!(e.contains("--background-rate"), "a background group needs a rate: {e}");
+    let e = err(&["--background-rate", "200"]);
+    assert!(e.contains("--background"), "{e}");
+    let e = err(&["--background", "put_queue=1,lunch=1", "--background-rate", "10"]);
+    assert!(e.contains("unknown kind `lunch`") && e.contains("put_queue"), "{e}");
+    let e = err(&["--restart", "--target", "http://127.0.0.1:9", "--token", ADMIN]);
+    assert!(e.contains("--restart") && e.contains("--target"), "only a daemon started here can be restarted: {e}");
+    let e = err(&["--plugin-deadline", "0ms"]);
+    assert!(e.contains("1ms to 60s"), "{e}");
 
     // A running daemon that does not know the token, or whose token may not act.
     let work = workdir("");

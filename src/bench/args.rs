@@ -41,9 +41,17 @@ pub struct Args {
     /// Seed of the synthetic contact center and of the workers' choices.
     #[arg(long, value_name = "S", default_value_t = 42)]
     pub seed: u64,
-    /// Calls in flight at once (one worker each).
+    /// Calls in flight at once (one worker each); with --rate, at most this many in flight.
     #[arg(long, value_name = "C", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
+    /// Open loop: start this many calls per second on a fixed schedule, whatever became of
+    /// the ones before, instead of --concurrency workers each waiting for its answer.
+    #[arg(long, value_name = "R", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rate: Option<u32>,
+    /// The `limit` of the candidates calls: how many the dialog asks for (1 to 1000), or
+    /// `all` to leave it out and get every eligible representative.
+    #[arg(long, value_name = "N|all", default_value = "50", value_parser = parse_limit)]
+    pub limit: Limit,
     /// How long to measure, e.g. 30s, 500ms, 2m.
     #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_run_duration)]
     pub duration: Duration,
@@ -53,6 +61,21 @@ pub struct Args {
     /// Weights of the kinds of call, e.g. candidates=50,assign=15,transfer=15,release=10,remove=10.
     #[arg(long, value_name = "KIND=W,...", default_value = "candidates=50,assign=15,transfer=15,release=10,remove=10", value_parser = parse_mix)]
     pub mix: Mix,
+    /// A second group of calls, paced at --background-rate whatever the main load does,
+    /// reported as rows of their own, e.g. put_queue=1,create=1.
+    #[arg(long, value_name = "KIND=W,...", value_parser = parse_mix, requires = "background_rate")]
+    pub background: Option<Mix>,
+    /// Calls per second of the --background group (open loop).
+    #[arg(long, value_name = "R", requires = "background", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub background_rate: Option<u32>,
+    /// After populating, stop the daemon started here and start it again over the same
+    /// database; report the start-up time to `listening on` and its memory (RSS) after.
+    #[arg(long, conflicts_with = "target")]
+    pub restart: bool,
+    /// Wall-clock budget of one plugin call for the daemon started here, e.g. 100ms
+    /// (default: the daemon's own, 5ms).
+    #[arg(long, value_name = "TIME", conflicts_with = "target", value_parser = parse_plugin_deadline)]
+    pub plugin_deadline: Option<Duration>,
     /// Rules folder for the daemon started here (default: ./rules when it exists, else none).
     #[arg(long, value_name = "DIR", conflicts_with = "target")]
     pub rules: Option<PathBuf>,
@@ -74,10 +97,16 @@ pub enum Kind {
     Release,
     /// Remove, then a create that keeps the pool of open conversations at its size.
     Remove,
+    /// `POST /v1/conversations`: a new conversation, which joins the pool (also the
+    /// replacement after each remove).
+    Create,
+    /// `PUT /v1/queues/{id}`: one of the run's queues, with its body or its priority changed.
+    PutQueue,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Candidates, Kind::Assign, Kind::Transfer, Kind::Release, Kind::Remove];
+    pub const ALL: [Kind; 7] =
+        [Kind::Candidates, Kind::Assign, Kind::Transfer, Kind::Release, Kind::Remove, Kind::Create, Kind::PutQueue];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -86,7 +115,14 @@ impl Kind {
             Kind::Transfer => "transfer",
             Kind::Release => "release",
             Kind::Remove => "remove",
+            Kind::Create => "create",
+            Kind::PutQueue => "put_queue",
         }
+    }
+
+    /// Whether a call of this kind acts on one of the run's conversations.
+    pub fn needs_conversation(self) -> bool {
+        !matches!(self, Kind::Create | Kind::PutQueue)
     }
 }
 
@@ -99,7 +135,7 @@ impl fmt::Display for Kind {
 /// Weights of the kinds of call; a kind not named has weight 0.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mix {
-    weights: [u32; 5],
+    weights: [u32; Kind::ALL.len()],
 }
 
 impl Mix {
@@ -132,12 +168,12 @@ impl fmt::Display for Mix {
     }
 }
 
-const KINDS: &str = "candidates, assign, transfer, release, remove";
+const KINDS: &str = "candidates, assign, transfer, release, remove, create, put_queue";
 
 /// `candidates=50,assign=15,...`: every kind at most once, integer weights, at least one above 0.
 pub fn parse_mix(s: &str) -> Result<Mix, String> {
-    let mut weights = [0u32; 5];
-    let mut seen = [false; 5];
+    let mut weights = [0u32; Kind::ALL.len()];
+    let mut seen = [false; Kind::ALL.len()];
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let Some((name, weight)) = part.split_once('=') else {
             return Err(format!("`{part}` is not KIND=WEIGHT (e.g. candidates=50,assign=15)"));
@@ -185,6 +221,54 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{s}` is out of range: {hint}"))
 }
 
+/// The `limit` of the candidates calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    At(u32),
+    /// No `limit` parameter: every eligible representative.
+    All,
+}
+
+impl Limit {
+    /// The query parameter to append, with its `&`; empty for `all`.
+    pub fn query(self) -> String {
+        match self {
+            Limit::At(n) => format!("&limit={n}"),
+            Limit::All => String::new(),
+        }
+    }
+
+    pub fn to_json(self) -> serde_json::Value {
+        match self {
+            Limit::At(n) => n.into(),
+            Limit::All => "all".into(),
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::At(n) => write!(f, "{n}"),
+            Limit::All => f.write_str("all"),
+        }
+    }
+}
+
+/// `1` to `1000` (the API's bounds), or `all`.
+pub fn parse_limit(s: &str) -> Result<Limit, String> {
+    let s = s.trim();
+    if s == "all" {
+        return Ok(Limit::All);
+    }
+    match s.parse::<u32>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(Limit::At(n)),
+        _ => Err(format!(
+            "`{s}` is not a limit: give a whole number from 1 to 1000 (what the API accepts), or `all` for every eligible representative"
+        )),
+    }
+}
+
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 fn parse_run_duration(s: &str) -> Result<Duration, String> {
@@ -202,6 +286,14 @@ fn parse_warmup(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d > DAY {
         return Err(format!("`{s}` is longer than a day: give at most 24h (or 0s for no warmup)"));
+    }
+    Ok(d)
+}
+
+fn parse_plugin_deadline(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(1) || d > Duration::from_secs(60) {
+        return Err(format!("`{s}` is not a plugin deadline: give 1ms to 60s, e.g. 100ms"));
     }
     Ok(d)
 }
@@ -252,6 +344,22 @@ mod tests {
         assert!(parse_mix("assign=x").unwrap_err().contains("whole number"));
         assert!(parse_mix("assign").unwrap_err().contains("KIND=WEIGHT"));
         assert!(parse_mix("assign=0").unwrap_err().contains("at least one"));
+        let writes = parse_mix("put_queue=1,create=1").unwrap();
+        assert_eq!((writes.pick(0), writes.pick(1)), (Kind::Create, Kind::PutQueue));
+        assert!(!Kind::PutQueue.needs_conversation() && Kind::Remove.needs_conversation());
+    }
+
+    #[test]
+    fn limits_are_the_apis_or_all() {
+        assert_eq!(parse_limit("50").unwrap(), Limit::At(50));
+        assert_eq!(parse_limit("all").unwrap(), Limit::All);
+        assert_eq!(Limit::At(50).query(), "&limit=50");
+        assert_eq!(Limit::All.query(), "");
+        for bad in ["0", "1001", "many", "-1"] {
+            assert!(parse_limit(bad).unwrap_err().contains("from 1 to 1000"), "{bad}");
+        }
+        assert!(parse_plugin_deadline("0ms").unwrap_err().contains("1ms to 60s"));
+        assert_eq!(parse_plugin_deadline("100ms").unwrap(), Duration::from_millis(100));
     }
 
     #[test]

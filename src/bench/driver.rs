@@ -15,6 +15,12 @@
 //! - **release**: a held conversation back to its queue.
 //! - **remove**: any conversation; then a new one is created (reported as `create`) so
 //!   the pool keeps its size.
+//! - **create**: a new conversation, which joins the pool.
+//! - **put_queue**: `PUT` one of the run's queues, half the time with its priority
+//!   changed: a directory write that no conversation waits on.
+//!
+//! The main group runs closed loop here ([`Drive::worker`]: each worker waits for its
+//! answer before the next call) or open loop in [`super::pace`]; both use [`Drive::call`].
 //!
 //! Every action carries `If-Match` with the version the worker last saw. Answers 409,
 //! 412 and 422 are *refusals*: the contract's answer to a stale candidate list (a
@@ -30,9 +36,9 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::args::{Kind, Mix};
+use super::args::{Kind, Limit, Mix};
 use super::client::{Answer, Api, Outcome, Role};
-use super::report::{Call, Stats};
+use super::report::Stats;
 use super::synthetic::{Center, Rng};
 
 /// A conversation of the run as a worker last saw it.
@@ -124,6 +130,7 @@ impl Pool {
                 .or_else(|| take_any(&mut [open_ready], rng)),
             Kind::Release => take_any(&mut [held, held_ready], rng),
             Kind::Remove => take_any(&mut [open, open_ready, held, held_ready], rng),
+            Kind::Create | Kind::PutQueue => None,
         }
     }
 }
@@ -140,7 +147,8 @@ pub struct Live {
 pub struct Drive {
     pub api: Api,
     pub center: Center,
-    pub mix: Mix,
+    /// The `limit` of candidates calls.
+    pub limit: Limit,
     pub pool: Mutex<Pool>,
     /// The index of the next replacement conversation (shared with the clean-up, which
     /// closes every conversation the run created).
@@ -156,50 +164,78 @@ fn lock(pool: &Mutex<Pool>) -> std::sync::MutexGuard<'_, Pool> {
     pool.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The calls one draw made: the drawn kind's, then a replacement create after a remove.
+pub type Calls = Vec<(Kind, Answer)>;
+
 impl Drive {
-    /// One worker: calls until `until` or a stop; its measurements.
-    pub async fn worker(self: Arc<Self>, seed: u64) -> anyhow::Result<Stats> {
+    /// One closed-loop worker: draws from `mix` and calls until `until` or a stop; its
+    /// measurements.
+    pub async fn worker(self: Arc<Self>, mix: Mix, seed: u64) -> anyhow::Result<Stats> {
         let mut stats = Stats::new()?;
         let mut rng = Rng::new(seed);
-        let total = self.mix.total();
         while !self.live.stop.load(Ordering::Relaxed) && Instant::now() < self.until {
-            let kind = self.mix.pick(rng.below(total));
-            let taken = lock(&self.pool).take(kind, &mut rng);
-            let Some(conv) = taken else {
-                if Instant::now() >= self.measure_from {
-                    stats.skip(kind);
-                }
-                // Nothing in a status this kind allows right now: let the others move on.
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                continue;
-            };
+            let kind = mix.pick(rng.below(mix.total()));
             let record = Instant::now() >= self.measure_from;
-            let back = self.act(kind, conv, &mut rng, record.then_some(&mut stats)).await;
-            if let Some(conv) = back {
-                lock(&self.pool).put(conv);
+            match self.call(kind, &mut rng, Duration::ZERO).await {
+                Some(calls) if record => calls.iter().for_each(|(kind, answer)| stats.record(*kind, answer)),
+                Some(_) => {}
+                None => {
+                    if record {
+                        stats.skip(kind);
+                    }
+                    // Nothing in a status this kind allows right now: let the others move on.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
             }
         }
         Ok(stats)
     }
 
-    fn count(&self, call: Call, answer: &Answer, stats: &mut Option<&mut Stats>) {
+    /// Makes a call of `kind` (on a conversation of the pool when it needs one) and the
+    /// calls it entails; `None` when no conversation is in a status `kind` allows. `lag`
+    /// (how late an open-loop call started) is added to the first call's latency.
+    pub async fn call(&self, kind: Kind, rng: &mut Rng, lag: Duration) -> Option<Calls> {
+        let mut calls = Calls::new();
+        if kind.needs_conversation() {
+            let conv = lock(&self.pool).take(kind, rng)?;
+            if let Some(conv) = self.act(kind, conv, rng, &mut calls).await {
+                lock(&self.pool).put(conv);
+            }
+        } else if kind == Kind::PutQueue {
+            let q = rng.below(self.center.queues);
+            let mut body = self.center.queue(q);
+            if rng.chance(50) {
+                body["priority"] = json!((body["priority"].as_u64().unwrap_or(0) + 1) % 4);
+            }
+            let path = format!("/v1/queues/{}", self.center.queue_id(q));
+            let answer = self.api.call(Method::PUT, &path, Role::Integration, None, Some(&body)).await;
+            self.count(Kind::PutQueue, answer, &mut calls);
+        } else {
+            self.create(&mut calls).await;
+        }
+        if let Some((_, first)) = calls.first_mut() {
+            first.latency = first.latency.map(|l| l + lag);
+        }
+        Some(calls)
+    }
+
+    fn count(&self, kind: Kind, answer: Answer, calls: &mut Calls) {
         self.live.calls.fetch_add(1, Ordering::Relaxed);
         if matches!(answer.outcome, Outcome::Error(_)) {
             self.live.errors.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(stats) = stats {
-            stats.record(call, answer);
-        }
+        calls.push((kind, answer));
     }
 
     /// Does `kind` to `conv`; what to put back in the pool.
-    async fn act(&self, kind: Kind, mut conv: Conv, rng: &mut Rng, mut stats: Option<&mut Stats>) -> Option<Conv> {
+    async fn act(&self, kind: Kind, mut conv: Conv, rng: &mut Rng, calls: &mut Calls) -> Option<Conv> {
         let id = conv.id.clone();
         let answer = match kind {
             Kind::Candidates => {
                 let action = if conv.held { "transfer" } else { "assign" };
                 let target = if rng.chance(20) { "queue" } else { "representative" };
-                let path = format!("/v1/conversations/{id}/candidates?action={action}&target={target}");
+                let limit = self.limit.query();
+                let path = format!("/v1/conversations/{id}/candidates?action={action}&target={target}{limit}");
                 let answer = self.api.call(Method::GET, &path, Role::Supervisor, None, None).await;
                 if answer.outcome == Outcome::Ok && target == "representative" {
                     // Only the run's own representatives: against --target the dialog also
@@ -230,25 +266,32 @@ impl Drive {
                 let path = format!("/v1/conversations/{id}/{}", kind.as_str());
                 self.api.call(Method::POST, &path, Role::Supervisor, Some(conv.version), Some(&body)).await
             }
+            // Not calls on a conversation: `Drive::call` makes them.
+            Kind::Create | Kind::PutQueue => return Some(conv),
             Kind::Release | Kind::Remove => {
                 let path = format!("/v1/conversations/{id}/{}", kind.as_str());
                 self.api.call(Method::POST, &path, Role::Supervisor, Some(conv.version), None).await
             }
         };
-        self.count(Call::Mix(kind), &answer, &mut stats);
-        match (&answer.outcome, kind) {
-            (Outcome::Ok, Kind::Candidates) => Some(conv),
-            (Outcome::Ok, Kind::Remove) => {
-                self.replace(&mut stats).await;
-                None
-            }
-            (Outcome::Ok, _) => Conv::from_body(&answer.body),
+        let next = match (&answer.outcome, kind) {
+            (Outcome::Ok, Kind::Candidates) => Ok(Some(conv)),
+            (Outcome::Ok, Kind::Remove) => Ok(None),
+            (Outcome::Ok, _) => Ok(Conv::from_body(&answer.body)),
             // The rules refused this target: the list it came from is stale.
             (Outcome::Refused(code), _) if code == "not_eligible" => {
                 conv.candidates.clear();
-                Some(conv)
+                Ok(Some(conv))
             }
-            _ => self.reread(&id).await,
+            _ => Err(()),
+        };
+        let removed = kind == Kind::Remove && answer.outcome == Outcome::Ok;
+        self.count(kind, answer, calls);
+        if removed {
+            self.create(calls).await;
+        }
+        match next {
+            Ok(next) => next,
+            Err(()) => self.reread(&id).await,
         }
     }
 
@@ -263,17 +306,17 @@ impl Drive {
         self.center.queue_id(q)
     }
 
-    /// Creates the next replacement conversation and puts it in the pool.
-    async fn replace(&self, stats: &mut Option<&mut Stats>) {
+    /// Creates the next conversation of the run and puts it in the pool.
+    async fn create(&self, calls: &mut Calls) {
         let i = self.next_conversation.fetch_add(1, Ordering::Relaxed);
         let body = self.center.conversation(i);
         let answer = self.api.call(Method::POST, "/v1/conversations", Role::Integration, None, Some(&body)).await;
-        self.count(Call::Create, &answer, stats);
         if answer.outcome == Outcome::Ok
             && let Some(conv) = Conv::from_body(&answer.body)
         {
             lock(&self.pool).put(conv);
         }
+        self.count(Kind::Create, answer, calls);
     }
 
     /// The conversation as the daemon has it now (not measured).

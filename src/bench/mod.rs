@@ -8,8 +8,12 @@
 //! 2. **Populate**: the [`synthetic`] contact center of the seed (queues, then
 //!    representatives, then conversations) is created through the API, `--concurrency`
 //!    requests at a time. Every id starts with `bench-<seed>-<run>-`.
-//! 3. **Drive**: [`driver`] runs one worker per unit of concurrency for the warmup, then
-//!    for the measured duration, each call's kind drawn from the mix.
+//!    With `--restart`, the daemon started here is then stopped and started again over
+//!    the same database, and its start-up time and memory are recorded.
+//! 3. **Drive**: [`driver`] runs one worker per unit of concurrency (closed loop), or
+//!    [`pace`] starts calls at `--rate` (open loop), for the warmup, then for the
+//!    measured duration, each call's kind drawn from the mix; a `--background` group runs
+//!    alongside at its own rate.
 //! 4. **Report**: [`report`] prints a table (or `--json`), and the command fails when any
 //!    call was an error. Against a `--target` the run then, whatever its outcome, removes
 //!    every conversation it created and sets its representatives offline, so they stop
@@ -23,6 +27,7 @@ pub mod args;
 pub mod client;
 pub mod driver;
 pub mod local;
+pub mod pace;
 pub mod report;
 pub mod synthetic;
 
@@ -40,7 +45,7 @@ pub use args::Args;
 use client::{Api, Outcome, Role};
 use driver::{Conv, Drive, Live, Pool, for_each, must};
 use local::{Folder, LocalDaemon};
-use report::{Report, Stats};
+use report::{Group, Pace, Report, Restart, Stats};
 use synthetic::Center;
 
 /// Runs `switchboard bench`.
@@ -65,12 +70,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     let interrupt = Arc::new(Interrupt::default());
     runtime.spawn(interrupt.clone().listen());
-    let (daemon, api, rules_source) = match &args.target {
+    let (mut daemon, api, rules_source) = match &args.target {
         None => {
             let rules = Folder::choose(args.rules.as_deref(), "--rules", "rules")?;
             let plugins = Folder::choose(args.plugins.as_deref(), "--plugins", "plugins/dist")?;
             status(&format!("starting a daemon: rules {}, plugins {}", rules.describe(), plugins.describe()));
-            let daemon = LocalDaemon::start(&rules, &plugins, &interrupt.flag)?;
+            let daemon = LocalDaemon::start(&rules, &plugins, args.plugin_deadline, &interrupt.flag)?;
             let api = Api::new(&daemon.base, daemon.token.clone(), daemon.token.clone())?;
             let source = json!({"rules_dir": rules.path, "plugins_dir": plugins.path});
             (Some(daemon), api, source)
@@ -81,7 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             (None, Api::new(url.as_str(), token, integration)?, json!({"target": url.as_str()}))
         }
     };
-    let result = runtime.block_on(bench(&args, &prefix, &api, daemon.as_ref(), rules_source, &interrupt));
+    let result = runtime.block_on(bench(&args, &prefix, &api, daemon.as_mut(), rules_source, &interrupt));
     if let Some(d) = daemon {
         d.stop();
     }
@@ -147,7 +152,7 @@ async fn bench(
     args: &Args,
     prefix: &str,
     api: &Api,
-    daemon: Option<&LocalDaemon>,
+    daemon: Option<&mut LocalDaemon>,
     rules_source: Value,
     interrupt: &Interrupt,
 ) -> anyhow::Result<()> {
@@ -194,7 +199,7 @@ async fn bench(
 async fn measure(
     args: &Args,
     api: &Api,
-    daemon: Option<&LocalDaemon>,
+    mut daemon: Option<&mut LocalDaemon>,
     center: &Center,
     created: &Arc<AtomicU64>,
     rules_doc: Value,
@@ -216,23 +221,39 @@ async fn measure(
         populate_time.as_secs_f64(),
         records as f64 / populate_time.as_secs_f64().max(1e-9)
     ));
+    let (api, restart) = match daemon.as_deref_mut().filter(|_| args.restart) {
+        Some(d) => {
+            let rss_before_mib = local::rss_mib(d.pid());
+            status("restarting the daemon over the populated database");
+            let startup = d.restart(&interrupt.flag).context("restarting the daemon")?;
+            let restart = Restart { startup, rss_before_mib, rss_after_mib: local::rss_mib(d.pid()) };
+            status(&format!("restarted: listening after {:.0} ms", startup.as_secs_f64() * 1000.0));
+            (Api::new(&d.base, d.token.clone(), d.token.clone())?, Some(restart))
+        }
+        None => (api.clone(), None),
+    };
+    let daemon = daemon.as_deref();
 
     let now = Instant::now();
     let drive = Arc::new(Drive {
         api: api.clone(),
         center: center.clone(),
-        mix: args.mix.clone(),
+        limit: args.limit,
         pool: Mutex::new(pool),
         next_conversation: created.clone(),
         live: Live::default(),
         measure_from: now + args.warmup,
         until: now + args.warmup + args.duration,
     });
+    let load = match args.rate {
+        None => format!("{} workers", args.concurrency),
+        Some(rate) => format!("{rate} calls/s (open loop, at most {} in flight)", args.concurrency),
+    };
     status(&format!(
-        "driving {} workers for {:?} after a {:?} warmup, mix {}",
-        args.concurrency, args.duration, args.warmup, args.mix
+        "driving {load} for {:?} after a {:?} warmup, mix {}, candidates limit {}",
+        args.duration, args.warmup, args.mix, args.limit
     ));
-    let (stats, measured, interrupted, cpu) = drive_run(args, &drive, daemon, interrupt).await?;
+    let (main, background, measured, interrupted, cpu) = drive_run(args, &drive, daemon, interrupt).await?;
 
     let report = Report {
         parameters: json!({
@@ -244,14 +265,24 @@ async fn measure(
             "duration_s": args.duration.as_secs_f64(),
             "warmup_s": args.warmup.as_secs_f64(),
             "mix": Value::Object(args::Kind::ALL.iter().map(|k| (k.as_str().to_owned(), json!(args.mix.weight(*k)))).collect()),
+            "limit": args.limit.to_json(),
+            "rate": args.rate,
+            "background": args.background.as_ref().map(ToString::to_string),
+            "background_rate": args.background_rate,
+            "restart": args.restart,
+            "plugin_deadline_ms": args.plugin_deadline.map(|d| d.as_millis() as u64),
             "target": args.target.as_ref().map_or("local", |u| u.as_str()),
             "id_prefix": prefix,
         }),
         rules: rules_doc,
         populate: json!({"records": records, "seconds": (populate_time.as_secs_f64() * 1000.0).round() / 1000.0}),
+        restart,
         measured,
         interrupted,
-        stats,
+        concurrency: args.concurrency,
+        limit: args.limit,
+        main,
+        background,
         cpu_seconds: cpu,
     };
     if args.json {
@@ -275,10 +306,17 @@ async fn measure(
             footer.push_str(&format!(" · CPU: daemon {:.2} cores, bench {:.2} cores", d / secs, b / secs));
         }
         println!("{footer}");
-        println!("latency: send to last byte of the answer, every answered call; refusals: 409/412/422 answers");
+        println!(
+            "latency: {} to last byte of the answer, every answered call; refusals: 409/412/422 answers",
+            if args.rate.is_some() || args.background.is_some() {
+                "send (open loop: the call's scheduled time)"
+            } else {
+                "send"
+            }
+        );
     }
 
-    let errors = report.stats.total_errors();
+    let errors = report.total_errors();
     if errors > 0 {
         bail!("{errors} calls failed (5xx, unexpected 4xx or transport errors): see the errors above");
     }
@@ -379,7 +417,7 @@ async fn put_each(
     .await
 }
 
-type Measured = (Stats, Duration, bool, (Option<f64>, Option<f64>));
+type Measured = (Group, Option<Group>, Duration, bool, (Option<f64>, Option<f64>));
 
 /// Runs the workers with a progress bar; Ctrl-C stops them early and still reports.
 async fn drive_run(
@@ -392,10 +430,24 @@ async fn drive_run(
     let total_ms = warmup_ms + args.duration.as_millis() as u64;
     let bar = progress_bar(args, total_ms, "{prefix:>9} [{bar:40}] {elapsed_precise} {msg}");
     let start = Instant::now();
+    let seed = |w: u64| args.seed ^ (w + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut workers = tokio::task::JoinSet::new();
-    for w in 0..args.concurrency {
-        workers.spawn(drive.clone().worker(args.seed ^ (u64::from(w) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+    match args.rate {
+        None => {
+            for w in 0..args.concurrency {
+                let worker = drive.clone().worker(args.mix.clone(), seed(u64::from(w)));
+                workers.spawn(async move { Ok::<_, anyhow::Error>((worker.await?, None)) });
+            }
+        }
+        Some(rate) => {
+            let paced = pace::paced(drive.clone(), args.mix.clone(), rate, args.concurrency, seed(0));
+            workers.spawn(async move { paced.await.map(|(stats, pace)| (stats, Some(pace))) });
+        }
     }
+    let background = args.background.clone().zip(args.background_rate).map(|(mix, rate)| {
+        let paced = pace::paced(drive.clone(), mix.clone(), rate, args.concurrency, seed(u64::MAX - 1));
+        (mix, tokio::spawn(paced))
+    });
     let ticker = {
         let (bar, drive) = (bar.clone(), drive.clone());
         AbortOnDrop(tokio::spawn(async move {
@@ -433,9 +485,20 @@ async fn drive_run(
         }
     };
     let mut stats = Stats::new()?;
+    let mut pace: Option<Pace> = None;
     while let Some(result) = workers.join_next().await {
-        stats.merge(&result.context("a worker panicked")??)?;
+        let (worker, paced) = result.context("a worker panicked")??;
+        stats.merge(&worker)?;
+        pace = pace.or(paced);
     }
+    let main = Group { mix: args.mix.clone(), stats, pace };
+    let background = match background {
+        Some((mix, task)) => {
+            let (stats, pace) = task.await.context("the background group panicked")??;
+            Some(Group { mix, stats, pace: Some(pace) })
+        }
+        None => None,
+    };
     let end = Instant::now();
     let measured = end.saturating_duration_since(drive.measure_from);
     drop(ticker);
@@ -451,7 +514,7 @@ async fn drive_run(
     if measured.is_zero() {
         bail!("interrupted during the warmup: nothing was measured");
     }
-    Ok((stats, measured, interrupted, (daemon_cpu, bench_cpu)))
+    Ok((main, background, measured, interrupted, (daemon_cpu, bench_cpu)))
 }
 
 /// After a run against `--target`, whatever became of it: remove every conversation the

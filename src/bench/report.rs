@@ -8,41 +8,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
-use super::args::Kind;
+use super::args::{Kind, Limit, Mix};
 use super::client::{Answer, Outcome};
-
-/// A kind of call as reported: the five of the mix, and the creates that replace removed
-/// conversations (measured, but not chosen by the mix).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Call {
-    Mix(Kind),
-    Create,
-}
-
-impl Call {
-    pub const ALL: [Call; 6] = [
-        Call::Mix(Kind::Candidates),
-        Call::Mix(Kind::Assign),
-        Call::Mix(Kind::Transfer),
-        Call::Mix(Kind::Release),
-        Call::Mix(Kind::Remove),
-        Call::Create,
-    ];
-
-    fn index(self) -> usize {
-        match self {
-            Call::Mix(kind) => kind as usize,
-            Call::Create => 5,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Call::Mix(kind) => kind.as_str(),
-            Call::Create => "create",
-        }
-    }
-}
 
 /// Latencies are recorded in microseconds, from 1 µs to 60 s, at 3 significant digits.
 const LOWEST_US: u64 = 1;
@@ -61,6 +28,12 @@ pub struct CallStats {
     pub skipped: u64,
     /// Every answered call (ok, refused or HTTP error); calls without an answer are not timed.
     pub latency_us: Histogram<u64>,
+    /// Candidates answers that list representatives: how many, the candidates they listed
+    /// (at most `limit` each), the most one listed, and the eligible ones (`total`).
+    pub answers: u64,
+    pub listed: u64,
+    pub listed_max: u64,
+    pub eligible: u64,
 }
 
 impl CallStats {
@@ -72,6 +45,10 @@ impl CallStats {
             errors: BTreeMap::new(),
             skipped: 0,
             latency_us: Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, 3)?,
+            answers: 0,
+            listed: 0,
+            listed_max: 0,
+            eligible: 0,
         })
     }
 
@@ -87,6 +64,10 @@ impl CallStats {
         self.calls += other.calls;
         self.ok += other.ok;
         self.skipped += other.skipped;
+        self.answers += other.answers;
+        self.listed += other.listed;
+        self.listed_max = self.listed_max.max(other.listed_max);
+        self.eligible += other.eligible;
         for (k, v) in &other.refused {
             *self.refused.entry(k.clone()).or_default() += v;
         }
@@ -107,7 +88,7 @@ impl CallStats {
     }
 }
 
-/// The measurements of a worker, or of the whole run once merged.
+/// The measurements of a worker, or of a group of calls once merged, by kind.
 #[derive(Clone, Debug)]
 pub struct Stats {
     calls: Vec<CallStats>,
@@ -115,18 +96,29 @@ pub struct Stats {
 
 impl Stats {
     pub fn new() -> anyhow::Result<Self> {
-        Ok(Self { calls: Call::ALL.iter().map(|_| CallStats::new()).collect::<anyhow::Result<_>>()? })
+        Ok(Self { calls: Kind::ALL.iter().map(|_| CallStats::new()).collect::<anyhow::Result<_>>()? })
     }
 
-    pub fn get(&self, call: Call) -> &CallStats {
-        &self.calls[call.index()]
+    pub fn get(&self, kind: Kind) -> &CallStats {
+        &self.calls[kind as usize]
     }
 
-    pub fn record(&mut self, call: Call, answer: &Answer) {
-        let s = &mut self.calls[call.index()];
+    pub fn record(&mut self, kind: Kind, answer: &Answer) {
+        let s = &mut self.calls[kind as usize];
         s.calls += 1;
         match &answer.outcome {
-            Outcome::Ok => s.ok += 1,
+            Outcome::Ok => {
+                s.ok += 1;
+                // Representatives only: one dialog in five lists the (few) queues.
+                if answer.body["target"] == "representative"
+                    && let Some(listed) = answer.body["candidates"].as_array().map(|c| c.len() as u64)
+                {
+                    s.answers += 1;
+                    s.listed += listed;
+                    s.listed_max = s.listed_max.max(listed);
+                    s.eligible += answer.body["total"].as_u64().unwrap_or(0);
+                }
+            }
             Outcome::Refused(code) => *s.refused.entry(code.clone()).or_default() += 1,
             Outcome::Error(message) => *s.errors.entry(message.clone()).or_default() += 1,
         }
@@ -137,7 +129,7 @@ impl Stats {
     }
 
     pub fn skip(&mut self, kind: Kind) {
-        self.calls[Call::Mix(kind).index()].skipped += 1;
+        self.calls[kind as usize].skipped += 1;
     }
 
     pub fn merge(&mut self, other: &Stats) -> anyhow::Result<()> {
@@ -170,15 +162,55 @@ pub fn machine() -> Value {
     json!({"os": std::env::consts::OS, "arch": std::env::consts::ARCH, "cpus": cpus, "cpu_model": model})
 }
 
+/// How an open-loop group kept its schedule (`--rate`, `--background-rate`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pace {
+    /// Calls per second asked for.
+    pub rate: u32,
+    /// Calls due in the measured window, one every 1/rate.
+    pub due: u64,
+    /// Calls started in the measured window (a draw that found no conversation its kind
+    /// applies to starts none, and counts as `skipped`).
+    pub started: u64,
+    /// Calls started [`LATE`] or more after their scheduled time: every slot was busy
+    /// (`--concurrency` calls in flight), or the bench itself fell behind.
+    pub late: u64,
+}
+
+/// A call this much after its scheduled time is late: the timer wakes up to 1 ms late
+/// by itself, so less than 2 ms is on time.
+pub const LATE: Duration = Duration::from_millis(2);
+
+/// One group of calls: the main load, or the `--background` one.
+pub struct Group {
+    pub mix: Mix,
+    pub stats: Stats,
+    /// `None`: closed loop (workers that wait for each answer).
+    pub pace: Option<Pace>,
+}
+
+/// What `--restart` saw of the second start.
+pub struct Restart {
+    /// From starting the process to its `listening on` line.
+    pub startup: Duration,
+    /// VmRSS of the daemon before it was stopped, and right after it listened again.
+    pub rss_before_mib: Option<f64>,
+    pub rss_after_mib: Option<f64>,
+}
+
 /// A finished run.
 pub struct Report {
     /// Parameters, rules and set-up facts, as they go into the JSON document.
     pub parameters: Value,
     pub rules: Value,
     pub populate: Value,
+    pub restart: Option<Restart>,
     pub measured: Duration,
     pub interrupted: bool,
-    pub stats: Stats,
+    pub concurrency: u32,
+    pub limit: Limit,
+    pub main: Group,
+    pub background: Option<Group>,
     /// CPU seconds used during the measured window: (daemon when started here, this process).
     pub cpu_seconds: (Option<f64>, Option<f64>),
 }
@@ -193,19 +225,25 @@ fn round(x: f64, digits: i32) -> f64 {
     (x * p).round() / p
 }
 
-impl Report {
-    pub fn to_json(&self) -> Value {
+impl Group {
+    /// The kinds shown: all of them for the main group (a 0 row says the kind was not
+    /// chosen), those in the mix or called for the background.
+    fn shown(&self, main: bool) -> impl Iterator<Item = Kind> + '_ {
+        Kind::ALL.into_iter().filter(move |&k| main || self.mix.weight(k) > 0 || self.stats.get(k).calls > 0)
+    }
+
+    fn kinds_json(&self, main: bool, measured: Duration) -> Value {
         let mut kinds = serde_json::Map::new();
-        for call in Call::ALL {
-            let s = self.stats.get(call);
+        for kind in self.shown(main) {
+            let s = self.stats.get(kind);
             let latency = s.percentiles().map(|[p50, p90, p99, max]| {
                 json!({"p50": p50, "p90": p90, "p99": p99, "max": max, "mean": round(s.latency_us.mean(), 1)})
             });
             kinds.insert(
-                call.as_str().to_owned(),
+                kind.as_str().to_owned(),
                 json!({
                     "calls": s.calls,
-                    "calls_per_s": round(per_second(s.calls, self.measured), 1),
+                    "calls_per_s": round(per_second(s.calls, measured), 1),
                     "ok": s.ok,
                     "refusals": s.refusals(),
                     "refusals_by_code": s.refused,
@@ -215,82 +253,193 @@ impl Report {
                     "latency_us": latency,
                 }),
             );
+            if kind == Kind::Candidates
+                && let Some(k) = kinds.get_mut(kind.as_str())
+            {
+                let mean = |n: u64| round(n as f64 / s.answers.max(1) as f64, 1);
+                k["representatives_listed"] = json!({"answers": s.answers, "mean": mean(s.listed), "max": s.listed_max, "eligible_mean": mean(s.eligible)});
+            }
         }
+        Value::Object(kinds)
+    }
+
+    fn total_json(&self, measured: Duration) -> Value {
         let total = self.stats.total_calls();
+        json!({
+            "calls": total,
+            "calls_per_s": round(per_second(total, measured), 1),
+            "refusals": self.stats.total_refusals(),
+            "errors": self.stats.total_errors(),
+        })
+    }
+
+    fn pace_json(&self, measured: Duration) -> Value {
+        self.pace.map_or(Value::Null, |p| {
+            json!({
+                "target_per_s": p.rate,
+                "achieved_per_s": round(per_second(p.started, measured), 1),
+                "due": p.due,
+                "started": p.started,
+                "late": p.late,
+            })
+        })
+    }
+
+    /// `open loop at 500 calls/s (achieved 499.8/s, 0 of 15000 late)`.
+    fn pace_text(&self, measured: Duration) -> Option<String> {
+        self.pace.map(|p| {
+            format!(
+                "open loop at {} calls/s (achieved {:.1}/s, {} of {} started {}ms or more after their time)",
+                p.rate,
+                per_second(p.started, measured),
+                p.late,
+                p.started,
+                LATE.as_millis()
+            )
+        })
+    }
+}
+
+impl Report {
+    pub fn total_errors(&self) -> u64 {
+        self.main.stats.total_errors() + self.background.as_ref().map_or(0, |b| b.stats.total_errors())
+    }
+
+    pub fn to_json(&self) -> Value {
+        let background = self.background.as_ref().map_or(Value::Null, |b| {
+            json!({
+                "mix": b.mix.to_string(),
+                "rate": b.pace_json(self.measured),
+                "kinds": b.kinds_json(false, self.measured),
+                "total": b.total_json(self.measured),
+            })
+        });
+        let restart = self.restart.as_ref().map_or(Value::Null, |r| {
+            json!({
+                "startup_ms": round(r.startup.as_secs_f64() * 1000.0, 1),
+                "rss_mib": r.rss_after_mib.map(|m| round(m, 1)),
+                "rss_mib_before": r.rss_before_mib.map(|m| round(m, 1)),
+            })
+        });
         json!({
             "switchboard": {"version": env!("CARGO_PKG_VERSION")},
             "machine": machine(),
             "parameters": self.parameters,
             "rules": self.rules,
             "populate": self.populate,
+            "restart": restart,
             "measured_seconds": round(self.measured.as_secs_f64(), 3),
             "interrupted": self.interrupted,
-            "total": {
-                "calls": total,
-                "calls_per_s": round(per_second(total, self.measured), 1),
-                "refusals": self.stats.total_refusals(),
-                "errors": self.stats.total_errors(),
-            },
-            "kinds": kinds,
+            "rate": self.main.pace_json(self.measured),
+            "total": self.main.total_json(self.measured),
+            "kinds": self.main.kinds_json(true, self.measured),
+            "background": background,
             "cpu_seconds": {"daemon": self.cpu_seconds.0.map(|s| round(s, 2)), "bench": self.cpu_seconds.1.map(|s| round(s, 2))},
         })
     }
 
-    /// The table of the text output, then refusals and errors spelt out.
+    /// The table of the text output: what load, a row per kind (and per background
+    /// kind), then refusals and errors spelt out, and what `--restart` saw.
     pub fn table(&self) -> String {
         let mut out = String::new();
+        let load = self.main.pace_text(self.measured).map_or_else(
+            || format!("closed loop, {} connections", self.concurrency),
+            |pace| format!("{pace}, at most {} in flight", self.concurrency),
+        );
+        let _ = writeln!(out, "load: {load} · candidates limit {}", self.limit);
+        let mut groups = vec![("", &self.main)];
+        if let Some(b) = &self.background {
+            groups.push((" (background)", b));
+        }
+        let width = groups
+            .iter()
+            .flat_map(|(mark, g)| g.shown(mark.is_empty()).map(move |k| k.as_str().len() + mark.len()))
+            .max()
+            .unwrap_or(0)
+            .max(11);
         let _ = writeln!(
             out,
-            "{:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+            "{:<width$} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
             "kind", "calls", "calls/s", "p50", "p90", "p99", "max", "refusals", "errors"
         );
-        for call in Call::ALL {
-            let s = self.stats.get(call);
-            let [p50, p90, p99, max] =
-                s.percentiles().map_or_else(|| ["-".to_owned(), "-".into(), "-".into(), "-".into()], |p| p.map(ms));
+        for (mark, group) in &groups {
+            for kind in group.shown(mark.is_empty()) {
+                let s = group.stats.get(kind);
+                let [p50, p90, p99, max] =
+                    s.percentiles().map_or_else(|| ["-".to_owned(), "-".into(), "-".into(), "-".into()], |p| p.map(ms));
+                let _ = writeln!(
+                    out,
+                    "{:<width$} {:>9} {:>9.1} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+                    format!("{kind}{mark}"),
+                    s.calls,
+                    per_second(s.calls, self.measured),
+                    p50,
+                    p90,
+                    p99,
+                    max,
+                    s.refusals(),
+                    s.error_count()
+                );
+            }
+            let total = group.stats.total_calls();
             let _ = writeln!(
                 out,
-                "{:<11} {:>9} {:>9.1} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
-                call.as_str(),
-                s.calls,
-                per_second(s.calls, self.measured),
-                p50,
-                p90,
-                p99,
-                max,
-                s.refusals(),
-                s.error_count()
+                "{:<width$} {:>9} {:>9.1} {:>49} {:>7}",
+                format!("total{mark}"),
+                total,
+                per_second(total, self.measured),
+                group.stats.total_refusals(),
+                group.stats.total_errors()
             );
         }
-        let total = self.stats.total_calls();
-        let _ = writeln!(
-            out,
-            "{:<11} {:>9} {:>9.1} {:>49} {:>7}",
-            "total",
-            total,
-            per_second(total, self.measured),
-            self.stats.total_refusals(),
-            self.stats.total_errors()
-        );
         let mut notes = Vec::new();
-        for call in Call::ALL {
-            let s = self.stats.get(call);
-            if !s.refused.is_empty() {
-                let codes: Vec<String> = s.refused.iter().map(|(c, n)| format!("{n} {c}")).collect();
-                notes.push(format!("refusals of {}: {}", call.as_str(), codes.join(", ")));
+        if let Some(b) = &self.background {
+            let pace = b.pace_text(self.measured).unwrap_or_default();
+            notes.push(format!("background: {}, {pace}, at most {} in flight", b.mix, self.concurrency));
+        }
+        for (mark, group) in &groups {
+            for kind in Kind::ALL {
+                let s = group.stats.get(kind);
+                if !s.refused.is_empty() {
+                    let codes: Vec<String> = s.refused.iter().map(|(c, n)| format!("{n} {c}")).collect();
+                    notes.push(format!("refusals of {kind}{mark}: {}", codes.join(", ")));
+                }
+                if s.skipped > 0 {
+                    notes.push(format!(
+                        "{kind}{mark}: chosen {} times with no conversation in a status that allows it (another kind was chosen instead)",
+                        s.skipped
+                    ));
+                }
             }
-            if s.skipped > 0 {
+        }
+        for (mark, group) in &groups {
+            for kind in Kind::ALL {
+                for (message, n) in &group.stats.get(kind).errors {
+                    notes.push(format!("ERRORS of {kind}{mark}: {n} × {message}"));
+                }
+            }
+        }
+        for (mark, group) in &groups {
+            let s = group.stats.get(Kind::Candidates);
+            if s.answers > 0 {
+                let mean = |n: u64| n as f64 / s.answers as f64;
                 notes.push(format!(
-                    "{}: chosen {} times with no conversation in a status that allows it (another kind was chosen instead)",
-                    call.as_str(),
-                    s.skipped
+                    "candidates{mark}: representative dialogs listed {:.1} on average (at most {}) of {:.1} eligible; limit {}",
+                    mean(s.listed),
+                    s.listed_max,
+                    mean(s.eligible),
+                    self.limit
                 ));
             }
         }
-        for call in Call::ALL {
-            for (message, n) in &self.stats.get(call).errors {
-                notes.push(format!("ERRORS of {}: {n} × {message}", call.as_str()));
-            }
+        if let Some(r) = &self.restart {
+            let mib = |m: Option<f64>| m.map_or_else(|| "unknown".to_owned(), |m| format!("{m:.1} MiB"));
+            notes.push(format!(
+                "restart: start-up to `listening on` {:.0} ms over the populated database, RSS after start {} (before the restart {})",
+                r.startup.as_secs_f64() * 1000.0,
+                mib(r.rss_after_mib),
+                mib(r.rss_before_mib)
+            ));
         }
         if !notes.is_empty() {
             out.push('\n');
@@ -320,7 +469,7 @@ mod tests {
     fn merged_stats_count_outcomes_and_order_percentiles() {
         let mut a = Stats::new().unwrap();
         let mut b = Stats::new().unwrap();
-        let assign = Call::Mix(Kind::Assign);
+        let assign = Kind::Assign;
         for i in 1..=100 {
             a.record(assign, &answer(Outcome::Ok, i));
         }
@@ -333,15 +482,30 @@ mod tests {
         let [p50, p90, p99, max] = s.percentiles().unwrap();
         assert!(p50 <= p90 && p90 <= p99 && p99 <= max, "{p50} {p90} {p99} {max}");
         assert!((499_000..=501_000).contains(&max), "{max}");
-        assert_eq!(a.get(Call::Mix(Kind::Release)).skipped, 1);
+        assert_eq!(a.get(Kind::Release).skipped, 1);
         assert_eq!(a.total_errors(), 1);
+        let mix = |s| crate::bench::args::parse_mix(s).unwrap();
+        let mut writes = Stats::new().unwrap();
+        writes.record(Kind::PutQueue, &answer(Outcome::Ok, 3));
         let report = Report {
             parameters: json!({}),
             rules: json!({}),
             populate: json!({}),
+            restart: Some(Restart {
+                startup: Duration::from_millis(812),
+                rss_before_mib: Some(60.0),
+                rss_after_mib: None,
+            }),
             measured: Duration::from_secs(2),
             interrupted: false,
-            stats: a,
+            concurrency: 4,
+            limit: Limit::At(50),
+            main: Group { mix: mix("assign=1"), stats: a, pace: None },
+            background: Some(Group {
+                mix: mix("put_queue=1,create=1"),
+                stats: writes,
+                pace: Some(Pace { rate: 200, due: 400, started: 399, late: 1 }),
+            }),
             cpu_seconds: (None, None),
         };
         let doc = report.to_json();
@@ -351,5 +515,17 @@ mod tests {
         let table = report.table();
         assert!(table.contains("refusals of assign: 1 not_eligible"), "{table}");
         assert!(table.contains("ERRORS of assign: 1 × HTTP 500 internal"), "{table}");
+        assert!(table.starts_with("load: closed loop, 4 connections · candidates limit 50\n"), "{table}");
+        assert!(table.lines().any(|l| l.starts_with("put_queue (background)  ")), "{table}");
+        assert!(table.lines().any(|l| l.starts_with("create (background) ")), "{table}");
+        assert!(!table.contains("assign (background)"), "only the background's kinds: {table}");
+        assert!(table.contains("restart: start-up to `listening on` 812 ms"), "{table}");
+        assert_eq!(report.total_errors(), 1);
+        let b = &doc["background"];
+        assert_eq!(b["rate"]["achieved_per_s"], 199.5);
+        assert_eq!((b["rate"]["late"].as_u64(), b["kinds"]["put_queue"]["calls"].as_u64()), (Some(1), Some(1)));
+        assert!(b["kinds"]["assign"].is_null(), "{b}");
+        assert_eq!(doc["rate"], Value::Null, "the main group ran closed loop");
+        assert_eq!(doc["restart"]["startup_ms"], 812.0);
     }
 }
