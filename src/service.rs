@@ -92,8 +92,10 @@ impl Supervisor {
             ms = started.elapsed().as_millis() as u64,
             "routing state loaded from the store"
         );
+        // Decisions are CPU work (the rules' pass, matchers): one per core, so a matcher's
+        // wall-clock deadline is not spent waiting for a core another decision holds.
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Ok(Self { store, routing, directory, deciders: Arc::new(Semaphore::new((cores * 2).max(4))) })
+        Ok(Self { store, routing, directory, deciders: Arc::new(Semaphore::new(cores)) })
     }
 
     pub fn routing(&self) -> &Routing {

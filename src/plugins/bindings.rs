@@ -2,6 +2,7 @@
 //! them. Generated types stay in this module; the rest of the daemon sees domain types.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::domain::{AttributeValue, Conversation, Id, Presence, Queue, Representative, RoutingAction};
 
@@ -15,15 +16,107 @@ pub use self::switchboard::matcher::types as wit;
 /// The interface a plugin must export.
 pub const INTERFACE: &str = "switchboard:matcher/matcher@0.2.0";
 
+/// Representatives as a plugin sees them, copied out of the routing state's table, with
+/// every name an index into `names` (strings interned once, when the representative
+/// changed), so building a request hashes no per-representative string. Row `k` of each
+/// run is items `ends[k-1]..ends[k]`.
+#[derive(Clone, Debug, Default)]
+pub struct CandidateRows {
+    pub names: Arc<Vec<Box<str>>>,
+    pub presence: Vec<Presence>,
+    pub capacity: Vec<u32>,
+    pub free_capacity: Vec<i64>,
+    pub idle_minutes: Vec<f32>,
+    pub skills: Runs<(u32, u8)>,
+    pub queues: Runs<u32>,
+    pub user_groups: Runs<u32>,
+    pub attributes: Runs<(u32, FactValue)>,
+    /// The representatives' ids, one after another, and where each ends.
+    pub id_text: String,
+    pub id_ends: Vec<u32>,
+}
+
+impl CandidateRows {
+    pub fn len(&self) -> usize {
+        self.presence.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.presence.is_empty()
+    }
+}
+
+/// Per-row runs of items.
+#[derive(Clone, Debug)]
+pub struct Runs<T> {
+    pub ends: Vec<u32>,
+    pub items: Vec<T>,
+}
+
+impl<T> Default for Runs<T> {
+    fn default() -> Self {
+        Self { ends: Vec::new(), items: Vec::new() }
+    }
+}
+
+impl<T: Copy> Runs<T> {
+    /// Appends one row.
+    pub fn push(&mut self, row: &[T]) {
+        self.items.extend_from_slice(row);
+        self.ends.push(self.items.len() as u32);
+    }
+
+    pub fn row(&self, k: usize) -> &[T] {
+        let start = if k == 0 { 0 } else { self.ends[k - 1] as usize };
+        &self.items[start..self.ends[k] as usize]
+    }
+}
+
+/// An attribute value with text as an index into [`CandidateRows::names`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FactValue {
+    Text(u32),
+    Number(f64),
+    Bool(bool),
+}
+
 /// Builds one request: interned strings, the conversation and the candidate columns.
 #[derive(Default)]
 struct Builder<'a> {
     ids: HashMap<&'a str, u32, foldhash::fast::RandomState>,
     text: String,
     ends: Vec<u32>,
+    /// Request symbol of each of [`CandidateRows::names`] used so far (`u32::MAX`: none).
+    remap: Vec<u32>,
 }
 
 impl<'a> Builder<'a> {
+    /// The request symbol of name `n` of `names`: each distinct name is looked up once.
+    fn name(&mut self, names: &'a [Box<str>], n: u32) -> u32 {
+        if self.remap.len() < names.len() {
+            self.remap.resize(names.len(), u32::MAX);
+        }
+        match self.remap[n as usize] {
+            u32::MAX => {
+                let sym = self.sym(&names[n as usize]);
+                self.remap[n as usize] = sym;
+                sym
+            }
+            sym => sym,
+        }
+    }
+
+    fn name_runs(&mut self, names: &'a [Box<str>], runs: &Runs<u32>, batch: &[usize]) -> wit::SymbolRuns {
+        let mut out = wit::SymbolRuns { ends: Vec::with_capacity(batch.len()), symbols: Vec::new() };
+        for &k in batch {
+            for &n in runs.row(k) {
+                out.symbols.push(self.name(names, n));
+            }
+            out.ends.push(out.symbols.len() as u32);
+        }
+        out
+    }
+
     fn sym(&mut self, s: &'a str) -> u32 {
         let next = self.ends.len() as u32;
         *self.ids.entry(s).or_insert_with(|| {
@@ -219,4 +312,77 @@ pub fn queues_request(
     }
     let ids = queues.iter().map(|q| q.id.as_str());
     b.request(act, now_ms, conversation, wit::Candidates::Queues(cols), needs, ids)
+}
+
+/// A request over rows `batch` of `rows`, with the fields the plugin declared it `needs`.
+pub fn rows_request(
+    act: RoutingAction,
+    now_ms: i64,
+    conv: &Conversation,
+    rows: &CandidateRows,
+    batch: &[usize],
+    needs: wit::Needs,
+) -> wit::Request {
+    let mut b = Builder::default();
+    let conversation = b.conversation(conv);
+    let names: &[Box<str>] = &rows.names;
+    let needed = |need: wit::Needs| needs.contains(need);
+    let pick = |col: &dyn Fn(usize) -> u8| batch.iter().map(|&k| col(k)).collect::<Vec<u8>>();
+    let skills = needed(wit::Needs::SKILLS).then(|| {
+        let mut runs = wit::SkillRuns { ends: Vec::with_capacity(batch.len()), skills: Vec::new(), levels: Vec::new() };
+        for &k in batch {
+            for &(n, level) in rows.skills.row(k) {
+                runs.skills.push(b.name(names, n));
+                runs.levels.push(level);
+            }
+            runs.ends.push(runs.skills.len() as u32);
+        }
+        runs
+    });
+    let queues = needed(wit::Needs::QUEUES).then(|| b.name_runs(names, &rows.queues, batch));
+    let user_groups = needed(wit::Needs::USER_GROUPS).then(|| b.name_runs(names, &rows.user_groups, batch));
+    let attributes = needed(wit::Needs::ATTRIBUTES).then(|| {
+        let mut runs = wit::AttributeRuns {
+            ends: Vec::with_capacity(batch.len()),
+            keys: Vec::new(),
+            kinds: Vec::new(),
+            texts: Vec::new(),
+            numbers: Vec::new(),
+        };
+        for &k in batch {
+            for &(key, value) in rows.attributes.row(k) {
+                runs.keys.push(b.name(names, key));
+                let (kind, text, number) = match value {
+                    FactValue::Text(t) => (wit::ValueKind::Text, b.name(names, t), 0.0),
+                    FactValue::Number(n) => (wit::ValueKind::Number, 0, n),
+                    FactValue::Bool(v) => (wit::ValueKind::Boolean, 0, f64::from(u8::from(v))),
+                };
+                runs.kinds.push(kind as u8);
+                runs.texts.push(text);
+                runs.numbers.push(number);
+            }
+            runs.ends.push(runs.keys.len() as u32);
+        }
+        runs
+    });
+    let cols = wit::Representatives {
+        presence: needed(wit::Needs::PRESENCE).then(|| pick(&|k| presence(rows.presence[k]))),
+        capacity: needed(wit::Needs::CAPACITY).then(|| batch.iter().map(|&k| rows.capacity[k]).collect()),
+        free_capacity: needed(wit::Needs::CAPACITY).then(|| {
+            batch
+                .iter()
+                .map(|&k| rows.free_capacity[k].clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
+                .collect()
+        }),
+        idle_minutes: needed(wit::Needs::IDLE_TIME).then(|| batch.iter().map(|&k| rows.idle_minutes[k]).collect()),
+        skills,
+        queues,
+        user_groups,
+        attributes,
+    };
+    let id = |k: usize| {
+        let start = if k == 0 { 0 } else { rows.id_ends[k - 1] as usize };
+        rows.id_text.get(start..rows.id_ends.get(k).copied().unwrap_or(0) as usize).unwrap_or("")
+    };
+    b.request(act, now_ms, conversation, wit::Candidates::Representatives(cols), needs, batch.iter().map(|&k| id(k)))
 }

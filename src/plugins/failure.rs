@@ -23,7 +23,7 @@ const HOSTCALL_FUEL: &str = "fuel allocated for hostcalls has been exhausted";
 pub fn describe(e: &wasmtime::Error, limits: &Limits, stage: Stage) -> String {
     let (deadline, fuel) = match stage {
         Stage::Init => (limits.init_deadline_ms, limits.init_fuel),
-        Stage::Call { .. } => (limits.deadline_ms, limits.fuel),
+        Stage::Call { n, .. } => (limits.deadline_ms, limits.call_fuel(n)),
     };
     let during = if stage == Stage::Init { " while starting" } else { "" };
     let limit = e.downcast_ref::<LimitError>().or_else(|| e.chain().find_map(|c| c.downcast_ref::<LimitError>()));

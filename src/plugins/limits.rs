@@ -22,10 +22,14 @@ pub struct Limits {
     /// Memory of one instance (all its linear memories), in MiB.
     #[serde(default = "default_memory")]
     pub memory_mib: u64,
-    /// WebAssembly instructions (fuel units) one call may execute: the deterministic
-    /// bound on a call's work.
+    /// WebAssembly instructions (fuel units) one call may execute besides
+    /// `fuel_per_candidate` for each candidate: the deterministic bound on a call's work.
     #[serde(default = "default_fuel")]
     pub fuel: u64,
+    /// Fuel a call gets for each candidate in its batch, on top of `fuel`: a matcher's
+    /// work grows with the batch, and a dialog over 10,000 representatives sends them all.
+    #[serde(default = "default_fuel_per_candidate")]
+    pub fuel_per_candidate: u64,
     /// Wall-clock budget of creating an instance and running its `init`, in
     /// milliseconds. Not charged to any call.
     #[serde(default = "default_init_deadline")]
@@ -67,6 +71,10 @@ fn default_fuel() -> u64 {
     5_000_000
 }
 
+fn default_fuel_per_candidate() -> u64 {
+    5_000
+}
+
 fn default_init_deadline() -> u64 {
     1_000
 }
@@ -105,6 +113,7 @@ impl Default for Limits {
             deadline_ms: default_deadline(),
             memory_mib: default_memory(),
             fuel: default_fuel(),
+            fuel_per_candidate: default_fuel_per_candidate(),
             init_deadline_ms: default_init_deadline(),
             init_fuel: default_init_fuel(),
             table_elements: default_table_elements(),
@@ -118,6 +127,11 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The fuel of a call on `n` candidates.
+    pub fn call_fuel(&self, n: usize) -> u64 {
+        self.fuel.saturating_add(self.fuel_per_candidate.saturating_mul(n as u64))
+    }
+
     pub(crate) fn memory_bytes(&self) -> usize {
         usize::try_from(self.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
     }

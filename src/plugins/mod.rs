@@ -40,7 +40,9 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-pub use bindings::{INTERFACE, queues_request, representatives_request, wit};
+pub use bindings::{
+    CandidateRows, FactValue, INTERFACE, Runs, queues_request, representatives_request, rows_request, wit,
+};
 pub use breaker::BreakerState;
 use breaker::{Admit, Breaker, Transition};
 use cache::CodeCache;
@@ -608,6 +610,24 @@ impl PluginUse {
         self.evaluate(&request, reps.len()).map(Judgement::from)
     }
 
+    /// The plugin's judgement on rows `batch` of `rows`.
+    pub fn judge_rows(
+        &self,
+        action: RoutingAction,
+        now_ms: i64,
+        conv: &Conversation,
+        rows: &CandidateRows,
+        batch: &[usize],
+    ) -> Result<Judgement, PluginError> {
+        let request = rows_request(action, now_ms, conv, rows, batch, self.needs);
+        self.evaluate(&request, batch.len()).map(Judgement::from)
+    }
+
+    /// Whether the plugin reads the candidates' ids.
+    pub fn reads_ids(&self) -> bool {
+        self.needs.contains(wit::Needs::CANDIDATE_IDS)
+    }
+
     /// The plugin's judgement on a batch of queues.
     pub fn judge_queues(
         &self,
@@ -722,11 +742,12 @@ impl PluginUse {
         // The call's budget starts now, whatever creating the instance took.
         inst.store.set_epoch_deadline(ticks(limits.deadline_ms));
         inst.store.set_hostcall_fuel(budget);
+        let fuel = limits.call_fuel(expected);
         let answer = inst
             .store
-            .set_fuel(limits.fuel)
+            .set_fuel(fuel)
             .and_then(|()| inst.bindings.switchboard_matcher_matcher().call_evaluate(&mut inst.store, request));
-        let used = limits.fuel.saturating_sub(inst.store.get_fuel().unwrap_or(0));
+        let used = fuel.saturating_sub(inst.store.get_fuel().unwrap_or(0));
         plugin.counters.peak_fuel.fetch_max(used, Ordering::Relaxed);
         let memory = inst.store.data().limiter.memory_bytes() as u64;
         plugin.counters.peak_memory.fetch_max(memory, Ordering::Relaxed);

@@ -10,7 +10,8 @@
 //!
 //! Readers take a read lock for the rule pass, which compares integers over columns
 //! (tens of microseconds at 10,000 representatives), then release it before any plugin
-//! runs: plugins get a [`Shortlist`] that owns its inputs. A writer holds the write lock
+//! runs: plugins get rows copied out of the table (`CandidateRows`), then the
+//! answer's few entries are read under the lock again. A writer holds the write lock
 //! only to replace a record and recompile its row.
 
 use std::collections::HashMap;
@@ -320,24 +321,31 @@ impl Directory {
                 excluded_total,
             };
         }
-        let list = rules.shortlist(&pass, table, &eligible, |i| &s.reps[i]);
+        let list = rules.plugin_rows(&pass, table, &eligible, |i| s.reps[i].id.as_str());
         let rules_applied = pass.rules.clone();
         drop(s);
         let verdicts = rules.consult_plugins(&ctx, &rules_applied, &list);
         let mut kept = Vec::with_capacity(scored.len());
+        let mut dropped = Vec::new();
         for (k, mut c) in scored.into_iter().enumerate() {
             if verdicts.eligible[k] {
                 c.score += verdicts.scores[k];
                 kept.push(c);
             } else {
-                excluded_total += 1;
-                if ctx.explain {
-                    out_excluded.push((c.rank, excluded(&list.reps[k], verdicts.reasons[k].clone())));
-                }
+                dropped.push((c.rank, k));
             }
         }
+        excluded_total += dropped.len();
         let total = kept.len();
-        let candidates = best(kept, limit).into_iter().map(|c| candidate(&list.reps[c.row], c.score)).collect();
+        let best = best(kept, limit);
+        let dropped = if ctx.explain { by_name(dropped, limit) } else { Vec::new() };
+        // Rows never move and representatives are never deleted: the slots still name
+        // the same representatives (a rename since is shown as it is now).
+        let s = self.read();
+        let candidates = best.into_iter().map(|c| candidate(&s.reps[eligible[c.row]], c.score)).collect();
+        for (rank, k) in dropped {
+            out_excluded.push((rank, excluded(&s.reps[eligible[k]], verdicts.reasons[k].clone())));
+        }
         Ranked {
             candidates,
             total,

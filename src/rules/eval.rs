@@ -1,15 +1,15 @@
 //! Evaluation of a compiled [`RuleSet`]: per request, the rules whose `when` matches
 //! are picked once; each representative is a row of integers and bitsets in a
 //! [`RepTable`] (kept current by the directory in memory, not rebuilt per request); the
-//! eligibility pass then compares integers only. Plugins run last, over a [`Shortlist`]
-//! that owns its inputs, so no lock is held while guest code runs.
+//! eligibility pass then compares integers only. Plugins run last, over
+//! [`CandidateRows`] copied out of the table, so no lock is held while guest code runs.
 
 use std::sync::Arc;
 
 use super::compile::{Columns, Symbols, presence_bit};
 use super::schema::{IntentLevel, IntentPattern, Range};
-use crate::domain::{AttributeValue, Conversation, Queue, Reason, Representative, TargetKind};
-use crate::plugins::{FailurePolicy, Judgement, PluginError, PluginUse};
+use crate::domain::{AttributeValue, Conversation, Presence, Queue, Reason, Representative, TargetKind};
+use crate::plugins::{CandidateRows, FactValue, FailurePolicy, Judgement, PluginError, PluginUse};
 use crate::routing::{CapacityReliance, Policy, RoutingContext, Verdict};
 
 /// A compiled attribute value: strings as symbols (`u32::MAX`: a string no rule names).
@@ -148,6 +148,7 @@ pub struct RepTable {
     group_words: usize,
     queue_words: usize,
     presence: Vec<u8>,
+    capacity: Vec<u32>,
     free: Vec<i64>,
     /// Unix milliseconds of the last assignment; `NEVER` when never given work.
     last_assigned: Vec<i64>,
@@ -165,18 +166,35 @@ const ABSENT: u32 = u32::MAX - 1;
 /// Each row's queues and intents, as symbols of the table's own interner, and its
 /// level in every skill any representative has, one dense column per skill (-1: lacks
 /// it), so matching the conversation's skills is a pass over a column.
+///
+/// For the plugins it also keeps each row's names as runs of symbols, with the symbols'
+/// text in `names`, so a plugin request is built without hashing a string per row.
 #[derive(Debug, Default, Clone)]
 struct Facts {
     symbols: Symbols,
+    /// The text of each symbol (shared with the requests being built).
+    names: Arc<Vec<Box<str>>>,
     queues: Vec<Box<[u32]>>,
     intents: Vec<Box<[[u32; 3]]>>,
     skill_columns: std::collections::HashMap<Box<str>, usize>,
     skills: Vec<Vec<i8>>,
+    skill_runs: Vec<Box<[(u32, u8)]>>,
+    groups: Vec<Box<[u32]>>,
+    attributes: Vec<Box<[(u32, FactValue)]>>,
 }
 
 impl Facts {
     fn sym(&self, s: &str) -> u32 {
         self.symbols.get(s).unwrap_or(UNKNOWN)
+    }
+
+    fn intern(&mut self, s: &str) -> u32 {
+        let before = self.names.len() as u32;
+        let sym = self.symbols.intern(s);
+        if sym == before {
+            Arc::make_mut(&mut self.names).push(s.into());
+        }
+        sym
     }
 }
 
@@ -301,22 +319,20 @@ impl RepPass<'_> {
     }
 }
 
-/// The representatives a pass let through, on their way to the plugins: the inputs a
-/// plugin sees, owned, so no lock on the directory is held while a plugin runs.
-pub struct Shortlist {
-    pub reps: Vec<Arc<Representative>>,
-    pub idle_minutes: Vec<f32>,
-}
-
-/// What the plugins of the rules that apply said of a shortlist.
+/// What the plugins of the rules that apply said of the rows a pass let through.
 #[derive(Debug)]
 pub struct PluginVerdicts {
-    /// Per shortlisted representative: still eligible after every plugin.
+    /// Per row given to the plugins: still eligible after every plugin.
     pub eligible: Vec<bool>,
-    /// Per shortlisted representative: the plugins' score adjustments.
+    /// Per row given to the plugins: the plugins' score adjustments.
     pub scores: Vec<f64>,
-    /// Per shortlisted representative: why a plugin excluded it (with `explain`).
+    /// Per row given to the plugins: why a plugin excluded it (with `explain`).
     pub reasons: Vec<Vec<Reason>>,
+}
+
+/// The presence whose [`presence_bit`] is `bit`.
+fn presence_of_bit(bit: u8) -> Presence {
+    Presence::ALL.into_iter().find(|&p| presence_bit(p) == bit).unwrap_or(Presence::Offline)
 }
 
 fn level_depth(level: IntentLevel) -> u8 {
@@ -411,6 +427,7 @@ impl RuleSet {
         if i == t.len {
             t.len += 1;
             t.presence.push(0);
+            t.capacity.push(0);
             t.free.push(0);
             t.last_assigned.push(NEVER);
             t.groups.resize(t.len * gw, 0);
@@ -419,10 +436,14 @@ impl RuleSet {
             t.attrs.resize(t.len * na, None);
             t.facts.queues.push(Box::default());
             t.facts.intents.push(Box::default());
+            t.facts.skill_runs.push(Box::default());
+            t.facts.groups.push(Box::default());
+            t.facts.attributes.push(Box::default());
             t.facts.skills.iter_mut().for_each(|col| col.push(-1));
         }
         let r = &rep.input;
         t.presence[i] = presence_bit(r.presence);
+        t.capacity[i] = r.capacity;
         t.free[i] = rep.free_capacity;
         t.last_assigned[i] = rep.last_assigned_ms.unwrap_or(NEVER);
         let bits = |out: &mut [u64], names: &[String], have: &dyn Fn(&str) -> bool| {
@@ -443,7 +464,21 @@ impl RuleSet {
             t.attrs[i * na + k] = r.attributes.iter().find(|(a, _)| a.as_str() == key).map(|(_, v)| self.val(v));
         }
         let f = &mut t.facts;
-        f.queues[i] = r.queues.iter().map(|q| f.symbols.intern(q.as_str())).collect();
+        f.queues[i] = r.queues.iter().map(|q| f.intern(q.as_str())).collect();
+        f.groups[i] = r.user_groups.iter().map(|g| f.intern(g.as_str())).collect();
+        f.skill_runs[i] = r.skills.iter().map(|(s, p)| (f.intern(s.as_str()), p.get())).collect();
+        f.attributes[i] = r
+            .attributes
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    AttributeValue::String(text) => FactValue::Text(f.intern(text)),
+                    AttributeValue::Number(n) => FactValue::Number(n.as_f64().unwrap_or(f64::NAN)),
+                    AttributeValue::Bool(b) => FactValue::Bool(*b),
+                };
+                (f.intern(k.as_str()), value)
+            })
+            .collect();
         f.skills.iter_mut().for_each(|col| col[i] = -1);
         for (skill, level) in &r.skills {
             let col = match f.skill_columns.get(skill.as_str()) {
@@ -460,10 +495,9 @@ impl RuleSet {
             .intents
             .iter()
             .map(|e| {
-                let mut level =
-                    |x: &Option<crate::domain::Id>| x.as_ref().map_or(ABSENT, |x| f.symbols.intern(x.as_str()));
+                let mut level = |x: &Option<crate::domain::Id>| x.as_ref().map_or(ABSENT, |x| f.intern(x.as_str()));
                 let (group, intent) = (level(&e.group), level(&e.intent));
-                [f.symbols.intern(e.family.as_str()), group, intent]
+                [f.intern(e.family.as_str()), group, intent]
             })
             .collect();
     }
@@ -645,33 +679,49 @@ impl RuleSet {
         free.map_or(CapacityReliance::None, CapacityReliance::FreeAtLeast)
     }
 
-    /// The shortlist of a pass: the eligible rows' representatives (from `rep_of`) and
-    /// idle times, for the plugins.
-    pub fn shortlist<'a>(
+    /// Rows `rows` of `t` as the plugins of `pass` read them; ids (from `id_of`) only if
+    /// one of them reads ids.
+    pub fn plugin_rows<'a>(
         &self,
         pass: &RepPass<'_>,
         t: &RepTable,
         rows: &[usize],
-        rep_of: impl Fn(usize) -> &'a Arc<Representative>,
-    ) -> Shortlist {
-        Shortlist {
-            reps: rows.iter().map(|&i| rep_of(i).clone()).collect(),
+        id_of: impl Fn(usize) -> &'a str,
+    ) -> CandidateRows {
+        let f = &t.facts;
+        let mut out = CandidateRows {
+            names: f.names.clone(),
+            presence: rows.iter().map(|&i| presence_of_bit(t.presence[i])).collect(),
+            capacity: rows.iter().map(|&i| t.capacity[i]).collect(),
+            free_capacity: rows.iter().map(|&i| t.free[i]).collect(),
             idle_minutes: rows.iter().map(|&i| t.idle_minutes(i, pass.now_ms) as f32).collect(),
+            ..CandidateRows::default()
+        };
+        for &i in rows {
+            out.skills.push(&f.skill_runs[i]);
+            out.queues.push(&f.queues[i]);
+            out.user_groups.push(&f.groups[i]);
+            out.attributes.push(&f.attributes[i]);
         }
+        if pass.rules.iter().any(|r| r.plugin.as_ref().is_some_and(|p| p.reads_ids())) {
+            for &i in rows {
+                out.id_text.push_str(id_of(i));
+                out.id_ends.push(out.id_text.len() as u32);
+            }
+        }
+        out
     }
 
-    /// Runs the plugins of the rules that apply over a shortlist, in rule order; each
-    /// sees only those the previous ones left eligible. Plugins block: call this off the
-    /// async workers, and never under a lock.
-    pub fn consult_plugins(&self, ctx: &RoutingContext<'_>, rules: &[&Rule], list: &Shortlist) -> PluginVerdicts {
-        let n = list.reps.len();
+    /// Runs the plugins of the rules that apply over `list` (from [`RuleSet::plugin_rows`]),
+    /// in rule order; each sees only those the previous ones left eligible. Plugins
+    /// block: call this off the async workers, and never under a lock.
+    pub fn consult_plugins(&self, ctx: &RoutingContext<'_>, rules: &[&Rule], list: &CandidateRows) -> PluginVerdicts {
+        let n = list.len();
         let mut out = PluginVerdicts { eligible: vec![true; n], scores: vec![0.0; n], reasons: vec![Vec::new(); n] };
         let now = crate::clock::now_ms();
         for rule in rules.iter().filter(|r| r.plugin.is_some()) {
             consult(rule, &mut out, ctx.explain, |using, batch| {
-                let chosen: Vec<&Representative> = batch.iter().map(|&i| list.reps[i].as_ref()).collect();
-                let idle = |k: usize| list.idle_minutes[batch[k]];
-                using.judge_representatives(ctx.action, now, ctx.conversation, &chosen, idle)
+                using.judge_rows(ctx.action, now, ctx.conversation, list, batch)
             });
         }
         out
@@ -858,13 +908,8 @@ impl Policy for RuleSet {
         let table = self.representative_table(reps);
         let pass = self.pass_representatives(&ctx, &table, None);
         let rows: Vec<usize> = (0..reps.len()).filter(|&i| pass.eligible[i]).collect();
-        let shared: Vec<Arc<Representative>> =
-            if pass.has_plugins() { rows.iter().map(|&i| Arc::new(reps[i].clone())).collect() } else { Vec::new() };
         let plugins = pass.has_plugins().then(|| {
-            let list = Shortlist {
-                reps: shared,
-                idle_minutes: rows.iter().map(|&i| table.idle_minutes(i, pass.now_ms) as f32).collect(),
-            };
+            let list = self.plugin_rows(&pass, &table, &rows, |i| reps[i].id.as_str());
             self.consult_plugins(&ctx, &pass.rules, &list)
         });
         let mut verdicts: Vec<Verdict> = (0..reps.len())
