@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use crate::domain::{Conversation, Queue, Representative, RoutingAction};
+use crate::domain::{Conversation, Queue, RoutingAction};
 use serde::{Deserialize, Serialize};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
@@ -594,20 +594,6 @@ impl PluginUse {
     /// Whether the plugin reads the candidates' capacity (so a decision relies on it).
     pub fn reads_capacity(&self) -> bool {
         self.needs.contains(wit::Needs::CAPACITY)
-    }
-
-    /// The plugin's judgement on a batch of representatives; `idle_minutes(k)` is
-    /// representative `k`'s idle time, asked only if the plugin reads it.
-    pub fn judge_representatives(
-        &self,
-        action: RoutingAction,
-        now_ms: i64,
-        conv: &Conversation,
-        reps: &[&Representative],
-        idle_minutes: impl Fn(usize) -> f32,
-    ) -> Result<Judgement, PluginError> {
-        let request = representatives_request(action, now_ms, conv, reps, idle_minutes, self.needs);
-        self.evaluate(&request, reps.len()).map(Judgement::from)
     }
 
     /// The plugin's judgement on rows `batch` of `rows`.
