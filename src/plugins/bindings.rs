@@ -2,7 +2,6 @@
 //! them. Generated types stay in this module; the rest of the daemon sees domain types.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use crate::domain::{AttributeValue, Conversation, Id, Presence, Queue, Representative, RoutingAction};
 
@@ -16,63 +15,25 @@ pub use self::switchboard::matcher::types as wit;
 /// The interface a plugin must export.
 pub const INTERFACE: &str = "switchboard:matcher/matcher@0.2.0";
 
-/// Representatives as a plugin sees them, copied out of the routing state's table, with
-/// every name an index into `names` (strings interned once, when the representative
-/// changed), so building a request hashes no per-representative string. Row `k` of each
-/// run is items `ends[k-1]..ends[k]`.
-#[derive(Clone, Debug, Default)]
-pub struct CandidateRows {
-    pub names: Arc<Vec<Box<str>>>,
-    pub presence: Vec<Presence>,
-    pub capacity: Vec<u32>,
-    pub free_capacity: Vec<i64>,
-    pub idle_minutes: Vec<f32>,
-    pub skills: Runs<(u32, u8)>,
-    pub queues: Runs<u32>,
-    pub user_groups: Runs<u32>,
-    pub attributes: Runs<(u32, FactValue)>,
-    /// The representatives' ids, one after another, and where each ends.
-    pub id_text: String,
-    pub id_ends: Vec<u32>,
+/// Representatives as a plugin reads them, by row, with every name an index into
+/// [`CandidateSource::names`] (strings interned once, when a representative changed), so
+/// building a request hashes no string per representative. The routing state's table is
+/// one; a request is built from it under its read lock, and the lock is released before
+/// the plugin runs.
+pub trait CandidateSource {
+    fn names(&self) -> &[Box<str>];
+    fn presence(&self, row: usize) -> Presence;
+    fn capacity(&self, row: usize) -> u32;
+    fn free_capacity(&self, row: usize) -> i64;
+    fn idle_minutes(&self, row: usize) -> f32;
+    fn skills(&self, row: usize) -> &[(u32, u8)];
+    fn queues(&self, row: usize) -> &[u32];
+    fn user_groups(&self, row: usize) -> &[u32];
+    fn attributes(&self, row: usize) -> &[(u32, FactValue)];
+    fn id(&self, row: usize) -> &str;
 }
 
-impl CandidateRows {
-    pub fn len(&self) -> usize {
-        self.presence.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.presence.is_empty()
-    }
-}
-
-/// Per-row runs of items.
-#[derive(Clone, Debug)]
-pub struct Runs<T> {
-    pub ends: Vec<u32>,
-    pub items: Vec<T>,
-}
-
-impl<T> Default for Runs<T> {
-    fn default() -> Self {
-        Self { ends: Vec::new(), items: Vec::new() }
-    }
-}
-
-impl<T: Copy> Runs<T> {
-    /// Appends one row.
-    pub fn push(&mut self, row: &[T]) {
-        self.items.extend_from_slice(row);
-        self.ends.push(self.items.len() as u32);
-    }
-
-    pub fn row(&self, k: usize) -> &[T] {
-        let start = if k == 0 { 0 } else { self.ends[k - 1] as usize };
-        &self.items[start..self.ends[k] as usize]
-    }
-}
-
-/// An attribute value with text as an index into [`CandidateRows::names`].
+/// An attribute value with text as an index into [`CandidateSource::names`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum FactValue {
     Text(u32),
@@ -86,7 +47,7 @@ struct Builder<'a> {
     ids: HashMap<&'a str, u32, foldhash::fast::RandomState>,
     text: String,
     ends: Vec<u32>,
-    /// Request symbol of each of [`CandidateRows::names`] used so far (`u32::MAX`: none).
+    /// Request symbol of each of [`CandidateSource::names`] used so far (`u32::MAX`: none).
     remap: Vec<u32>,
 }
 
@@ -106,10 +67,15 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn name_runs(&mut self, names: &'a [Box<str>], runs: &Runs<u32>, batch: &[usize]) -> wit::SymbolRuns {
+    fn name_runs(
+        &mut self,
+        names: &'a [Box<str>],
+        batch: &[usize],
+        row: impl Fn(usize) -> &'a [u32],
+    ) -> wit::SymbolRuns {
         let mut out = wit::SymbolRuns { ends: Vec::with_capacity(batch.len()), symbols: Vec::new() };
         for &k in batch {
-            for &n in runs.row(k) {
+            for &n in row(k) {
                 out.symbols.push(self.name(names, n));
             }
             out.ends.push(out.symbols.len() as u32);
@@ -314,24 +280,23 @@ pub fn queues_request(
     b.request(act, now_ms, conversation, wit::Candidates::Queues(cols), needs, ids)
 }
 
-/// A request over rows `batch` of `rows`, with the fields the plugin declared it `needs`.
-pub fn rows_request(
+/// A request over rows `batch` of `src`, with the fields the plugin declared it `needs`.
+pub fn rows_request<'a>(
     act: RoutingAction,
     now_ms: i64,
-    conv: &Conversation,
-    rows: &CandidateRows,
+    conv: &'a Conversation,
+    src: &'a dyn CandidateSource,
     batch: &[usize],
     needs: wit::Needs,
 ) -> wit::Request {
     let mut b = Builder::default();
     let conversation = b.conversation(conv);
-    let names: &[Box<str>] = &rows.names;
+    let names: &[Box<str>] = src.names();
     let needed = |need: wit::Needs| needs.contains(need);
-    let pick = |col: &dyn Fn(usize) -> u8| batch.iter().map(|&k| col(k)).collect::<Vec<u8>>();
     let skills = needed(wit::Needs::SKILLS).then(|| {
         let mut runs = wit::SkillRuns { ends: Vec::with_capacity(batch.len()), skills: Vec::new(), levels: Vec::new() };
         for &k in batch {
-            for &(n, level) in rows.skills.row(k) {
+            for &(n, level) in src.skills(k) {
                 runs.skills.push(b.name(names, n));
                 runs.levels.push(level);
             }
@@ -339,8 +304,8 @@ pub fn rows_request(
         }
         runs
     });
-    let queues = needed(wit::Needs::QUEUES).then(|| b.name_runs(names, &rows.queues, batch));
-    let user_groups = needed(wit::Needs::USER_GROUPS).then(|| b.name_runs(names, &rows.user_groups, batch));
+    let queues = needed(wit::Needs::QUEUES).then(|| b.name_runs(names, batch, |k| src.queues(k)));
+    let user_groups = needed(wit::Needs::USER_GROUPS).then(|| b.name_runs(names, batch, |k| src.user_groups(k)));
     let attributes = needed(wit::Needs::ATTRIBUTES).then(|| {
         let mut runs = wit::AttributeRuns {
             ends: Vec::with_capacity(batch.len()),
@@ -350,7 +315,7 @@ pub fn rows_request(
             numbers: Vec::new(),
         };
         for &k in batch {
-            for &(key, value) in rows.attributes.row(k) {
+            for &(key, value) in src.attributes(k) {
                 runs.keys.push(b.name(names, key));
                 let (kind, text, number) = match value {
                     FactValue::Text(t) => (wit::ValueKind::Text, b.name(names, t), 0.0),
@@ -366,23 +331,23 @@ pub fn rows_request(
         runs
     });
     let cols = wit::Representatives {
-        presence: needed(wit::Needs::PRESENCE).then(|| pick(&|k| presence(rows.presence[k]))),
-        capacity: needed(wit::Needs::CAPACITY).then(|| batch.iter().map(|&k| rows.capacity[k]).collect()),
+        presence: needed(wit::Needs::PRESENCE).then(|| batch.iter().map(|&k| presence(src.presence(k))).collect()),
+        capacity: needed(wit::Needs::CAPACITY).then(|| batch.iter().map(|&k| src.capacity(k)).collect()),
         free_capacity: needed(wit::Needs::CAPACITY).then(|| {
-            batch
-                .iter()
-                .map(|&k| rows.free_capacity[k].clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
-                .collect()
+            batch.iter().map(|&k| src.free_capacity(k).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32).collect()
         }),
-        idle_minutes: needed(wit::Needs::IDLE_TIME).then(|| batch.iter().map(|&k| rows.idle_minutes[k]).collect()),
+        idle_minutes: needed(wit::Needs::IDLE_TIME).then(|| batch.iter().map(|&k| src.idle_minutes(k)).collect()),
         skills,
         queues,
         user_groups,
         attributes,
     };
-    let id = |k: usize| {
-        let start = if k == 0 { 0 } else { rows.id_ends[k - 1] as usize };
-        rows.id_text.get(start..rows.id_ends.get(k).copied().unwrap_or(0) as usize).unwrap_or("")
-    };
-    b.request(act, now_ms, conversation, wit::Candidates::Representatives(cols), needs, batch.iter().map(|&k| id(k)))
+    b.request(
+        act,
+        now_ms,
+        conversation,
+        wit::Candidates::Representatives(cols),
+        needs,
+        batch.iter().map(|&k| src.id(k)),
+    )
 }

@@ -40,9 +40,7 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-pub use bindings::{
-    CandidateRows, FactValue, INTERFACE, Runs, queues_request, representatives_request, rows_request, wit,
-};
+pub use bindings::{CandidateSource, FactValue, INTERFACE, queues_request, representatives_request, rows_request, wit};
 pub use breaker::BreakerState;
 use breaker::{Admit, Breaker, Transition};
 use cache::CodeCache;
@@ -384,6 +382,12 @@ impl Drop for UseState {
     }
 }
 
+/// A request built for a plugin, ready to be judged.
+pub struct PluginRequest {
+    request: wit::Request,
+    count: usize,
+}
+
 /// What a plugin said of a batch, in the host's terms (the generated WIT types stay in
 /// this module).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -596,17 +600,22 @@ impl PluginUse {
         self.needs.contains(wit::Needs::CAPACITY)
     }
 
-    /// The plugin's judgement on rows `batch` of `rows`.
-    pub fn judge_rows(
+    /// The request for rows `batch` of `src`, with the fields this plugin reads. Build it
+    /// under whatever lock guards `src`, then [`PluginUse::judge`] it after releasing it.
+    pub fn request(
         &self,
         action: RoutingAction,
         now_ms: i64,
         conv: &Conversation,
-        rows: &CandidateRows,
+        src: &dyn CandidateSource,
         batch: &[usize],
-    ) -> Result<Judgement, PluginError> {
-        let request = rows_request(action, now_ms, conv, rows, batch, self.needs);
-        self.evaluate(&request, batch.len()).map(Judgement::from)
+    ) -> PluginRequest {
+        PluginRequest { request: rows_request(action, now_ms, conv, src, batch, self.needs), count: batch.len() }
+    }
+
+    /// The plugin's judgement on a request.
+    pub fn judge(&self, request: &PluginRequest) -> Result<Judgement, PluginError> {
+        self.evaluate(&request.request, request.count).map(Judgement::from)
     }
 
     /// Whether the plugin reads the candidates' ids.

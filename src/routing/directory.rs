@@ -10,8 +10,8 @@
 //!
 //! Readers take a read lock for the rule pass, which compares integers over columns
 //! (tens of microseconds at 10,000 representatives), then release it before any plugin
-//! runs: plugins get rows copied out of the table (`CandidateRows`), then the
-//! answer's few entries are read under the lock again. A writer holds the write lock
+//! runs: each plugin's request is built from the table under the read lock, then the
+//! lock is released while the plugin judges it. A writer holds the write lock
 //! only to replace a record and recompile its row.
 
 use std::collections::HashMap;
@@ -20,7 +20,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use super::candidates::Ranked;
 use super::{Candidate, Excluded, Policy, RoutingContext, Verdict};
 use crate::domain::{Id, Queue, QueueFilter, Reason, Representative, RepresentativeFilter};
-use crate::rules::RepTable;
+use crate::rules::{RepTable, TableRows};
 
 /// The routing state of one daemon.
 #[derive(Default)]
@@ -321,10 +321,28 @@ impl Directory {
                 excluded_total,
             };
         }
-        let list = rules.plugin_rows(&pass, table, &eligible, |i| s.reps[i].id.as_str());
-        let rules_applied = pass.rules.clone();
+        let (rules_applied, now_ms) = (pass.rules.clone(), pass.now_ms());
         drop(s);
-        let verdicts = rules.consult_plugins(&ctx, &rules_applied, &list);
+        // Each plugin's request is built under the read lock, from the table, and judged
+        // after it is released. Rows never move (representatives are never deleted), so
+        // the rows still name the same representatives.
+        let verdicts = rules.consult_plugins(&ctx, &rules_applied, &eligible, |using, batch| {
+            let s = self.read();
+            let (conv, action) = (ctx.conversation, ctx.action);
+            match s.compiled_for(policy) {
+                Some(table) => {
+                    let src = TableRows { table, now_ms, id_of: |i: usize| s.reps[i].id.as_str() };
+                    using.request(action, now_ms, conv, &src, batch)
+                }
+                // The rules were reloaded meanwhile: compile just these rows.
+                None => {
+                    let reps: Vec<&Representative> = batch.iter().map(|&i| s.reps[i].as_ref()).collect();
+                    let table = rules.representative_table(&reps);
+                    let src = TableRows { table: &table, now_ms, id_of: |k: usize| reps[k].id.as_str() };
+                    using.request(action, now_ms, conv, &src, &(0..reps.len()).collect::<Vec<_>>())
+                }
+            }
+        });
         let mut kept = Vec::with_capacity(scored.len());
         let mut dropped = Vec::new();
         for (k, mut c) in scored.into_iter().enumerate() {

@@ -1,15 +1,15 @@
 //! Evaluation of a compiled [`RuleSet`]: per request, the rules whose `when` matches
 //! are picked once; each representative is a row of integers and bitsets in a
 //! [`RepTable`] (kept current by the directory in memory, not rebuilt per request); the
-//! eligibility pass then compares integers only. Plugins run last, over
-//! [`CandidateRows`] copied out of the table, so no lock is held while guest code runs.
+//! eligibility pass then compares integers only. Plugins run last; their requests are
+//! built from the table ([`TableRows`]), and no lock is held while guest code runs.
 
 use std::sync::Arc;
 
 use super::compile::{Columns, Symbols, presence_bit};
 use super::schema::{IntentLevel, IntentPattern, Range};
 use crate::domain::{AttributeValue, Conversation, Presence, Queue, Reason, Representative, TargetKind};
-use crate::plugins::{CandidateRows, FactValue, FailurePolicy, Judgement, PluginError, PluginUse};
+use crate::plugins::{CandidateSource, FactValue, FailurePolicy, Judgement, PluginError, PluginRequest, PluginUse};
 use crate::routing::{CapacityReliance, Policy, RoutingContext, Verdict};
 
 /// A compiled attribute value: strings as symbols (`u32::MAX`: a string no rule names).
@@ -313,9 +313,55 @@ pub struct RepPass<'r> {
 }
 
 impl RepPass<'_> {
+    /// The instant the pass measured idle time at (Unix milliseconds).
+    pub fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+
     /// Whether any rule that applies consults a plugin.
     pub fn has_plugins(&self) -> bool {
         self.rules.iter().any(|r| r.plugin.is_some())
+    }
+}
+
+/// A table's rows as plugins read them.
+pub struct TableRows<'a, F> {
+    pub table: &'a RepTable,
+    pub now_ms: i64,
+    /// The id of the representative in a row.
+    pub id_of: F,
+}
+
+impl<'a, F: Fn(usize) -> &'a str> CandidateSource for TableRows<'a, F> {
+    fn names(&self) -> &[Box<str>] {
+        &self.table.facts.names
+    }
+    fn presence(&self, row: usize) -> Presence {
+        presence_of_bit(self.table.presence[row])
+    }
+    fn capacity(&self, row: usize) -> u32 {
+        self.table.capacity[row]
+    }
+    fn free_capacity(&self, row: usize) -> i64 {
+        self.table.free[row]
+    }
+    fn idle_minutes(&self, row: usize) -> f32 {
+        self.table.idle_minutes(row, self.now_ms) as f32
+    }
+    fn skills(&self, row: usize) -> &[(u32, u8)] {
+        &self.table.facts.skill_runs[row]
+    }
+    fn queues(&self, row: usize) -> &[u32] {
+        &self.table.facts.queues[row]
+    }
+    fn user_groups(&self, row: usize) -> &[u32] {
+        &self.table.facts.groups[row]
+    }
+    fn attributes(&self, row: usize) -> &[(u32, FactValue)] {
+        &self.table.facts.attributes[row]
+    }
+    fn id(&self, row: usize) -> &str {
+        (self.id_of)(row)
     }
 }
 
@@ -679,49 +725,24 @@ impl RuleSet {
         free.map_or(CapacityReliance::None, CapacityReliance::FreeAtLeast)
     }
 
-    /// Rows `rows` of `t` as the plugins of `pass` read them; ids (from `id_of`) only if
-    /// one of them reads ids.
-    pub fn plugin_rows<'a>(
+    /// Runs the plugins of the rules that apply over the table rows `rows` (those the
+    /// pass let through), in rule order; each sees only those the previous ones left
+    /// eligible. `request(using, batch)` builds a plugin's request for some of those rows
+    /// (under the table's lock, see [`TableRows`]). Plugins block: call this off the async
+    /// workers, and never under a lock.
+    pub fn consult_plugins(
         &self,
-        pass: &RepPass<'_>,
-        t: &RepTable,
+        ctx: &RoutingContext<'_>,
+        rules: &[&Rule],
         rows: &[usize],
-        id_of: impl Fn(usize) -> &'a str,
-    ) -> CandidateRows {
-        let f = &t.facts;
-        let mut out = CandidateRows {
-            names: f.names.clone(),
-            presence: rows.iter().map(|&i| presence_of_bit(t.presence[i])).collect(),
-            capacity: rows.iter().map(|&i| t.capacity[i]).collect(),
-            free_capacity: rows.iter().map(|&i| t.free[i]).collect(),
-            idle_minutes: rows.iter().map(|&i| t.idle_minutes(i, pass.now_ms) as f32).collect(),
-            ..CandidateRows::default()
-        };
-        for &i in rows {
-            out.skills.push(&f.skill_runs[i]);
-            out.queues.push(&f.queues[i]);
-            out.user_groups.push(&f.groups[i]);
-            out.attributes.push(&f.attributes[i]);
-        }
-        if pass.rules.iter().any(|r| r.plugin.as_ref().is_some_and(|p| p.reads_ids())) {
-            for &i in rows {
-                out.id_text.push_str(id_of(i));
-                out.id_ends.push(out.id_text.len() as u32);
-            }
-        }
-        out
-    }
-
-    /// Runs the plugins of the rules that apply over `list` (from [`RuleSet::plugin_rows`]),
-    /// in rule order; each sees only those the previous ones left eligible. Plugins
-    /// block: call this off the async workers, and never under a lock.
-    pub fn consult_plugins(&self, ctx: &RoutingContext<'_>, rules: &[&Rule], list: &CandidateRows) -> PluginVerdicts {
-        let n = list.len();
+        mut request: impl FnMut(&PluginUse, &[usize]) -> PluginRequest,
+    ) -> PluginVerdicts {
+        let n = rows.len();
         let mut out = PluginVerdicts { eligible: vec![true; n], scores: vec![0.0; n], reasons: vec![Vec::new(); n] };
-        let now = crate::clock::now_ms();
         for rule in rules.iter().filter(|r| r.plugin.is_some()) {
             consult(rule, &mut out, ctx.explain, |using, batch| {
-                using.judge_rows(ctx.action, now, ctx.conversation, list, batch)
+                let table_rows: Vec<usize> = batch.iter().map(|&k| rows[k]).collect();
+                using.judge(&request(using, &table_rows))
             });
         }
         out
@@ -909,8 +930,10 @@ impl Policy for RuleSet {
         let pass = self.pass_representatives(&ctx, &table, None);
         let rows: Vec<usize> = (0..reps.len()).filter(|&i| pass.eligible[i]).collect();
         let plugins = pass.has_plugins().then(|| {
-            let list = self.plugin_rows(&pass, &table, &rows, |i| reps[i].id.as_str());
-            self.consult_plugins(&ctx, &pass.rules, &list)
+            let src = TableRows { table: &table, now_ms: pass.now_ms, id_of: |i: usize| reps[i].id.as_str() };
+            self.consult_plugins(&ctx, &pass.rules, &rows, |using, batch| {
+                using.request(ctx.action, pass.now_ms, ctx.conversation, &src, batch)
+            })
         });
         let mut verdicts: Vec<Verdict> = (0..reps.len())
             .map(|i| {
