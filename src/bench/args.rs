@@ -76,6 +76,10 @@ pub struct Args {
     /// (default: the daemon's own, 5ms).
     #[arg(long, value_name = "TIME", conflicts_with = "target", value_parser = parse_plugin_deadline)]
     pub plugin_deadline: Option<Duration>,
+    /// Fuel (WebAssembly instructions) of one plugin call for the daemon started here, on
+    /// top of the per-candidate fuel (default: the daemon's own, 5000000).
+    #[arg(long, value_name = "N", conflicts_with = "target", value_parser = clap::value_parser!(u64).range(1..))]
+    pub plugin_fuel: Option<u64>,
     /// Rules folder for the daemon started here (default: ./rules when it exists, else none).
     #[arg(long, value_name = "DIR", conflicts_with = "target")]
     pub rules: Option<PathBuf>,

@@ -73,11 +73,12 @@ fn toml_string(s: &str) -> String {
 
 impl LocalDaemon {
     /// Starts the daemon and waits until it listens; gives up when `interrupted` is set
-    /// (Ctrl-C), killing it. `plugin_deadline` overrides the daemon's budget of a plugin call.
+    /// (Ctrl-C), killing it. `plugin_deadline` and `plugin_fuel` override the daemon's
+    /// budgets of a plugin call.
     pub fn start(
         rules: &Folder,
         plugins: &Folder,
-        plugin_deadline: Option<Duration>,
+        (plugin_deadline, plugin_fuel): (Option<Duration>, Option<u64>),
         interrupted: &AtomicBool,
     ) -> anyhow::Result<Self> {
         let dir =
@@ -95,8 +96,16 @@ impl LocalDaemon {
         let rules_dir = folder(rules, "rules")?;
         let plugins_dir = folder(plugins, "plugins")?;
         let (token, digest) = crate::auth::new_token().context("reading the OS random source")?;
-        let limits = plugin_deadline
-            .map_or_else(String::new, |d| format!("\n[plugin_limits]\ndeadline_ms = {}\n", d.as_millis().max(1)));
+        let mut limits = String::new();
+        if plugin_deadline.is_some() || plugin_fuel.is_some() {
+            limits.push_str("\n[plugin_limits]\n");
+        }
+        if let Some(d) = plugin_deadline {
+            limits.push_str(&format!("deadline_ms = {}\n", d.as_millis().max(1)));
+        }
+        if let Some(fuel) = plugin_fuel {
+            limits.push_str(&format!("fuel = {fuel}\n"));
+        }
         let config = format!(
             "listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://bench.db\"\nrules_dir = {}\nplugins_dir = {}\n\
              plugin_cache = \"plugin-cache\"\nwatch = false\n\n[[tokens]]\nname = \"bench\"\nrole = \"admin\"\nsha256 = \"{digest}\"\n{limits}",

@@ -75,7 +75,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let rules = Folder::choose(args.rules.as_deref(), "--rules", "rules")?;
             let plugins = Folder::choose(args.plugins.as_deref(), "--plugins", "plugins/dist")?;
             status(&format!("starting a daemon: rules {}, plugins {}", rules.describe(), plugins.describe()));
-            let daemon = LocalDaemon::start(&rules, &plugins, args.plugin_deadline, &interrupt.flag)?;
+            let daemon =
+                LocalDaemon::start(&rules, &plugins, (args.plugin_deadline, args.plugin_fuel), &interrupt.flag)?;
             let api = Api::new(&daemon.base, daemon.token.clone(), daemon.token.clone())?;
             let source = json!({"rules_dir": rules.path, "plugins_dir": plugins.path});
             (Some(daemon), api, source)
@@ -271,6 +272,7 @@ async fn measure(
             "background_rate": args.background_rate,
             "restart": args.restart,
             "plugin_deadline_ms": args.plugin_deadline.map(|d| d.as_millis() as u64),
+            "plugin_fuel": args.plugin_fuel,
             "target": args.target.as_ref().map_or("local", |u| u.as_str()),
             "id_prefix": prefix,
         }),

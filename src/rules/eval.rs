@@ -103,6 +103,13 @@ pub enum Req {
     QueueNames(Vec<u32>, Vec<String>),
 }
 
+impl Req {
+    /// Whether checking it needs a column derived from the conversation.
+    fn reads_conversation_columns(&self) -> bool {
+        matches!(self, Req::ConversationSkills | Req::ConversationQueue | Req::HandlesIntent(_))
+    }
+}
+
 /// One ranking key and its weight.
 #[derive(Debug, Clone)]
 pub enum Rank {
@@ -160,6 +167,8 @@ pub struct RepTable {
 }
 
 const NEVER: i64 = i64::MIN;
+/// Intents per representative kept inline in the table.
+const INLINE_INTENTS: usize = 4;
 /// An intent entry's level that the representative left out.
 const ABSENT: u32 = u32::MAX - 1;
 
@@ -175,7 +184,11 @@ struct Facts {
     /// The text of each symbol (shared with the requests being built).
     names: Arc<Vec<Box<str>>>,
     queues: Vec<Box<[u32]>>,
-    intents: Vec<Box<[[u32; 3]]>>,
+    /// Each row's intents (family, group, intent): the first [`INLINE_INTENTS`] inline,
+    /// so the intent pass reads one contiguous column; the rest, rarely any, apart.
+    intents: Vec<[[u32; 3]; INLINE_INTENTS]>,
+    intent_counts: Vec<u8>,
+    more_intents: std::collections::HashMap<usize, Box<[[u32; 3]]>>,
     skill_columns: std::collections::HashMap<Box<str>, usize>,
     skills: Vec<Vec<i8>>,
     skill_runs: Vec<Box<[(u32, u8)]>>,
@@ -227,21 +240,36 @@ pub struct ConvColumns {
 }
 
 impl ConvColumns {
-    fn derive(rules: &[&Rule], t: &RepTable, conv: &Conversation) -> Self {
+    /// `only`: the rows worth deriving the per-row (branchy) columns for; the others get
+    /// a value that fails their requirement (they are already excluded).
+    fn derive(rules: &[&Rule], t: &RepTable, conv: &Conversation, only: Option<&[bool]>) -> Self {
+        let wanted = |i: usize| only.is_none_or(|o| o[i]);
         let reqs = || rules.iter().flat_map(|r| &r.reqs);
         let ranks = || rules.iter().flat_map(|r| &r.rank);
         let f = &t.facts;
         let mut c = ConvColumns::default();
         if reqs().any(|q| matches!(q, Req::ConversationQueue)) {
             let q = f.sym(conv.queue.as_str());
-            c.conv_queue = f.queues.iter().map(|row| row.contains(&q)).collect();
+            c.conv_queue = f.queues.iter().enumerate().map(|(i, row)| wanted(i) && row.contains(&q)).collect();
         }
         if reqs().any(|q| matches!(q, Req::HandlesIntent(_))) {
             let want = conv.intent.as_ref().map(|i| {
                 let level = |x: &Option<crate::domain::Id>| x.as_ref().map(|x| f.sym(x.as_str()));
                 (f.sym(i.family.as_str()), level(&i.group), level(&i.intent))
             });
-            c.intent_depth = f.intents.iter().map(|row| intent_depth(want, row)).collect();
+            c.intent_depth = (0..t.len)
+                .map(|i| {
+                    if !wanted(i) {
+                        return 0;
+                    }
+                    let count = usize::from(f.intent_counts[i]);
+                    let depth = intent_depth(want, &f.intents[i][..count.min(INLINE_INTENTS)]);
+                    match count > INLINE_INTENTS {
+                        true => depth.max(f.more_intents.get(&i).map_or(0, |rest| intent_depth(want, rest))),
+                        false => depth,
+                    }
+                })
+                .collect();
         }
         let match_rank = ranks().any(|k| matches!(k, Rank::SkillMatch(_)));
         if reqs().any(|q| matches!(q, Req::ConversationSkills)) || match_rank {
@@ -481,7 +509,8 @@ impl RuleSet {
             t.skills.resize(t.len * ns, -1);
             t.attrs.resize(t.len * na, None);
             t.facts.queues.push(Box::default());
-            t.facts.intents.push(Box::default());
+            t.facts.intents.push([[0; 3]; INLINE_INTENTS]);
+            t.facts.intent_counts.push(0);
             t.facts.skill_runs.push(Box::default());
             t.facts.groups.push(Box::default());
             t.facts.attributes.push(Box::default());
@@ -537,7 +566,7 @@ impl RuleSet {
             };
             f.skills[col][i] = level.get() as i8;
         }
-        f.intents[i] = r
+        let intents: Vec<[u32; 3]> = r
             .intents
             .iter()
             .map(|e| {
@@ -546,6 +575,14 @@ impl RuleSet {
                 [f.intern(e.family.as_str()), group, intent]
             })
             .collect();
+        let inline = intents.len().min(INLINE_INTENTS);
+        f.intents[i][..inline].copy_from_slice(&intents[..inline]);
+        f.intent_counts[i] = intents.len().min(usize::from(u8::MAX)) as u8;
+        if intents.len() > INLINE_INTENTS {
+            f.more_intents.insert(i, intents[INLINE_INTENTS..].into());
+        } else {
+            f.more_intents.remove(&i);
+        }
     }
 
     /// Compiles representatives into a table (a directory in memory keeps one instead).
@@ -619,13 +656,21 @@ impl RuleSet {
     /// row against every requirement.
     pub fn pass_representatives(&self, ctx: &RoutingContext<'_>, t: &RepTable, scope: Option<&[bool]>) -> RepPass<'_> {
         let rules = self.applicable(ctx, TargetKind::Representative);
-        let conv = ConvColumns::derive(&rules, t, ctx.conversation);
         let units = i64::from(ctx.conversation.capacity_units);
         let mut eligible = match scope {
             Some(scope) => scope.to_vec(),
             None => vec![true; t.len],
         };
-        for req in rules.iter().flat_map(|r| &r.reqs) {
+        // The table's own columns first; then the conversation's columns, derived only
+        // for the rows still eligible (all of them when excluded rows must be explained).
+        let (own, derived): (Vec<&Req>, Vec<&Req>) =
+            rules.iter().flat_map(|r| &r.reqs).partition(|q| !q.reads_conversation_columns());
+        let none = ConvColumns::default();
+        for req in own {
+            self.narrow(req, t, &none, units, &mut eligible);
+        }
+        let conv = ConvColumns::derive(&rules, t, ctx.conversation, (!ctx.explain).then_some(&eligible[..]));
+        for req in derived {
             self.narrow(req, t, &conv, units, &mut eligible);
         }
         RepPass { rules, eligible, conv, units, now_ms: crate::clock::now_ms() }
