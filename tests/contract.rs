@@ -583,3 +583,41 @@ async fn the_directory_read_for_candidates_shows_every_change() {
     let list = c.get("/v1/representatives", SUPERVISOR).await.expect(200).json;
     assert_eq!((ann(&list)["used_capacity"].clone(), ann(&list)["free_capacity"].clone()), (json!(2), json!(1)));
 }
+
+/// A parameter a route does not take is a `400`, on every route, after `401`/`403`; it
+/// is never silently ignored (`?dry_run=true` must not release anything).
+#[tokio::test]
+async fn query_parameters_a_route_does_not_take_are_refused() {
+    let daemon = Daemon::start().await;
+    let c = daemon.client.clone();
+    c.seed_directory().await;
+    c.create("c1").await;
+    c.post("/v1/conversations/c1/assign", SUPERVISOR, json!({"representative": "ann"})).await.expect(200);
+    let a =
+        c.post("/v1/conversations/c1/release?dry_run=true", SUPERVISOR, json!({})).await.problem(400, "bad_request");
+    assert!(a.json["detail"].as_str().unwrap().contains("`dry_run`"), "{}", a.text);
+    assert_eq!(c.get("/v1/conversations/c1", SUPERVISOR).await.json["status"], "active", "nothing was released");
+    c.get("/v1/conversations/c1?verbose=1", SUPERVISOR).await.problem(400, "bad_request");
+    c.get("/v1/conversations/c1/history?x", SUPERVISOR).await.problem(400, "bad_request");
+    c.put("/v1/queues/billing?force=true", INTEGRATION, json!({"name": "B"})).await.problem(400, "bad_request");
+    c.get("/v1/rules?all=1", SUPERVISOR).await.problem(400, "bad_request");
+    // Authentication is checked first.
+    let anonymous = c.send(Method::POST, "/v1/conversations/c1/release?dry_run=true", None, &[], None).await;
+    assert_eq!(anonymous.status.as_u16(), 401, "{}", anonymous.text);
+    // An empty query string is no parameter.
+    c.get("/v1/conversations/c1?", SUPERVISOR).await.expect(200);
+}
+
+/// The `Bearer` scheme is case-insensitive (RFC 7235).
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let daemon = Daemon::start().await;
+    let c = daemon.client.clone();
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let auth = format!("{scheme} {SUPERVISOR}");
+        let a = c.send(Method::GET, "/v1/rules", None, &[("authorization", &auth)], None).await;
+        assert_eq!(a.status.as_u16(), 200, "{scheme}: {}", a.text);
+    }
+    let a = c.send(Method::GET, "/v1/rules", None, &[("authorization", &format!("Basic {SUPERVISOR}"))], None).await;
+    assert_eq!(a.status.as_u16(), 401, "{}", a.text);
+}

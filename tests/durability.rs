@@ -110,3 +110,17 @@ async fn kill_9_loses_no_acknowledged_write() {
     }
     assert_eq!(p2.client.used_capacity("ann").await, acked.len() as i64, "one unit each");
 }
+
+/// The signal handlers are in place before the address is announced: a SIGTERM sent
+/// the moment `listening on` appears stops the daemon gracefully (exit 0), never by the
+/// signal's default action.
+#[test]
+fn sigterm_right_after_listening_exits_cleanly() {
+    let dir = common::workdir("");
+    for _ in 0..5 {
+        let mut p = Process::spawn(dir.path());
+        p.signal("-TERM");
+        let status = p.wait(Duration::from_secs(20));
+        assert!(status.success(), "SIGTERM right after `listening on` ended the daemon with {status}");
+    }
+}

@@ -6,7 +6,9 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
-use super::extract::{ApiJson, Authed, Integrate, OptionalJson, PathId, Read, Supervise, idempotency, if_match};
+use super::extract::{
+    ApiJson, Authed, Integrate, NoQuery, OptionalJson, PathId, Read, Supervise, idempotency, if_match,
+};
 use super::query::{PAGING, Param, QueryParams};
 use super::{ApiError, AppState, ListView, Problem, json, outcome_response};
 use crate::domain::ConversationFilter;
@@ -103,11 +105,13 @@ pub struct HistoryView {
 pub async fn create(
     auth: Authed<Integrate>,
     State(app): State<AppState>,
+    no_query: NoQuery,
     method: Method,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: ApiJson<ConversationInput>,
 ) -> Result<Response, ApiError> {
+    no_query.check()?;
     let idem = idempotency(&headers, &method, uri.path(), &body.canonical)?;
     Ok(outcome_response(app.supervisor.create_conversation(&auth.actor, idem, body.value).await?))
 }
@@ -152,7 +156,13 @@ pub async fn list(
     params(("id" = String, Path)),
     responses((status = 200, body = Conversation), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn get(_auth: Authed<Read>, State(app): State<AppState>, id: PathId) -> Result<Response, ApiError> {
+pub async fn get(
+    _auth: Authed<Read>,
+    State(app): State<AppState>,
+    no_query: NoQuery,
+    id: PathId,
+) -> Result<Response, ApiError> {
+    no_query.check()?;
     let conv = app.supervisor.conversation(&id.get()?).await?;
     let version = conv.version;
     let mut response = json(StatusCode::OK, &conv);
@@ -165,7 +175,13 @@ pub async fn get(_auth: Authed<Read>, State(app): State<AppState>, id: PathId) -
     params(("id" = String, Path)),
     responses((status = 200, body = HistoryView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn history(_auth: Authed<Read>, State(app): State<AppState>, id: PathId) -> Result<Response, ApiError> {
+pub async fn history(
+    _auth: Authed<Read>,
+    State(app): State<AppState>,
+    no_query: NoQuery,
+    id: PathId,
+) -> Result<Response, ApiError> {
+    no_query.check()?;
     let events = app.supervisor.history(&id.get()?).await?;
     Ok(json(StatusCode::OK, &HistoryView { events }))
 }
@@ -311,15 +327,18 @@ macro_rules! routing_action {
             request_body = TargetRequest,
             responses((status = 200, body = Conversation), (status = "4XX", body = Problem, content_type = "application/problem+json")),
             security(("bearer" = [])))]
+        #[expect(clippy::too_many_arguments, reason = "one axum extractor per part of the request")]
         pub async fn $name(
             auth: Authed<Supervise>,
             State(app): State<AppState>,
+            no_query: NoQuery,
             id: PathId,
             method: Method,
             OriginalUri(uri): OriginalUri,
             headers: HeaderMap,
             body: ApiJson<TargetRequest>,
         ) -> Result<Response, ApiError> {
+    no_query.check()?;
             let (target, note) = body.value.target()?;
             let action = SupervisorAction::Route($kind, target);
             act(&app, &auth, (&method, &uri, &headers), id, &body.canonical, action, note).await
@@ -350,15 +369,18 @@ macro_rules! plain_action {
             request_body(content = Option<NoteRequest>, description = "Optional"),
             responses((status = 200, body = Conversation), (status = "4XX", body = Problem, content_type = "application/problem+json")),
             security(("bearer" = [])))]
+        #[expect(clippy::too_many_arguments, reason = "one axum extractor per part of the request")]
         pub async fn $name(
             auth: Authed<Supervise>,
             State(app): State<AppState>,
+            no_query: NoQuery,
             id: PathId,
             method: Method,
             OriginalUri(uri): OriginalUri,
             headers: HeaderMap,
             OptionalJson(body): OptionalJson<NoteRequest>,
         ) -> Result<Response, ApiError> {
+            no_query.check()?;
             act(&app, &auth, (&method, &uri, &headers), id, &body.canonical, $action, body.value.note).await
         }
     };
@@ -385,15 +407,18 @@ plain_action!(
     request_body = EventRequest,
     responses((status = 200, body = Conversation), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
+#[expect(clippy::too_many_arguments, reason = "one axum extractor per part of the request")]
 pub async fn event(
     auth: Authed<Integrate>,
     State(app): State<AppState>,
+    no_query: NoQuery,
     id: PathId,
     method: Method,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: ApiJson<EventRequest>,
 ) -> Result<Response, ApiError> {
+    no_query.check()?;
     let (event, note) = body.value.event()?;
     let id = id.get()?;
     let idem = idempotency(&headers, &method, uri.path(), &body.canonical)?;

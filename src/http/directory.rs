@@ -4,7 +4,7 @@ use axum::extract::{OriginalUri, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 
-use super::extract::{ApiJson, Authed, Integrate, PathId, Read, idempotency};
+use super::extract::{ApiJson, Authed, Integrate, NoQuery, PathId, Read, idempotency};
 use super::query::{PAGING, Param, QueryParams};
 use super::{ApiError, AppState, ListView, Problem, json, outcome_response};
 use crate::domain::{Queue, QueueFilter, QueueInput, Representative, RepresentativeFilter, RepresentativeInput};
@@ -28,15 +28,18 @@ fn no_nulls(canonical: &str) -> Result<(), ApiError> {
     responses((status = 200, body = Representative), (status = 201, body = Representative),
         (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
+#[expect(clippy::too_many_arguments, reason = "one axum extractor per part of the request")]
 pub async fn put_representative(
     auth: Authed<Integrate>,
     State(app): State<AppState>,
+    no_query: NoQuery,
     id: PathId,
     method: Method,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: ApiJson<RepresentativeInput>,
 ) -> Result<Response, ApiError> {
+    no_query.check()?;
     let id = id.get()?;
     let idem = idempotency(&headers, &method, uri.path(), &body.canonical)?;
     Ok(outcome_response(app.supervisor.put_representative(&auth.actor, idem, id, body.value).await?))
@@ -48,15 +51,18 @@ pub async fn put_representative(
     request_body = RepresentativePatch,
     responses((status = 200, body = Representative), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
+#[expect(clippy::too_many_arguments, reason = "one axum extractor per part of the request")]
 pub async fn patch_representative(
     auth: Authed<Integrate>,
     State(app): State<AppState>,
+    no_query: NoQuery,
     id: PathId,
     method: Method,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: ApiJson<RepresentativePatch>,
 ) -> Result<Response, ApiError> {
+    no_query.check()?;
     no_nulls(&body.canonical)?;
     let id = id.get()?;
     let idem = idempotency(&headers, &method, uri.path(), &body.canonical)?;
@@ -70,8 +76,10 @@ pub async fn patch_representative(
 pub async fn get_representative(
     _auth: Authed<Read>,
     State(app): State<AppState>,
+    no_query: NoQuery,
     id: PathId,
 ) -> Result<Response, ApiError> {
+    no_query.check()?;
     Ok(json(StatusCode::OK, &app.supervisor.representative(&id.get()?).await?))
 }
 
@@ -116,15 +124,18 @@ pub async fn list_representatives(
     responses((status = 200, body = Queue), (status = 201, body = Queue),
         (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
+#[expect(clippy::too_many_arguments, reason = "one axum extractor per part of the request")]
 pub async fn put_queue(
     auth: Authed<Integrate>,
     State(app): State<AppState>,
+    no_query: NoQuery,
     id: PathId,
     method: Method,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: ApiJson<QueueInput>,
 ) -> Result<Response, ApiError> {
+    no_query.check()?;
     let id = id.get()?;
     let idem = idempotency(&headers, &method, uri.path(), &body.canonical)?;
     Ok(outcome_response(app.supervisor.put_queue(&auth.actor, idem, id, body.value).await?))
@@ -136,15 +147,18 @@ pub async fn put_queue(
     request_body = QueuePatch,
     responses((status = 200, body = Queue), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
+#[expect(clippy::too_many_arguments, reason = "one axum extractor per part of the request")]
 pub async fn patch_queue(
     auth: Authed<Integrate>,
     State(app): State<AppState>,
+    no_query: NoQuery,
     id: PathId,
     method: Method,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: ApiJson<QueuePatch>,
 ) -> Result<Response, ApiError> {
+    no_query.check()?;
     no_nulls(&body.canonical)?;
     let id = id.get()?;
     let idem = idempotency(&headers, &method, uri.path(), &body.canonical)?;
@@ -155,7 +169,13 @@ pub async fn patch_queue(
 #[utoipa::path(get, path = "/v1/queues/{id}", tag = "directory", params(("id" = String, Path)),
     responses((status = 200, body = Queue), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn get_queue(_auth: Authed<Read>, State(app): State<AppState>, id: PathId) -> Result<Response, ApiError> {
+pub async fn get_queue(
+    _auth: Authed<Read>,
+    State(app): State<AppState>,
+    no_query: NoQuery,
+    id: PathId,
+) -> Result<Response, ApiError> {
+    no_query.check()?;
     Ok(json(StatusCode::OK, &app.supervisor.queue(&id.get()?).await?))
 }
 

@@ -52,8 +52,9 @@ impl<A: Access> FromRequestParts<AppState> for Authed<A> {
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
+            .and_then(|v| v.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
         let actor = state.tokens.verify(token).ok_or_else(|| ApiError::unauthorized("unknown token"))?;
         if !A::PERMISSION.allows(actor.role) {
@@ -160,6 +161,35 @@ impl FromRequestParts<AppState> for PathId {
             Ok(raw) => Id::parse(&raw.0).map_err(|e| e.to_string()),
             Err(rejection) => Err(format!("the id is not valid UTF-8 text ({})", rejection.body_text())),
         }))
+    }
+}
+
+/// The query string of a route that takes no parameters. Extracting never fails;
+/// [`NoQuery::check`] refuses any parameter after the body has been read (so `413` comes
+/// first), since a parameter the route ignores, e.g. `?dry_run=true` on an action, would
+/// otherwise be silently ignored.
+#[derive(Debug)]
+pub struct NoQuery(Option<String>);
+
+impl NoQuery {
+    pub fn check(&self) -> Result<(), ApiError> {
+        match self.0.as_deref().filter(|q| !q.is_empty()) {
+            None => Ok(()),
+            Some(q) => {
+                let name = q.split(['&', '=']).next().unwrap_or(q);
+                Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{name}` (this endpoint takes no query parameters)"
+                )))
+            }
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for NoQuery {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.uri.query().map(str::to_owned)))
     }
 }
 

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::extract::{Administer, Authed, Read};
+use super::extract::{Administer, Authed, NoQuery, Read};
 use super::{ApiError, AppState, Problem, json};
 use crate::routing::RulesStatus;
 
@@ -12,8 +12,9 @@ use crate::routing::RulesStatus;
 #[utoipa::path(get, path = "/v1/rules", tag = "rules",
     responses((status = 200, body = RulesStatus), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn status(_auth: Authed<Read>, State(app): State<AppState>) -> Response {
-    json(StatusCode::OK, &app.supervisor.routing().status())
+pub async fn status(_auth: Authed<Read>, State(app): State<AppState>, no_query: NoQuery) -> Result<Response, ApiError> {
+    no_query.check()?;
+    Ok(json(StatusCode::OK, &app.supervisor.routing().status()))
 }
 
 /// Loads the rule files now: `200` with the new status, or `422 invalid_rules` with
@@ -22,7 +23,12 @@ pub async fn status(_auth: Authed<Read>, State(app): State<AppState>) -> Respons
     responses((status = 200, body = RulesStatus), (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn reload(_auth: Authed<Administer>, State(app): State<AppState>) -> Result<Response, ApiError> {
+pub async fn reload(
+    _auth: Authed<Administer>,
+    State(app): State<AppState>,
+    no_query: NoQuery,
+) -> Result<Response, ApiError> {
+    no_query.check()?;
     // The reload task serves this together with the watcher's and SIGHUP's requests.
     let result = app.reloader.reload().await.ok_or_else(|| {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the reload task is not running; retry it")
