@@ -136,6 +136,18 @@ impl Config {
             if t.name.trim().is_empty() {
                 return Err(invalid(span.start, "a token's name must not be empty".to_owned()));
             }
+            if let Some(first) = tokens.iter().find(|e: &&TokenEntry| e.sha256 == sha256) {
+                return Err(invalid(
+                    t.sha256.span().start,
+                    format!(
+                        "token `{}` has the same sha256 as token `{}`: one bearer token would be both (give each its own token: `switchboard token new --name {} --role {}`)",
+                        t.name,
+                        first.name,
+                        t.name,
+                        t.role.as_str()
+                    ),
+                ));
+            }
             tokens.push(TokenEntry { name: t.name, role: t.role, sha256 });
         }
         Ok(Config {
@@ -180,5 +192,16 @@ mod tests {
         assert!(err.starts_with("sb.toml:3:8: unknown variant `boss`"), "{err}");
         let err = parse("[[tokens]]\nname = \"a\"\nrole = \"admin\"\nsha256 = \"00\"\n").unwrap_err().to_string();
         assert!(err.starts_with("sb.toml:4:10: token `a`: sha256 must be 64 hex digits"), "{err}");
+    }
+
+    #[test]
+    fn two_tokens_with_one_digest_are_refused() {
+        let digest = "ab".repeat(32);
+        let text = format!(
+            "[[tokens]]\nname = \"a\"\nrole = \"admin\"\nsha256 = \"{digest}\"\n\
+             [[tokens]]\nname = \"b\"\nrole = \"supervisor\"\nsha256 = \"{digest}\"\n"
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("sb.toml:8:10: token `b` has the same sha256 as token `a`"), "{err}");
     }
 }

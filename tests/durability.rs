@@ -124,3 +124,53 @@ fn sigterm_right_after_listening_exits_cleanly() {
         assert!(status.success(), "SIGTERM right after `listening on` ended the daemon with {status}");
     }
 }
+
+/// History records the writer's own time, never earlier than the event before, whatever
+/// time a request carries; the idempotency purge has its index.
+#[tokio::test]
+async fn history_time_comes_from_the_writer_and_never_goes_back() {
+    use switchboard::domain::{Id, SupervisorAction};
+    use switchboard::store::{self, Author, Command, WriteRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::open("sqlite://sb.db", dir.path()).unwrap();
+    let write = |command: Command, now: &str| WriteRequest {
+        author: Author { name: "t".into(), token_digest: "t".into() },
+        idempotency: None,
+        command,
+        ruleset: "t".into(),
+        now: now.into(),
+        now_ms: 0,
+    };
+    fn json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+    let started = switchboard::clock::now().0;
+    store
+        .write(write(Command::PutQueue { id: Id::parse("q").unwrap(), input: json(json!({"name": "Q"})) }, "x"))
+        .await
+        .unwrap();
+    let conv = json!({"id": "c", "record": {"entity": "case", "id": "c"}, "queue": "q"});
+    store.write(write(Command::CreateConversation(json(conv)), "2099-01-01T00:00:00.000Z")).await.unwrap();
+    let remove = Command::Supervise {
+        id: Id::parse("c").unwrap(),
+        action: SupervisorAction::Remove,
+        if_match: None,
+        note: None,
+        expect: None,
+    };
+    store.write(write(remove, "2000-01-01T00:00:00.000Z")).await.unwrap();
+    let events = store.history(&Id::parse("c").unwrap()).await.unwrap().unwrap();
+    assert_eq!(events.len(), 2);
+    assert!(events[0].at >= started && events[0].at.as_str() < "2099", "{:?}", events[0].at);
+    assert!(events[1].at >= events[0].at, "{} then {}", events[0].at, events[1].at);
+    drop(store);
+    let db = rusqlite::Connection::open(dir.path().join("sb.db")).unwrap();
+    let indexed: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'idempotency_created'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexed, 1, "the purge of expired idempotency keys has an index on their time");
+}

@@ -119,7 +119,8 @@ pub struct WriteRequest {
     pub command: Command,
     /// The version of the routing rules in force, recorded in history.
     pub ruleset: String,
-    /// RFC 3339, UTC, milliseconds.
+    /// RFC 3339, UTC, milliseconds. The SQLite store records its own time, taken in its
+    /// writer (never earlier than the write before), in place of this.
     pub now: String,
     /// The same instant in Unix milliseconds.
     pub now_ms: i64,

@@ -75,6 +75,10 @@ CREATE TABLE idempotency (
     r#"
 ALTER TABLE representatives ADD COLUMN last_assigned_ms INTEGER;
 "#,
+    // The hourly purge of expired idempotency keys read the whole table.
+    r#"
+CREATE INDEX idempotency_created ON idempotency(created);
+"#,
 ];
 
 /// Writes committed together at most; bounds the latency a batch adds.
@@ -209,9 +213,30 @@ fn checkpoint_loop(conn: Connection, alive: mpsc::WeakSender<Job>) {
     let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
+/// The time writes are recorded at, read by the writer itself: requests reach it in any
+/// order of their own clocks, and the wall clock may step back, yet a conversation's
+/// history must never go back in time. Each stamp is at least the previous one.
+#[derive(Default)]
+struct Stamp {
+    last_ms: i64,
+}
+
+impl Stamp {
+    fn next(&mut self) -> (String, i64) {
+        let now = time::OffsetDateTime::now_utc();
+        let ms = ((now.unix_timestamp_nanos() / 1_000_000) as i64).max(self.last_ms);
+        self.last_ms = ms;
+        let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(now);
+        let format =
+            time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+        (at.format(&format).unwrap_or_default(), ms)
+    }
+}
+
 fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, inputs: &InputCache) {
     let mut last_purge = Instant::now();
     let mut position = 0u64;
+    let mut stamp = Stamp::default();
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -220,7 +245,7 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, inputs: &InputC
                 Err(_) => break,
             }
         }
-        let results = commit_batch(&mut conn, &batch, inputs, &mut position);
+        let results = commit_batch(&mut conn, &batch, inputs, &mut position, &mut stamp);
         for (job, result) in batch.into_iter().zip(results) {
             // The client may have gone; its change is durable all the same.
             let _ = job.reply.send(result);
@@ -240,8 +265,9 @@ fn commit_batch(
     batch: &[Job],
     inputs: &InputCache,
     position: &mut u64,
+    stamp: &mut Stamp,
 ) -> Vec<Result<Applied, StoreError>> {
-    match run_batch(conn, batch, inputs, position) {
+    match run_batch(conn, batch, inputs, position, stamp) {
         Ok(results) => results,
         Err(e) => {
             tracing::error!(error = %e, "committing a batch of writes failed; none of it was applied");
@@ -255,12 +281,15 @@ fn run_batch(
     batch: &[Job],
     inputs: &InputCache,
     position: &mut u64,
+    stamp: &mut Stamp,
 ) -> Result<Vec<Result<Applied, StoreError>>, rusqlite::Error> {
     let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         let mut sp = tx.savepoint()?;
-        let result = command::execute(&mut SqliteTx(&mut sp, inputs), job.request.clone());
+        let mut request = job.request.clone();
+        (request.now, request.now_ms) = stamp.next();
+        let result = command::execute(&mut SqliteTx(&mut sp, inputs), request);
         if result.is_err() {
             sp.rollback()?;
         }
