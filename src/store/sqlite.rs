@@ -92,9 +92,40 @@ struct Job {
 }
 
 pub struct SqliteStore {
-    writer: mpsc::Sender<Job>,
+    /// `None` once the store is closing.
+    writer: Option<mpsc::Sender<Job>>,
     readers: Arc<ReaderPool>,
     inputs: Arc<InputCache>,
+    /// Dropped to stop the checkpoint thread.
+    stop_checkpoints: Option<std::sync::mpsc::Sender<()>>,
+    /// The writer and checkpoint threads, joined when the store is dropped so the last
+    /// checkpoint (which empties the WAL) finishes before the process exits.
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+    checkpoint_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A WAL larger than this is checkpointed and truncated by the checkpoint thread (the
+/// writer waits for it, for the milliseconds it takes readers to move off the WAL); below
+/// it, checkpoints never block a write.
+const WAL_LIMIT: u64 = 16 << 20;
+/// If writes outrun the checkpoint thread (each checkpoint copies pages and fsyncs), the
+/// writer itself truncates the WAL past this size before it takes more writes:
+/// backpressure, so the WAL is bounded whatever the load.
+const WAL_HARD_LIMIT: u64 = 48 << 20;
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer once it has answered every write sent,
+        // then the checkpoint thread's last checkpoint truncates the WAL.
+        self.writer = None;
+        if let Some(writer) = self.writer_thread.take() {
+            let _ = writer.join();
+        }
+        self.stop_checkpoints = None;
+        if let Some(checkpoints) = self.checkpoint_thread.take() {
+            let _ = checkpoints.join();
+        }
+    }
 }
 
 /// Representatives' stored documents, decoded once per version. A representative's `doc`
@@ -147,19 +178,32 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(4096);
         let inputs: Arc<InputCache> = Arc::default();
         let cache = inputs.clone();
-        std::thread::Builder::new()
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        let readers = Arc::new(ReaderPool {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+            gate: std::sync::RwLock::new(()),
+        });
+        let (writer_wal, writer_readers) = (wal.clone(), readers.clone());
+        let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(conn, rx, &cache))
+            .spawn(move || write_loop(conn, &writer_wal, &writer_readers, rx, &cache))
             .map_err(|e| StoreError::Folder { path: "writer thread".into(), source: e })?;
-        let alive = tx.downgrade();
-        std::thread::Builder::new()
+        let (stop, stopped) = std::sync::mpsc::channel();
+        let checkpoints = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, alive))
+            .spawn({
+                let readers = readers.clone();
+                move || checkpoint_loop(checkpointer, &wal, &readers, &stopped)
+            })
             .map_err(|e| StoreError::Folder { path: "checkpoint thread".into(), source: e })?;
         Ok(Self {
-            writer: tx,
-            readers: Arc::new(ReaderPool { path: path.to_owned(), idle: Mutex::new(Vec::new()) }),
+            writer: Some(tx),
+            readers,
             inputs,
+            stop_checkpoints: Some(stop),
+            writer_thread: Some(writer),
+            checkpoint_thread: Some(checkpoints),
         })
     }
 
@@ -170,7 +214,10 @@ impl SqliteStore {
         let pool = self.readers.clone();
         tokio::task::spawn_blocking(move || {
             let conn = pool.take()?;
-            let result = f(&conn);
+            let result = {
+                let _reading = pool.gate.read().unwrap_or_else(|e| e.into_inner());
+                f(&conn)
+            };
             pool.give_back(conn);
             result
         })
@@ -202,15 +249,24 @@ fn purge_expired_keys(conn: &Connection) -> Result<(), StoreError> {
 }
 
 /// Copies the WAL back into the database file while writes go on (PASSIVE never blocks
-/// the writer), until the store is dropped; then a last TRUNCATE checkpoint.
-fn checkpoint_loop(conn: Connection, alive: mpsc::WeakSender<Job>) {
-    while alive.upgrade().is_some() {
-        std::thread::sleep(Duration::from_millis(200));
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "WAL checkpoint failed; it will be retried");
+/// the writer). A PASSIVE checkpoint cannot restart the WAL while readers use it, so under
+/// steady reads and writes the file would only grow: past [`WAL_LIMIT`] a TRUNCATE
+/// checkpoint waits for the readers, restarts the WAL and shrinks the file. When the store
+/// is dropped, a last TRUNCATE leaves an empty WAL.
+fn checkpoint_loop(conn: Connection, wal: &Path, readers: &ReaderPool, stopped: &std::sync::mpsc::Receiver<()>) {
+    let checkpoint = |mode: &str| {
+        let sql = format!("PRAGMA wal_checkpoint({mode})");
+        if let Err(e) = conn.query_row(&sql, [], |_| Ok(())) {
+            tracing::warn!(error = %e, mode, "WAL checkpoint failed; it will be retried");
+        }
+    };
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_millis(100)) {
+        checkpoint("PASSIVE");
+        if std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_LIMIT) {
+            readers.truncate_wal(&conn);
         }
     }
-    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    checkpoint("TRUNCATE");
 }
 
 /// The time writes are recorded at, read by the writer itself: requests reach it in any
@@ -233,7 +289,13 @@ impl Stamp {
     }
 }
 
-fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, inputs: &InputCache) {
+fn write_loop(
+    mut conn: Connection,
+    wal: &Path,
+    readers: &ReaderPool,
+    mut rx: mpsc::Receiver<Job>,
+    inputs: &InputCache,
+) {
     let mut last_purge = Instant::now();
     let mut position = 0u64;
     let mut stamp = Stamp::default();
@@ -249,6 +311,9 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, inputs: &InputC
         for (job, result) in batch.into_iter().zip(results) {
             // The client may have gone; its change is durable all the same.
             let _ = job.reply.send(result);
+        }
+        if std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_HARD_LIMIT) {
+            readers.truncate_wal(&conn);
         }
         if last_purge.elapsed() > Duration::from_secs(600) {
             last_purge = Instant::now();
@@ -498,6 +563,20 @@ impl Tx for SqliteTx<'_, '_> {
 struct ReaderPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// Held shared by every read, exclusively by a checkpoint that truncates the WAL: a
+    /// WAL can only restart when no reader is on it, and a steady stream of short reads
+    /// would otherwise starve that checkpoint forever (the WAL then grows without bound).
+    gate: std::sync::RwLock<()>,
+}
+
+impl ReaderPool {
+    /// Runs a TRUNCATE checkpoint on `conn` with the readers held off.
+    fn truncate_wal(&self, conn: &Connection) {
+        let _no_readers = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "truncating the WAL failed; it will be retried");
+        }
+    }
 }
 
 impl ReaderPool {
@@ -553,7 +632,8 @@ fn scan<T>(
 impl Store for SqliteStore {
     async fn write(&self, request: WriteRequest) -> Result<Applied, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.writer.send(Job { request, reply }).await.map_err(|_| StoreError::Closed)?;
+        let writer = self.writer.as_ref().ok_or(StoreError::Closed)?;
+        writer.send(Job { request, reply }).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
