@@ -107,11 +107,11 @@ pub struct SqliteStore {
 /// A WAL larger than this is checkpointed and truncated by the checkpoint thread (the
 /// writer waits for it, for the milliseconds it takes readers to move off the WAL); below
 /// it, checkpoints never block a write.
-const WAL_LIMIT: u64 = 16 << 20;
+const WAL_LIMIT: u64 = 40 << 20;
 /// If writes outrun the checkpoint thread (each checkpoint copies pages and fsyncs), the
 /// writer itself truncates the WAL past this size before it takes more writes:
 /// backpressure, so the WAL is bounded whatever the load.
-const WAL_HARD_LIMIT: u64 = 48 << 20;
+const WAL_HARD_LIMIT: u64 = 56 << 20;
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
@@ -254,15 +254,21 @@ fn purge_expired_keys(conn: &Connection) -> Result<(), StoreError> {
 /// checkpoint waits for the readers, restarts the WAL and shrinks the file. When the store
 /// is dropped, a last TRUNCATE leaves an empty WAL.
 fn checkpoint_loop(conn: Connection, wal: &Path, readers: &ReaderPool, stopped: &std::sync::mpsc::Receiver<()>) {
-    let checkpoint = |mode: &str| {
+    let checkpoint = |mode: &str| -> Option<(i64, i64)> {
         let sql = format!("PRAGMA wal_checkpoint({mode})");
-        if let Err(e) = conn.query_row(&sql, [], |_| Ok(())) {
-            tracing::warn!(error = %e, mode, "WAL checkpoint failed; it will be retried");
+        match conn.query_row(&sql, [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))) {
+            Ok(frames) => Some(frames),
+            Err(e) => {
+                tracing::warn!(error = %e, mode, "WAL checkpoint failed; it will be retried");
+                None
+            }
         }
     };
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_millis(100)) {
-        checkpoint("PASSIVE");
-        if std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_LIMIT) {
+        // Truncate right after a PASSIVE that copied every frame: the TRUNCATE then has
+        // (almost) nothing left to copy, so the writer waits for it only briefly.
+        let caught_up = checkpoint("PASSIVE").is_some_and(|(log, copied)| log == copied);
+        if caught_up && std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_LIMIT) {
             readers.truncate_wal(&conn);
         }
     }
