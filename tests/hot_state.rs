@@ -50,12 +50,13 @@ async fn supervisors_racing_for_the_last_unit_of_capacity_one_wins() {
             })
         })
         .collect();
-    let mut won = 0;
-    for t in tasks {
+    let (mut won, mut a_loser) = (0, None);
+    for (i, t) in tasks.into_iter().enumerate() {
         let a = t.await.unwrap();
         match a.status.as_u16() {
             200 => won += 1,
             422 => {
+                a_loser = Some(i);
                 let a = a.problem(422, "not_eligible");
                 assert_eq!(a.json["reasons"][0]["rule"], "room-for-it", "{}", a.text);
                 assert_eq!(
@@ -69,9 +70,13 @@ async fn supervisors_racing_for_the_last_unit_of_capacity_one_wins() {
     }
     assert_eq!(won, 1, "3 units of capacity hold one conversation of 2 units");
     assert_eq!(c.used_capacity("ann").await, 2, "the capacity invariant");
-    // The dialog agrees: nobody else fits.
+    // The dialog agrees for a conversation that lost: nobody fits any more.
+    let loser = a_loser.unwrap();
     let dialog = c
-        .get("/v1/conversations/c23/candidates?action=assign&target=representative&explain=true", SUPERVISOR)
+        .get(
+            &format!("/v1/conversations/c{loser}/candidates?action=assign&target=representative&explain=true"),
+            SUPERVISOR,
+        )
         .await
         .expect(200)
         .json;
