@@ -20,7 +20,7 @@ use crate::domain::{
     RepresentativeInput, RepresentativePatch, RoutingAction, SupervisorAction, Target, TargetKind,
 };
 use crate::routing::{CapacityReliance, Directory, Policy, Routing, RoutingContext, Verdict};
-use crate::store::{Author, Command, Expect, Store, StoreError, UsedCapacity, WriteRequest};
+use crate::store::{Applied, Author, Command, Expect, Store, StoreError, UsedCapacity, WriteRequest};
 
 pub use crate::routing::{Candidate, CandidateQuery, Candidates, Excluded};
 pub use crate::store::{Idempotency, Outcome};
@@ -130,9 +130,9 @@ impl Supervisor {
             now,
             now_ms,
         };
-        let applied = self.store.write(request).await?;
-        self.directory.apply(applied.position, &applied.representatives, &applied.queues);
-        Ok(applied.outcome)
+        let Applied { outcome, position, representatives, queues } = self.store.write(request).await?;
+        self.directory.apply(position, representatives, queues);
+        Ok(outcome)
     }
 
     async fn write(
@@ -213,27 +213,19 @@ impl Supervisor {
                 (verdict, queue.version, UsedCapacity::Any)
             }
         };
+        let reasons = match verdict {
+            Some(Verdict::Eligible { .. }) => {
+                return Ok(Expect { conversation_version, target_version, used_capacity });
+            }
+            Some(Verdict::Excluded { reasons }) => reasons,
+            None => Vec::new(),
+        };
         let kind = match target.kind() {
             TargetKind::Representative => "representative",
             TargetKind::Queue => "queue",
         };
-        match verdict {
-            Some(Verdict::Eligible { .. }) => Ok(Expect { conversation_version, target_version, used_capacity }),
-            Some(Verdict::Excluded { reasons }) => Err(Refusal::NotEligible {
-                kind,
-                id: target.id().clone(),
-                ruleset: policy.version().to_owned(),
-                reasons,
-            }
-            .into()),
-            None => Err(Refusal::NotEligible {
-                kind,
-                id: target.id().clone(),
-                ruleset: policy.version().to_owned(),
-                reasons: Vec::new(),
-            }
-            .into()),
-        }
+        Err(Refusal::NotEligible { kind, id: target.id().clone(), ruleset: policy.version().to_owned(), reasons }
+            .into())
     }
 
     pub async fn create_conversation(

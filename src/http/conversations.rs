@@ -1,14 +1,12 @@
 //! `/v1/conversations`: the *Ongoing record conversations* view, the four supervisor
 //! actions, lifecycle events, candidates and history.
 
-use axum::extract::{OriginalUri, RawQuery, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 
-use super::extract::{
-    ApiJson, Authed, Integrate, NoQuery, OptionalJson, PathId, Read, Supervise, idempotency, if_match,
-};
+use super::extract::{ApiJson, Authed, Integrate, NoQuery, OptionalJson, PathId, Read, Supervise, WriteParts};
 use super::query::{PAGING, Param, QueryParams};
 use super::{ApiError, AppState, ListView, Problem, json, outcome_response};
 use crate::domain::ConversationFilter;
@@ -105,14 +103,11 @@ pub struct HistoryView {
 pub async fn create(
     auth: Authed<Integrate>,
     State(app): State<AppState>,
-    no_query: NoQuery,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    parts: WriteParts,
     body: ApiJson<ConversationInput>,
 ) -> Result<Response, ApiError> {
-    no_query.check()?;
-    let idem = idempotency(&headers, &method, uri.path(), &body.canonical)?;
+    parts.check_query()?;
+    let idem = parts.idempotency(&body.canonical)?;
     Ok(outcome_response(app.supervisor.create_conversation(&auth.actor, idem, body.value).await?))
 }
 
@@ -305,15 +300,15 @@ pub async fn candidates(
 async fn act(
     app: &AppState,
     auth: &Authed<Supervise>,
-    (method, uri, headers): (&Method, &axum::http::Uri, &HeaderMap),
+    parts: &WriteParts,
     raw_id: PathId,
     canonical: &str,
     action: SupervisorAction,
     note: Option<Note>,
 ) -> Result<Response, ApiError> {
     let id = raw_id.get()?;
-    let idem = idempotency(headers, method, uri.path(), canonical)?;
-    let version = if_match(headers)?;
+    let idem = parts.idempotency(canonical)?;
+    let version = parts.if_match()?;
     Ok(outcome_response(app.supervisor.supervise(&auth.actor, idem, id, action, version, note).await?))
 }
 
@@ -327,21 +322,17 @@ macro_rules! routing_action {
             request_body = TargetRequest,
             responses((status = 200, body = Conversation), (status = "4XX", body = Problem, content_type = "application/problem+json")),
             security(("bearer" = [])))]
-        #[expect(clippy::too_many_arguments, reason = "one axum extractor per part of the request")]
         pub async fn $name(
             auth: Authed<Supervise>,
             State(app): State<AppState>,
-            no_query: NoQuery,
             id: PathId,
-            method: Method,
-            OriginalUri(uri): OriginalUri,
-            headers: HeaderMap,
+            parts: WriteParts,
             body: ApiJson<TargetRequest>,
         ) -> Result<Response, ApiError> {
-    no_query.check()?;
+    parts.check_query()?;
             let (target, note) = body.value.target()?;
             let action = SupervisorAction::Route($kind, target);
-            act(&app, &auth, (&method, &uri, &headers), id, &body.canonical, action, note).await
+            act(&app, &auth, &parts, id, &body.canonical, action, note).await
         }
     };
 }
@@ -369,19 +360,15 @@ macro_rules! plain_action {
             request_body(content = Option<NoteRequest>, description = "Optional"),
             responses((status = 200, body = Conversation), (status = "4XX", body = Problem, content_type = "application/problem+json")),
             security(("bearer" = [])))]
-        #[expect(clippy::too_many_arguments, reason = "one axum extractor per part of the request")]
         pub async fn $name(
             auth: Authed<Supervise>,
             State(app): State<AppState>,
-            no_query: NoQuery,
             id: PathId,
-            method: Method,
-            OriginalUri(uri): OriginalUri,
-            headers: HeaderMap,
+            parts: WriteParts,
             OptionalJson(body): OptionalJson<NoteRequest>,
         ) -> Result<Response, ApiError> {
-            no_query.check()?;
-            act(&app, &auth, (&method, &uri, &headers), id, &body.canonical, $action, body.value.note).await
+            parts.check_query()?;
+            act(&app, &auth, &parts, id, &body.canonical, $action, body.value.note).await
         }
     };
 }
@@ -407,21 +394,17 @@ plain_action!(
     request_body = EventRequest,
     responses((status = 200, body = Conversation), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-#[expect(clippy::too_many_arguments, reason = "one axum extractor per part of the request")]
 pub async fn event(
     auth: Authed<Integrate>,
     State(app): State<AppState>,
-    no_query: NoQuery,
     id: PathId,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    parts: WriteParts,
     body: ApiJson<EventRequest>,
 ) -> Result<Response, ApiError> {
-    no_query.check()?;
+    parts.check_query()?;
     let (event, note) = body.value.event()?;
     let id = id.get()?;
-    let idem = idempotency(&headers, &method, uri.path(), &body.canonical)?;
-    let version = if_match(&headers)?;
+    let idem = parts.idempotency(&body.canonical)?;
+    let version = parts.if_match()?;
     Ok(outcome_response(app.supervisor.lifecycle(&auth.actor, idem, id, event, version, note).await?))
 }

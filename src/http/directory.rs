@@ -1,10 +1,10 @@
 //! `/v1/representatives` and `/v1/queues`: the directory integrations keep in sync.
 
-use axum::extract::{OriginalUri, RawQuery, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::extract::{ApiJson, Authed, Integrate, NoQuery, PathId, Read, idempotency};
+use super::extract::{ApiJson, Authed, Integrate, NoQuery, PathId, Read, WriteParts};
 use super::query::{PAGING, Param, QueryParams};
 use super::{ApiError, AppState, ListView, Problem, json, outcome_response};
 use crate::domain::{Queue, QueueFilter, QueueInput, Representative, RepresentativeFilter, RepresentativeInput};
@@ -28,20 +28,16 @@ fn no_nulls(canonical: &str) -> Result<(), ApiError> {
     responses((status = 200, body = Representative), (status = 201, body = Representative),
         (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-#[expect(clippy::too_many_arguments, reason = "one axum extractor per part of the request")]
 pub async fn put_representative(
     auth: Authed<Integrate>,
     State(app): State<AppState>,
-    no_query: NoQuery,
     id: PathId,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    parts: WriteParts,
     body: ApiJson<RepresentativeInput>,
 ) -> Result<Response, ApiError> {
-    no_query.check()?;
+    parts.check_query()?;
     let id = id.get()?;
-    let idem = idempotency(&headers, &method, uri.path(), &body.canonical)?;
+    let idem = parts.idempotency(&body.canonical)?;
     Ok(outcome_response(app.supervisor.put_representative(&auth.actor, idem, id, body.value).await?))
 }
 
@@ -51,21 +47,17 @@ pub async fn put_representative(
     request_body = RepresentativePatch,
     responses((status = 200, body = Representative), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-#[expect(clippy::too_many_arguments, reason = "one axum extractor per part of the request")]
 pub async fn patch_representative(
     auth: Authed<Integrate>,
     State(app): State<AppState>,
-    no_query: NoQuery,
     id: PathId,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    parts: WriteParts,
     body: ApiJson<RepresentativePatch>,
 ) -> Result<Response, ApiError> {
-    no_query.check()?;
+    parts.check_query()?;
     no_nulls(&body.canonical)?;
     let id = id.get()?;
-    let idem = idempotency(&headers, &method, uri.path(), &body.canonical)?;
+    let idem = parts.idempotency(&body.canonical)?;
     Ok(outcome_response(app.supervisor.patch_representative(&auth.actor, idem, id, body.value).await?))
 }
 
@@ -124,20 +116,16 @@ pub async fn list_representatives(
     responses((status = 200, body = Queue), (status = 201, body = Queue),
         (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-#[expect(clippy::too_many_arguments, reason = "one axum extractor per part of the request")]
 pub async fn put_queue(
     auth: Authed<Integrate>,
     State(app): State<AppState>,
-    no_query: NoQuery,
     id: PathId,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    parts: WriteParts,
     body: ApiJson<QueueInput>,
 ) -> Result<Response, ApiError> {
-    no_query.check()?;
+    parts.check_query()?;
     let id = id.get()?;
-    let idem = idempotency(&headers, &method, uri.path(), &body.canonical)?;
+    let idem = parts.idempotency(&body.canonical)?;
     Ok(outcome_response(app.supervisor.put_queue(&auth.actor, idem, id, body.value).await?))
 }
 
@@ -147,21 +135,17 @@ pub async fn put_queue(
     request_body = QueuePatch,
     responses((status = 200, body = Queue), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-#[expect(clippy::too_many_arguments, reason = "one axum extractor per part of the request")]
 pub async fn patch_queue(
     auth: Authed<Integrate>,
     State(app): State<AppState>,
-    no_query: NoQuery,
     id: PathId,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    parts: WriteParts,
     body: ApiJson<QueuePatch>,
 ) -> Result<Response, ApiError> {
-    no_query.check()?;
+    parts.check_query()?;
     no_nulls(&body.canonical)?;
     let id = id.get()?;
-    let idem = idempotency(&headers, &method, uri.path(), &body.canonical)?;
+    let idem = parts.idempotency(&body.canonical)?;
     Ok(outcome_response(app.supervisor.patch_queue(&auth.actor, idem, id, body.value).await?))
 }
 

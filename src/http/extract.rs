@@ -193,8 +193,46 @@ impl<S: Send + Sync> FromRequestParts<S> for NoQuery {
     }
 }
 
+/// What a write handler reads of a request besides its body: the method, path and
+/// headers (for `Idempotency-Key` and `If-Match`) and the query string, which write
+/// routes refuse. Extracting never fails; each check runs when the handler asks, after
+/// the body has been read.
+#[derive(Debug)]
+pub struct WriteParts {
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+}
+
+impl WriteParts {
+    /// `400` for any query parameter (see [`NoQuery`]).
+    pub fn check_query(&self) -> Result<(), ApiError> {
+        NoQuery(self.uri.query().map(str::to_owned)).check()
+    }
+
+    /// The request's `Idempotency-Key`, with the fingerprint of a body of `canonical` form.
+    pub fn idempotency(&self, canonical_body: &str) -> Result<Option<Idempotency>, ApiError> {
+        idempotency(&self.headers, &self.method, self.uri.path(), canonical_body)
+    }
+
+    pub fn if_match(&self) -> Result<Option<u64>, ApiError> {
+        if_match(&self.headers)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WriteParts {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        // The path as the client sent it, also under a nested router.
+        let uri =
+            parts.extensions.get::<axum::extract::OriginalUri>().map_or_else(|| parts.uri.clone(), |o| o.0.clone());
+        Ok(Self { method: parts.method.clone(), uri, headers: parts.headers.clone() })
+    }
+}
+
 /// `If-Match: "<version>"` (or `*`, which matches any version).
-pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
     let text = value.to_str().unwrap_or("").trim();
     if text == "*" {
@@ -207,7 +245,7 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 }
 
 /// `Idempotency-Key`, 1-255 visible characters, bound to this request's method, path and body.
-pub fn idempotency(
+fn idempotency(
     headers: &HeaderMap,
     method: &Method,
     path: &str,

@@ -55,16 +55,7 @@ impl State {
     }
 
     fn ranks(&self) -> Vec<u32> {
-        let mut order: Vec<usize> = (0..self.reps.len()).collect();
-        order.sort_unstable_by(|&a, &b| {
-            let (a, b) = (&self.reps[a], &self.reps[b]);
-            a.input.name.as_str().cmp(b.input.name.as_str()).then_with(|| a.id.cmp(&b.id))
-        });
-        let mut rank = vec![0u32; order.len()];
-        for (place, slot) in order.into_iter().enumerate() {
-            rank[slot] = place as u32;
-        }
-        rank
+        name_ranks(&self.reps, |r| (r.input.name.as_str(), &r.id))
     }
 
     fn upsert_representative(&mut self, rep: Representative, position: u64) {
@@ -151,8 +142,15 @@ fn excluded(rep: &Representative, reasons: Vec<Reason>) -> Excluded {
     Excluded { id: rep.id.clone(), name: rep.input.name.as_str().to_owned(), reasons }
 }
 
-fn is_empty(f: &RepresentativeFilter) -> bool {
-    *f == RepresentativeFilter::default()
+/// Each item's place in (name, id) order, the order of equal scores and of `excluded`.
+fn name_ranks<T>(items: &[T], key: impl Fn(&T) -> (&str, &Id)) -> Vec<u32> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_unstable_by(|&a, &b| key(&items[a]).cmp(&key(&items[b])));
+    let mut rank = vec![0u32; order.len()];
+    for (place, i) in order.into_iter().enumerate() {
+        rank[i] = place as u32;
+    }
+    rank
 }
 
 impl Directory {
@@ -180,16 +178,16 @@ impl Directory {
     }
 
     /// Applies what a committed write changed, each record as it is after the write.
-    pub fn apply(&self, position: u64, representatives: &[Representative], queues: &[Queue]) {
+    pub fn apply(&self, position: u64, representatives: Vec<Representative>, queues: Vec<Queue>) {
         if representatives.is_empty() && queues.is_empty() {
             return;
         }
         let mut s = self.write();
         for q in queues {
-            s.upsert_queue(q.clone(), position);
+            s.upsert_queue(q, position);
         }
         for r in representatives {
-            s.upsert_representative(r.clone(), position);
+            s.upsert_representative(r, position);
         }
     }
 
@@ -268,8 +266,9 @@ impl Directory {
                 &own_rank
             }
         };
-        let scope: Option<Vec<bool>> = (!is_empty(filter) || holder.is_some())
-            .then(|| s.reps.iter().map(|r| Some(&r.id) != holder && (is_empty(filter) || filter.matches(r))).collect());
+        let filtered = *filter != RepresentativeFilter::default();
+        let scope: Option<Vec<bool>> = (filtered || holder.is_some())
+            .then(|| s.reps.iter().map(|r| Some(&r.id) != holder && (!filtered || filter.matches(r))).collect());
         let in_scope = |i: usize| scope.as_ref().is_none_or(|sc| sc[i]);
         let Some(rules) = policy.as_rules() else {
             // A policy without a table: ask it about the representatives in scope.
@@ -382,15 +381,7 @@ impl Directory {
         limit: Option<usize>,
     ) -> Ranked {
         let queues: Vec<Arc<Queue>> = self.read().queues.iter().filter(|q| filter.matches(q)).cloned().collect();
-        let mut order: Vec<usize> = (0..queues.len()).collect();
-        order.sort_unstable_by(|&a, &b| {
-            let (a, b) = (&queues[a], &queues[b]);
-            a.input.name.as_str().cmp(b.input.name.as_str()).then_with(|| a.id.cmp(&b.id))
-        });
-        let mut ranks = vec![0u32; queues.len()];
-        for (place, i) in order.into_iter().enumerate() {
-            ranks[i] = place as u32;
-        }
+        let ranks = name_ranks(&queues, |q| (q.input.name.as_str(), &q.id));
         let refs: Vec<&Queue> = queues.iter().map(Arc::as_ref).collect();
         let verdicts = policy.queues(ctx, &refs);
         let named = |i: usize| (queues[i].id.clone(), queues[i].input.name.as_str().to_owned());

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::plugins::PluginSet;
 
 pub use compile::Source;
-pub use eval::{ConvColumns, PluginVerdicts, QueueTable, RepPass, RepTable, Rule, RuleSet, TableRows};
+pub use eval::{PluginVerdicts, RepPass, RepTable, Rule, RuleSet, TableRows};
 
 /// A rule-file error: where, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error, utoipa::ToSchema)]
