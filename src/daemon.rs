@@ -63,7 +63,7 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
     } else {
         None
     };
-    Ok(AppState::new(supervisor, config.tokens.clone(), reloader, watcher))
+    Ok(AppState::new(supervisor, config.tokens.clone(), reloader, watcher).with_limits(config.server_limits))
 }
 
 /// The address in the daemon's "listening on ADDR" log line, for whoever starts it as a
@@ -72,16 +72,18 @@ pub fn listening_address(log_line: &str) -> Option<&str> {
     log_line.split_once("listening on ").map(|(_, addr)| addr.trim())
 }
 
-/// Serves on `listener` until `shutdown` completes, then finishes requests in flight.
+/// Serves on `listener` until `shutdown` completes, then finishes requests in flight
+/// (for at most the state's `shutdown_timeout_ms`).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
+    let limits = state.limits;
     // `listening_address` parses this line: keep the two together.
     tracing::info!("listening on {addr}");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    crate::http::serve(listener, router(state), limits, shutdown).await;
     Ok(())
 }
 
