@@ -191,6 +191,22 @@ async fn a_plugin_replaced_while_requests_use_it() {
     assert_ne!(s["plugins"][0]["sha256"].as_str().unwrap(), sha1);
 }
 
+/// Exactly one `switchboard_rules_version_info` series, the version in force, after
+/// several versions were loaded.
+#[tokio::test]
+async fn the_rules_version_metric_is_one_series() {
+    let d = started().await;
+    let mut v = version(&d).await;
+    for text in [AVAILABLE, ANY, AVAILABLE] {
+        std::fs::write(rules(&d).join("presence.toml"), text).unwrap();
+        let before = v.clone();
+        v = until_version(&d, |now| now != before).await;
+    }
+    let metrics = d.client.send(reqwest::Method::GET, "/metrics", None, &[], None).await.expect(200).text;
+    let series: Vec<&str> = metrics.lines().filter(|l| l.starts_with("switchboard_rules_version_info{")).collect();
+    assert_eq!(series, [format!("switchboard_rules_version_info{{version=\"{v}\"}} 1")], "{metrics}");
+}
+
 #[tokio::test]
 async fn sighup_reloads_the_real_binary() {
     let dir = common::workdir("watch = false\n");
