@@ -59,7 +59,7 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
     let watcher: Option<Arc<dyn std::any::Any + Send + Sync>> = if config.watch {
         let dirs = [config.rules_dir.clone(), config.plugins_dir.clone()];
         let watcher = crate::reload::watch(&dirs, reloader.clone()).context("watching the rules and plugins")?;
-        Some(Arc::new(std::sync::Mutex::new(watcher)))
+        Some(Arc::new(watcher))
     } else {
         None
     };
