@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::command::{self, Tx};
-use super::{Applied, Idempotency, Outcome, Store, StoreError, WriteRequest};
+use super::{Applied, Change, ChangeKind, Idempotency, NewChange, Outcome, Store, StoreError, WriteRequest};
 use crate::domain::{
     Conversation, ConversationFilter, HistoryEvent, Id, Page, PageRequest, Queue, QueueFilter, QueueInput,
     Representative, RepresentativeFilter, RepresentativeInput, Status,
@@ -78,6 +78,20 @@ ALTER TABLE representatives ADD COLUMN last_assigned_ms INTEGER;
     // The hourly purge of expired idempotency keys read the whole table.
     r#"
 CREATE INDEX idempotency_created ON idempotency(created);
+"#,
+    // The change feed, and a revision per representative row for the routing state.
+    r#"
+ALTER TABLE representatives ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE changes (
+    position INTEGER PRIMARY KEY,
+    at       TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    id       TEXT NOT NULL,
+    action   TEXT NOT NULL,
+    version  INTEGER,
+    actor    TEXT NOT NULL,
+    touched  TEXT NOT NULL DEFAULT ''
+);
 "#,
 ];
 
@@ -159,10 +173,7 @@ impl InputCache {
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| StoreError::Folder { path: dir.display().to_string(), source })?;
-        }
+        create_folder(path)?;
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -226,15 +237,37 @@ impl SqliteStore {
     }
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let applied: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let applied = usize::try_from(applied).unwrap_or(0);
-    let tx = conn.transaction()?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+/// Applies the migrations the file lacks; refuses a file of a newer schema. Returns the
+/// schema version the file is at.
+fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let applied: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if applied > known {
+        return Err(StoreError::NewerSchema { found: applied, known });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(applied).unwrap_or(0)) {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", i as i64 + 1)?;
     }
     tx.commit()?;
+    Ok(known)
+}
+
+/// `switchboard migrate` on a SQLite file: creates it (and its folder) or upgrades it.
+pub(super) fn migrate_file(path: &Path) -> Result<i64, StoreError> {
+    create_folder(path)?;
+    let mut conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    migrate(&mut conn)
+}
+
+fn create_folder(path: &Path) -> Result<(), StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| StoreError::Folder { path: dir.display().to_string(), source })?;
+    }
     Ok(())
 }
 
@@ -303,7 +336,6 @@ fn write_loop(
     inputs: &InputCache,
 ) {
     let mut last_purge = Instant::now();
-    let mut position = 0u64;
     let mut stamp = Stamp::default();
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
@@ -313,7 +345,7 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        let results = commit_batch(&mut conn, &batch, inputs, &mut position, &mut stamp);
+        let results = commit_batch(&mut conn, &batch, inputs, &mut stamp);
         for (job, result) in batch.into_iter().zip(results) {
             // The client may have gone; its change is durable all the same.
             let _ = job.reply.send(result);
@@ -335,10 +367,9 @@ fn commit_batch(
     conn: &mut Connection,
     batch: &[Job],
     inputs: &InputCache,
-    position: &mut u64,
     stamp: &mut Stamp,
 ) -> Vec<Result<Applied, StoreError>> {
-    match run_batch(conn, batch, inputs, position, stamp) {
+    match run_batch(conn, batch, inputs, stamp) {
         Ok(results) => results,
         Err(e) => {
             tracing::error!(error = %e, "committing a batch of writes failed; none of it was applied");
@@ -351,7 +382,6 @@ fn run_batch(
     conn: &mut Connection,
     batch: &[Job],
     inputs: &InputCache,
-    position: &mut u64,
     stamp: &mut Stamp,
 ) -> Result<Vec<Result<Applied, StoreError>>, rusqlite::Error> {
     let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -360,18 +390,75 @@ fn run_batch(
         let mut sp = tx.savepoint()?;
         let mut request = job.request.clone();
         (request.now, request.now_ms) = stamp.next();
-        let result = command::execute(&mut SqliteTx(&mut sp, inputs), request);
+        let result =
+            now_or_error(command::execute(&mut SqliteTx(&mut sp, inputs), request)).and_then(|(outcome, effects)| {
+                // One writer: the feed's positions are numbered in commit order.
+                let mut position = None;
+                for change in effects.changes {
+                    position = Some(append_change(&sp, &change)?);
+                }
+                Ok(Applied { outcome, position, representatives: effects.representatives, queues: effects.queues })
+            });
         if result.is_err() {
             sp.rollback()?;
         }
         sp.commit()?;
-        results.push(result.map(|(outcome, effects)| {
-            *position += 1;
-            Applied { outcome, position: *position, representatives: effects.representatives, queues: effects.queues }
-        }));
+        results.push(result);
     }
     tx.commit()?;
     Ok(results)
+}
+
+/// Runs a command's future to its end at once: SQLite's primitives never wait, so the
+/// future is ready on its first poll. One that is not would be a bug (a primitive that
+/// awaits something): it is refused as a failed write, never blocked on.
+fn now_or_error<T>(future: impl std::future::Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(result) => result,
+        std::task::Poll::Pending => {
+            Err(StoreError::Commit("a SQLite write waited on something; it was not applied".into()))
+        }
+    }
+}
+
+fn append_change(conn: &Connection, c: &NewChange) -> Result<u64, StoreError> {
+    let position: i64 = conn
+        .prepare_cached(
+            "INSERT INTO changes (at, kind, id, action, version, actor, touched) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             RETURNING position",
+        )?
+        .query_row(
+            params![c.at, c.kind.as_str(), c.id, c.action, c.version.map(|v| v as i64), c.actor, c.touched.join(",")],
+            |r| r.get(0),
+        )?;
+    Ok(position as u64)
+}
+
+fn read_changes(conn: &Connection, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT position, at, kind, id, action, version, actor, touched FROM changes
+         WHERE position > ?1 ORDER BY position LIMIT ?2",
+    )?;
+    let mut rows = stmt.query(params![after as i64, limit as i64])?;
+    let mut items = Vec::new();
+    while let Some(row) = rows.next()? {
+        let kind: String = row.get(2)?;
+        let touched: String = row.get(7)?;
+        items.push(Change {
+            position: row.get::<_, i64>(0)? as u64,
+            at: row.get(1)?,
+            kind: ChangeKind::parse(&kind)
+                .ok_or_else(|| StoreError::Commit(format!("unknown change kind `{kind}`")))?,
+            id: row.get(3)?,
+            action: row.get(4)?,
+            version: row.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+            actor: row.get(6)?,
+            touched: touched.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+        });
+    }
+    Ok(items)
 }
 
 /// [`Tx`] on a SQLite savepoint, decoding representatives through the shared cache.
@@ -381,29 +468,33 @@ fn decode<T: serde::de::DeserializeOwned>(doc: &str) -> Result<T, StoreError> {
     Ok(serde_json::from_str(doc)?)
 }
 
-type RepRow = (String, String, i64, i64, String, Option<i64>);
+type RepRow = (String, String, i64, i64, String, Option<i64>, i64);
 
 fn representative_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RepRow> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
 }
 
-fn build_representative((id, doc, used, version, updated_at, assigned): RepRow) -> Result<Representative, StoreError> {
+fn build_representative(
+    (id, doc, used, version, updated_at, assigned, revision): RepRow,
+) -> Result<Representative, StoreError> {
     let input: RepresentativeInput = decode(&doc)?;
     let id = Id::parse(&id).map_err(|e| StoreError::Refused(crate::domain::Refusal::BadRequest(e.to_string())))?;
     let mut rep = Representative::new(id, input, used, version as u64, updated_at);
     rep.last_assigned_ms = assigned;
+    rep.revision = revision as u64;
     Ok(rep)
 }
 
 /// As [`build_representative`], decoding the document through `inputs`.
 fn cached_representative(
     inputs: &InputCache,
-    (id, doc, used, version, updated_at, assigned): RepRow,
+    (id, doc, used, version, updated_at, assigned, revision): RepRow,
 ) -> Result<Representative, StoreError> {
     let input = inputs.get(&id, version, &doc)?;
     let id = Id::parse(&id).map_err(|e| StoreError::Refused(crate::domain::Refusal::BadRequest(e.to_string())))?;
     let mut rep = Representative::with_shared_input(id, input, used, version as u64, updated_at);
     rep.last_assigned_ms = assigned;
+    rep.revision = revision as u64;
     Ok(rep)
 }
 
@@ -417,7 +508,7 @@ fn build_queue((id, doc, version, updated_at): (String, String, i64, String)) ->
     Ok(Queue { id, input, version: version as u64, updated_at })
 }
 
-const REP_COLUMNS: &str = "id, doc, used_capacity, version, updated_at, last_assigned_ms";
+const REP_COLUMNS: &str = "id, doc, used_capacity, version, updated_at, last_assigned_ms, revision";
 const QUEUE_COLUMNS: &str = "id, doc, version, updated_at";
 
 fn get_representative(conn: &Connection, id: &Id) -> Result<Option<Representative>, StoreError> {
@@ -449,11 +540,11 @@ fn get_idempotent(conn: &Connection, token: &str, key: &str) -> Result<Option<(S
 }
 
 impl Tx for SqliteTx<'_, '_> {
-    fn conversation(&mut self, id: &Id) -> Result<Option<Conversation>, StoreError> {
+    async fn conversation(&mut self, id: &Id) -> Result<Option<Conversation>, StoreError> {
         get_conversation(self.0, id)
     }
 
-    fn insert_conversation(&mut self, c: &Conversation) -> Result<(), StoreError> {
+    async fn insert_conversation(&mut self, c: &Conversation) -> Result<(), StoreError> {
         self.0
             .prepare_cached(
                 "INSERT INTO conversations (id, status, queue, representative, entity, intent_based, version, doc)
@@ -472,7 +563,7 @@ impl Tx for SqliteTx<'_, '_> {
         Ok(())
     }
 
-    fn update_conversation(&mut self, c: &Conversation) -> Result<(), StoreError> {
+    async fn update_conversation(&mut self, c: &Conversation) -> Result<(), StoreError> {
         // The version guard makes the update fail loudly if anything raced it.
         let changed = self
             .0
@@ -491,7 +582,7 @@ impl Tx for SqliteTx<'_, '_> {
         if changed == 1 { Ok(()) } else { Err(StoreError::Database(rusqlite::Error::QueryReturnedNoRows)) }
     }
 
-    fn last_history_seq(&mut self, id: &Id) -> Result<u64, StoreError> {
+    async fn last_history_seq(&mut self, id: &Id) -> Result<u64, StoreError> {
         let seq: i64 = self
             .0
             .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM history WHERE conversation = ?1")?
@@ -499,7 +590,7 @@ impl Tx for SqliteTx<'_, '_> {
         Ok(seq as u64)
     }
 
-    fn append_history(&mut self, conversation: &Id, e: &HistoryEvent) -> Result<(), StoreError> {
+    async fn append_history(&mut self, conversation: &Id, e: &HistoryEvent) -> Result<(), StoreError> {
         self.0.prepare_cached("INSERT INTO history (conversation, seq, doc) VALUES (?1, ?2, ?3)")?.execute(params![
             conversation.as_str(),
             e.seq as i64,
@@ -508,11 +599,11 @@ impl Tx for SqliteTx<'_, '_> {
         Ok(())
     }
 
-    fn representative(&mut self, id: &Id) -> Result<Option<Representative>, StoreError> {
+    async fn representative(&mut self, id: &Id) -> Result<Option<Representative>, StoreError> {
         get_representative(self.0, id)
     }
 
-    fn put_representative(
+    async fn put_representative(
         &mut self,
         id: &Id,
         input: &RepresentativeInput,
@@ -521,15 +612,21 @@ impl Tx for SqliteTx<'_, '_> {
         self.0
             .prepare_cached(
                 "INSERT INTO representatives (id, version, updated_at, doc) VALUES (?1, 1, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET version = version + 1, updated_at = ?2, doc = ?3",
+                 ON CONFLICT (id) DO UPDATE SET version = version + 1, revision = revision + 1,
+                 updated_at = ?2, doc = ?3",
             )?
             .execute(params![id.as_str(), now, serde_json::to_string(input)?])?;
         get_representative(self.0, id)?.ok_or(StoreError::Database(rusqlite::Error::QueryReturnedNoRows))
     }
 
-    fn add_used_capacity(&mut self, id: &Id, delta: i64, now_ms: i64) -> Result<Option<Representative>, StoreError> {
+    async fn add_used_capacity(
+        &mut self,
+        id: &Id,
+        delta: i64,
+        now_ms: i64,
+    ) -> Result<Option<Representative>, StoreError> {
         let sql = format!(
-            "UPDATE representatives SET used_capacity = used_capacity + ?2,
+            "UPDATE representatives SET used_capacity = used_capacity + ?2, revision = revision + 1,
              last_assigned_ms = CASE WHEN ?2 > 0 THEN ?3 ELSE last_assigned_ms END WHERE id = ?1
              RETURNING {REP_COLUMNS}"
         );
@@ -537,11 +634,16 @@ impl Tx for SqliteTx<'_, '_> {
         row.optional()?.map(|row| cached_representative(self.1, row)).transpose()
     }
 
-    fn queue(&mut self, id: &Id) -> Result<Option<Queue>, StoreError> {
+    async fn queue(&mut self, id: &Id) -> Result<Option<Queue>, StoreError> {
         get_queue(self.0, id)
     }
 
-    fn put_queue(&mut self, id: &Id, input: &QueueInput, now: &str) -> Result<Queue, StoreError> {
+    async fn lock_queue(&mut self, id: &Id) -> Result<Option<Queue>, StoreError> {
+        // The writer's transaction already excludes every other writer.
+        get_queue(self.0, id)
+    }
+
+    async fn put_queue(&mut self, id: &Id, input: &QueueInput, now: &str) -> Result<Queue, StoreError> {
         self.0
             .prepare_cached(
                 "INSERT INTO queues (id, version, updated_at, doc) VALUES (?1, 1, ?2, ?3)
@@ -551,11 +653,11 @@ impl Tx for SqliteTx<'_, '_> {
         get_queue(self.0, id)?.ok_or(StoreError::Database(rusqlite::Error::QueryReturnedNoRows))
     }
 
-    fn idempotent(&mut self, token: &str, key: &str) -> Result<Option<(String, Outcome)>, StoreError> {
+    async fn idempotent(&mut self, token: &str, key: &str) -> Result<Option<(String, Outcome)>, StoreError> {
         get_idempotent(self.0, token, key)
     }
 
-    fn remember(&mut self, token: &str, key: &Idempotency, outcome: &Outcome) -> Result<(), StoreError> {
+    async fn remember(&mut self, token: &str, key: &Idempotency, outcome: &Outcome) -> Result<(), StoreError> {
         self.0
             .prepare_cached(
                 "INSERT INTO idempotency (token, key, fingerprint, outcome, created) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -765,6 +867,7 @@ impl Store for SqliteStore {
                     let mut rep =
                         Representative::with_shared_input(id, input, row.get(3)?, version as u64, row.get(5)?);
                     rep.last_assigned_ms = row.get(6)?;
+                    rep.revision = row.get::<_, i64>(7)? as u64;
                     Ok(rep)
                 },
                 |rep| filter.matches(rep),
@@ -788,6 +891,18 @@ impl Store for SqliteStore {
                 |row| build_queue((row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
                 |q| filter.matches(q),
             )
+        })
+        .await
+    }
+
+    async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        self.read(move |conn| read_changes(conn, after, limit)).await
+    }
+
+    async fn feed_head(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let head: i64 = conn.query_row("SELECT COALESCE(MAX(position), 0) FROM changes", [], |r| r.get(0))?;
+            Ok(head as u64)
         })
         .await
     }
