@@ -61,9 +61,12 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
     let reloader = crate::reload::spawn(
         routing,
         Box::new(move |version| {
-            if let Some(supervisor) = recorder.upgrade() {
-                tokio::spawn(async move { supervisor.rules_reloaded(version).await });
-            }
+            let recorder = recorder.clone();
+            Box::pin(async move {
+                if let Some(supervisor) = recorder.upgrade() {
+                    supervisor.rules_reloaded(version).await;
+                }
+            })
         }),
     );
     crate::reload::on_sighup(reloader.clone());

@@ -46,8 +46,10 @@ impl Reloader {
     }
 }
 
-/// What runs after each successful reload, with the version now in force.
-pub type OnReloaded = Box<dyn Fn(String) + Send + Sync>;
+/// What runs after each successful reload, with the version now in force (it records the
+/// reload in the change feed), before the API's request for it is answered.
+pub type OnReloaded =
+    Box<dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
 
 /// Starts the reload task (on the current tokio runtime).
 pub fn spawn(routing: Arc<Routing>, on_reloaded: OnReloaded) -> Reloader {
@@ -78,7 +80,7 @@ pub fn spawn(routing: Arc<Routing>, on_reloaded: OnReloaded) -> Reloader {
                 }
             };
             if let Ok(status) = &outcome {
-                on_reloaded(status.version.clone());
+                on_reloaded(status.version.clone()).await;
             }
             for r in batch {
                 if let Request::Api(reply) = r {
