@@ -405,11 +405,24 @@ impl Supervisor {
                 Err(ServiceError::Internal(StoreError::Stale(what))) => {
                     metrics::counter!("switchboard_decisions_retried_total").increment(1);
                     tracing::debug!(conversation = %id, "{what} changed before the commit; deciding again");
+                    // Another daemon may have made the change, and this one's feed reader
+                    // may not have brought it yet: read the target as stored now.
+                    self.refresh(target).await?;
                 }
                 other => return other,
             }
         }
         Err(Refusal::Contended { id: id.clone(), attempts: DECISION_ATTEMPTS }.into())
+    }
+
+    /// Reads `target` from the store into the routing state.
+    async fn refresh(&self, target: &Target) -> Result<(), ServiceError> {
+        let (reps, queues) = match target {
+            Target::Representative(id) => self.store.records(std::slice::from_ref(id), &[]).await?,
+            Target::Queue(id) => self.store.records(&[], std::slice::from_ref(id)).await?,
+        };
+        self.directory.apply(reps, queues);
+        Ok(())
     }
 
     pub async fn lifecycle(

@@ -386,3 +386,52 @@ fn a_reader_sees_every_change_once_in_order_while_two_daemons_commit() {
         assert_eq!(seen, full, "the reader saw every change exactly once, in feed order");
     });
 }
+
+#[test]
+fn a_decision_on_one_daemon_is_checked_against_what_another_just_committed() {
+    on_backend(Backend::Postgres, async {
+        let cluster = Cluster::start(2);
+        let (a, b) = (cluster.client(0), cluster.client(1));
+        a.put("/v1/queues/billing", INTEGRATION, json!({"name": "Billing"})).await.expect(201);
+        for round in 0..10 {
+            let rep = format!("r{round}");
+            let body = json!({"name": rep, "presence": "available", "capacity": 2, "queues": ["billing"]});
+            a.put(&format!("/v1/representatives/{rep}"), INTEGRATION, body).await.expect(201);
+            for c in ["x", "y"] {
+                let id = format!("{c}{round}");
+                let body =
+                    json!({"id": id, "record": {"entity": "case", "id": id}, "queue": "billing", "capacity_units": 2});
+                a.post("/v1/conversations", INTEGRATION, body).await.expect(201);
+            }
+            // B must know the representative before it can route to it.
+            eventually(Duration::from_secs(5), || {
+                let b = b.clone();
+                let rep = rep.clone();
+                async move {
+                    b.get(
+                        &format!("/v1/conversations/y{round}/candidates?action=assign&target=representative"),
+                        SUPERVISOR,
+                    )
+                    .await
+                    .json["candidates"]
+                        .as_array()
+                        .is_some_and(|c| c.iter().any(|x| x["id"] == rep.as_str()))
+                }
+            })
+            .await;
+            // A fills the representative; B, asked right after (its feed reader may not have
+            // brought A's change yet), must refuse for capacity, never accept.
+            a.post(&format!("/v1/conversations/x{round}/assign"), SUPERVISOR, json!({"representative": rep}))
+                .await
+                .expect(200);
+            let refused =
+                b.post(&format!("/v1/conversations/y{round}/assign"), SUPERVISOR, json!({"representative": rep})).await;
+            let refused = refused.problem(422, "not_eligible");
+            assert_eq!(refused.json["reasons"][0]["rule"], "room-for-it", "{}", refused.text);
+            assert_eq!(b.used_capacity(&rep).await, 2);
+        }
+        let metrics = b.send(reqwest::Method::GET, "/metrics", None, &[], None).await.text;
+        let retried = metrics.lines().find(|l| l.starts_with("switchboard_decisions_retried_total")).unwrap_or("none");
+        eprintln!("decisions made again on B (its state was behind A's commit): {retried}");
+    });
+}
