@@ -334,15 +334,20 @@ async fn run_alone(pool: &Pool, request: &WriteRequest) -> Result<Applied, Store
     }
 }
 
-/// Deadlock, serialization failure, or a unique key taken by a concurrent transaction.
+/// Deadlock, serialization failure, a unique key taken by a concurrent transaction, or a
+/// connection that broke before `COMMIT` was sent (the server rolled it back).
 fn retryable(e: &StoreError) -> bool {
     use tokio_postgres::error::SqlState;
     let StoreError::Postgres(e) = e else { return false };
-    e.code().is_some_and(|c| {
-        *c == SqlState::T_R_DEADLOCK_DETECTED
+    e.is_closed()
+        || e.code().is_some_and(|c| {
+            *c == SqlState::T_R_DEADLOCK_DETECTED
             || *c == SqlState::T_R_SERIALIZATION_FAILURE
             || *c == SqlState::UNIQUE_VIOLATION
-    })
+            // The server ended the session (an operator, a restart): the pool gives a new one.
+            || *c == SqlState::ADMIN_SHUTDOWN
+            || *c == SqlState::CRASH_SHUTDOWN
+        })
 }
 
 /// Runs the writes in one transaction and commits it. A refused write is answered and

@@ -120,13 +120,23 @@ impl PgDatabase {
 
 impl Drop for PgDatabase {
     fn drop(&mut self) {
+        // Never panics (it may run while a test unwinds): a database left behind is
+        // reported, not fatal.
         let name = self.name.clone();
-        on_own_runtime(async move {
-            let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-            if let Err(e) = admin_connection().await.batch_execute(&sql).await {
-                eprintln!("dropping the test database {name} failed: {e}");
-            }
-        });
+        let server = postgres_server();
+        let result = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async move {
+                let (client, connection) =
+                    tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls).await.ok()?;
+                tokio::spawn(connection);
+                client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok()
+            })
+        })
+        .join();
+        if !matches!(result, Ok(Some(()))) {
+            eprintln!("the test database {} could not be dropped; drop it by hand", self.name);
+        }
     }
 }
 
