@@ -4,9 +4,12 @@
 //! Lifecycle, as client-go's informers do it: [`Directory::load`] lists the store once at
 //! start; after that every committed write that changed a representative or a queue is
 //! applied with [`Directory::apply`] (one code path for every change), before its answer
-//! is sent, so capacity and idle time are as fresh as the last acknowledged write. Each
-//! record remembers the commit position it was applied at and ignores an older one that
-//! arrives late (two writes' answers may race back).
+//! is sent, so capacity and idle time are as fresh as the last acknowledged write. Where
+//! other daemons write to the same database, their changes arrive through the same call
+//! from the change feed (`Supervisor::follow`). A representative is replaced only by a
+//! record of a higher or equal `revision` (a queue: `version`), so a record that arrives
+//! late (two answers may race back, or the feed brings a change already applied) never
+//! replaces a newer one.
 //!
 //! Readers take a read lock for the rule pass, which compares integers over columns
 //! (tens of microseconds at 10,000 representatives), then release it before any plugin
