@@ -188,6 +188,11 @@ impl Supervisor {
         });
     }
 
+    /// Whether the store can take writes (`/healthz`).
+    pub fn store_health(&self) -> Result<(), String> {
+        self.store.health()
+    }
+
     /// Wakes when the feed may have items after the position last seen.
     pub fn feed_watch(&self) -> tokio::sync::watch::Receiver<u64> {
         self.feed_tip.subscribe()

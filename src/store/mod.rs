@@ -62,6 +62,9 @@ pub enum StoreError {
     Commit(String),
     #[error("the store is shutting down")]
     Closed,
+    /// The write failed inside the store before its commit; nothing was applied.
+    #[error("{0}; it was not applied")]
+    Failed(String),
     /// A fact the write's decision relied on changed before it committed; nothing was
     /// applied. The caller decides again against fresh state.
     #[error("{0} changed since the decision; nothing was applied")]
@@ -248,6 +251,11 @@ pub trait Store: Send + Sync + 'static {
             found.1.extend(self.queue(id).await?);
         }
         Ok(found)
+    }
+
+    /// Whether the store can take writes: `Err` says why not (its writer stopped).
+    fn health(&self) -> Result<(), String> {
+        Ok(())
     }
 
     /// Whether other daemons may write to the same database (their changes then reach

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures_util::FutureExt;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
@@ -133,6 +134,8 @@ struct Job {
 
 pub struct PostgresStore {
     pool: Pool,
+    /// Writer tasks still running.
+    writers: Arc<std::sync::atomic::AtomicUsize>,
     jobs: mpsc::Sender<Job>,
     /// Ends the writer and purge tasks when the store is dropped.
     _tasks: Vec<tokio::task::AbortHandle>,
@@ -214,12 +217,19 @@ impl PostgresStore {
         let rx = Arc::new(Mutex::new(rx));
         let (stop, stopped) = tokio::sync::watch::channel(());
         let mut tasks = Vec::new();
+        let writers = Arc::new(std::sync::atomic::AtomicUsize::new(WRITERS));
         for _ in 0..WRITERS {
-            let (pool, rx, stopped) = (pool.clone(), rx.clone(), stopped.clone());
-            tasks.push(tokio::spawn(write_loop(pool, rx, stopped)).abort_handle());
+            let (pool, rx, stopped, live) = (pool.clone(), rx.clone(), stopped.clone(), writers.clone());
+            tasks.push(
+                tokio::spawn(async move {
+                    write_loop(pool, rx, stopped).await;
+                    live.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                })
+                .abort_handle(),
+            );
         }
         tasks.push(tokio::spawn(purge_loop(pool.clone(), stopped)).abort_handle());
-        Ok(Self { pool, jobs, _tasks: tasks, stop: Some(stop) })
+        Ok(Self { pool, writers, jobs, _tasks: tasks, stop: Some(stop) })
     }
 
     async fn conn(&self) -> Result<deadpool_postgres::Client, StoreError> {
@@ -273,7 +283,15 @@ async fn write_loop(pool: Pool, rx: Arc<Mutex<mpsc::Receiver<Job>>>, mut stopped
             }
             batch
         };
-        let results = commit_batch(&pool, &batch).await;
+        // A panic (a bug) fails this batch only: its transaction is rolled back when the
+        // dropped connection's transaction ends, and the writer goes on.
+        let results = match std::panic::AssertUnwindSafe(commit_batch(&pool, &batch)).catch_unwind().await {
+            Ok(results) => results,
+            Err(_) => {
+                tracing::error!(writes = batch.len(), "a batch panicked inside the store; it was rolled back");
+                batch.iter().map(|_| Err(StoreError::Failed("the write failed inside the store".into()))).collect()
+            }
+        };
         for (job, result) in batch.into_iter().zip(results) {
             // The client may have gone; its change is durable all the same.
             let _ = job.reply.send(result);
@@ -399,7 +417,11 @@ async fn run_batch(pool: &Pool, requests: &[&WriteRequest]) -> Result<Vec<Result
             }
         }
     }
-    tx.commit().await.map_err(|e| Failed::Unknown(e.into()))?;
+    if let Err(e) = tx.commit().await {
+        // Whatever state the connection is in, it does not go back to the pool.
+        drop(deadpool_postgres::Client::take(conn));
+        return Err(Failed::Unknown(e.into()));
+    }
     Ok(results)
 }
 
@@ -857,6 +879,13 @@ impl Store for PostgresStore {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn health(&self) -> Result<(), String> {
+        match self.writers.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => Err("no PostgreSQL writer is running; restart the daemon".into()),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -106,6 +106,8 @@ struct Job {
 }
 
 pub struct SqliteStore {
+    /// Why the writer stopped taking writes (a failed commit), if it did.
+    writer_stopped: Arc<Mutex<Option<String>>>,
     /// `None` once the store is closing.
     writer: Option<mpsc::Sender<Job>>,
     readers: Arc<ReaderPool>,
@@ -196,9 +198,11 @@ impl SqliteStore {
             gate: std::sync::RwLock::new(()),
         });
         let (writer_wal, writer_readers) = (wal.clone(), readers.clone());
+        let writer_stopped: Arc<Mutex<Option<String>>> = Arc::default();
+        let stopped_by_writer = writer_stopped.clone();
         let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(conn, &writer_wal, &writer_readers, rx, &cache))
+            .spawn(move || write_loop(conn, &writer_wal, &writer_readers, rx, &cache, &stopped_by_writer))
             .map_err(|e| StoreError::Folder { path: "writer thread".into(), source: e })?;
         let (stop, stopped) = std::sync::mpsc::channel();
         let checkpoints = std::thread::Builder::new()
@@ -209,6 +213,7 @@ impl SqliteStore {
             })
             .map_err(|e| StoreError::Folder { path: "checkpoint thread".into(), source: e })?;
         Ok(Self {
+            writer_stopped,
             writer: Some(tx),
             readers,
             inputs,
@@ -334,6 +339,7 @@ fn write_loop(
     readers: &ReaderPool,
     mut rx: mpsc::Receiver<Job>,
     inputs: &InputCache,
+    stopped: &Mutex<Option<String>>,
 ) {
     let mut last_purge = Instant::now();
     let mut stamp = Stamp::default();
@@ -345,10 +351,17 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        let results = commit_batch(&mut conn, &batch, inputs, &mut stamp);
+        let (results, fatal) = contained(&mut conn, &batch, inputs, &mut stamp);
         for (job, result) in batch.into_iter().zip(results) {
             // The client may have gone; its change is durable all the same.
             let _ = job.reply.send(result);
+        }
+        if let Some(why) = fatal {
+            // The connection's state after a failed commit is not to be trusted: take no
+            // more writes. `/healthz` says so, and a restart recovers from the WAL.
+            tracing::error!("the SQLite writer stopped: {why}; restart the daemon");
+            *stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+            return;
         }
         if std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_HARD_LIMIT) {
             readers.truncate_wal(&conn);
@@ -362,20 +375,66 @@ fn write_loop(
     }
 }
 
-/// Runs each job in its own savepoint and commits the batch once.
+/// Commits a batch; a panic inside it (a bug) is contained: the batch's transaction is
+/// rolled back as the panic unwinds, and its writes run again one by one, so only the
+/// write that panics fails. Returns the answers and, when a commit failed, why the writer
+/// must stop.
+fn contained(
+    conn: &mut Connection,
+    batch: &[Job],
+    inputs: &InputCache,
+    stamp: &mut Stamp,
+) -> (Vec<Result<Applied, StoreError>>, Option<String>) {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    match catch_unwind(AssertUnwindSafe(|| commit_batch(conn, batch, inputs, stamp))) {
+        Ok(done) => done,
+        Err(_) if batch.len() == 1 => {
+            tracing::error!("a write panicked inside the store; it was rolled back");
+            (vec![Err(StoreError::Failed("the write failed inside the store".into()))], None)
+        }
+        Err(_) => {
+            tracing::error!(writes = batch.len(), "a batch panicked inside the store; running its writes one by one");
+            let mut results = Vec::with_capacity(batch.len());
+            for job in batch {
+                let (mut one, fatal) = contained(conn, std::slice::from_ref(job), inputs, stamp);
+                results.push(one.pop().unwrap_or(Err(StoreError::Closed)));
+                if fatal.is_some() {
+                    results.extend(
+                        (results.len()..batch.len()).map(|_| Err(StoreError::Failed("the store stopped".into()))),
+                    );
+                    return (results, fatal);
+                }
+            }
+            (results, None)
+        }
+    }
+}
+
+/// Runs each job in its own savepoint and commits the batch once. When the commit itself
+/// fails the outcome is unknown (an fsync error may leave the data written or not): the
+/// answers say so, and the second value asks the writer to stop.
 fn commit_batch(
     conn: &mut Connection,
     batch: &[Job],
     inputs: &InputCache,
     stamp: &mut Stamp,
-) -> Vec<Result<Applied, StoreError>> {
+) -> (Vec<Result<Applied, StoreError>>, Option<String>) {
     match run_batch(conn, batch, inputs, stamp) {
-        Ok(results) => results,
-        Err(e) => {
-            tracing::error!(error = %e, "committing a batch of writes failed; none of it was applied");
-            batch.iter().map(|_| Err(StoreError::Commit(e.to_string()))).collect()
+        Ok(results) => (results, None),
+        Err(Failed::Before(e)) => {
+            tracing::error!(error = %e, "a batch of writes failed before its commit; none of it was applied");
+            (batch.iter().map(|_| Err(StoreError::Failed(e.to_string()))).collect(), None)
+        }
+        Err(Failed::Commit(e)) => {
+            let why = format!("a commit failed ({e})");
+            (batch.iter().map(|_| Err(StoreError::Commit(e.to_string()))).collect(), Some(why))
         }
     }
+}
+
+enum Failed {
+    Before(rusqlite::Error),
+    Commit(rusqlite::Error),
 }
 
 fn run_batch(
@@ -383,11 +442,14 @@ fn run_batch(
     batch: &[Job],
     inputs: &InputCache,
     stamp: &mut Stamp,
-) -> Result<Vec<Result<Applied, StoreError>>, rusqlite::Error> {
-    let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+) -> Result<Vec<Result<Applied, StoreError>>, Failed> {
+    let before = Failed::Before;
+    let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(before)?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        let mut sp = tx.savepoint()?;
+        #[cfg(test)]
+        tests::inject(&job.request);
+        let mut sp = tx.savepoint().map_err(before)?;
         let mut request = job.request.clone();
         (request.now, request.now_ms) = stamp.next();
         let result =
@@ -400,12 +462,19 @@ fn run_batch(
                 Ok(Applied { outcome, position, representatives: effects.representatives, queues: effects.queues })
             });
         if result.is_err() {
-            sp.rollback()?;
+            sp.rollback().map_err(before)?;
         }
-        sp.commit()?;
+        sp.commit().map_err(before)?;
         results.push(result);
     }
-    tx.commit()?;
+    #[cfg(test)]
+    if batch.iter().any(|j| j.request.author.name == tests::FAIL_COMMIT) {
+        return Err(Failed::Commit(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
+            Some("injected fsync failure".into()),
+        )));
+    }
+    tx.commit().map_err(Failed::Commit)?;
     Ok(results)
 }
 
@@ -907,6 +976,16 @@ impl Store for SqliteStore {
         .await
     }
 
+    fn health(&self) -> Result<(), String> {
+        if let Some(why) = self.writer_stopped.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            return Err(format!("the SQLite writer stopped: {why}; restart the daemon"));
+        }
+        if self.writer_thread.as_ref().is_none_or(std::thread::JoinHandle::is_finished) {
+            return Err("the SQLite writer is not running; restart the daemon".into());
+        }
+        Ok(())
+    }
+
     async fn is_empty(&self) -> Result<bool, StoreError> {
         self.read(|conn| {
             let n: i64 = conn.query_row(
@@ -918,5 +997,79 @@ impl Store for SqliteStore {
             Ok(n == 0)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The writer's containment, with faults injected by the author's name (test builds only).
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+    use crate::store::{Author, Command};
+
+    pub const PANIC: &str = "test-panic-in-writer";
+    pub const FAIL_COMMIT: &str = "test-commit-fails";
+
+    pub fn inject(request: &WriteRequest) {
+        if request.author.name == PANIC {
+            panic!("injected panic in the writer");
+        }
+    }
+
+    fn put_queue(author: &str, id: &str) -> WriteRequest {
+        let input: QueueInput = serde_json::from_value(serde_json::json!({"name": id})).unwrap();
+        WriteRequest {
+            author: Author { name: author.into(), token_digest: "t".into() },
+            idempotency: None,
+            command: Command::PutQueue { id: Id::parse(id).unwrap(), input },
+            ruleset: "r".into(),
+            now: String::new(),
+            now_ms: 0,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_write_fails_alone_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("sb.db")).unwrap());
+        // Sent together so they share batches with the panicking one.
+        let mut writes = tokio::task::JoinSet::new();
+        for i in 0..20 {
+            let store = store.clone();
+            let author = if i == 7 { PANIC } else { "someone" };
+            writes.spawn(async move { (i, store.write(put_queue(author, &format!("q{i}"))).await) });
+        }
+        while let Some(done) = writes.join_next().await {
+            let (i, result) = done.unwrap();
+            match (i, result) {
+                (7, Err(StoreError::Failed(_))) => {}
+                (7, other) => panic!("the panicking write answered {other:?}"),
+                (_, Ok(_)) => {}
+                (i, Err(e)) => panic!("write {i} failed beside the panicking one: {e}"),
+            }
+        }
+        assert!(store.health().is_ok());
+        store.write(put_queue("someone", "after")).await.unwrap();
+        let queues = store.queues(Default::default(), PageRequest { after: None, limit: 100 }).await.unwrap();
+        assert_eq!(queues.items.len(), 20, "19 queues and `after`, not the panicking one");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_answers_unknown_and_stops_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("sb.db")).unwrap();
+        store.write(put_queue("someone", "q0")).await.unwrap();
+        assert!(store.health().is_ok());
+        match store.write(put_queue(FAIL_COMMIT, "q1")).await {
+            Err(StoreError::Commit(_)) => {}
+            other => panic!("a failed commit answered {other:?}, not an unknown outcome"),
+        }
+        match store.write(put_queue("someone", "q2")).await {
+            Err(StoreError::Closed) => {}
+            other => panic!("the writer took a write after a failed commit: {other:?}"),
+        }
+        let health = store.health().unwrap_err();
+        assert!(health.contains("a commit failed") && health.contains("restart the daemon"), "{health}");
     }
 }
