@@ -37,6 +37,9 @@ struct File {
     /// Sandbox limits of plugin calls.
     #[serde(default)]
     plugin_limits: crate::plugins::Limits,
+    /// Timeouts and connection limits of the HTTP server.
+    #[serde(default)]
+    server_limits: Option<toml::Spanned<crate::http::ServerLimits>>,
     /// Reload when files in `rules_dir` or `plugins_dir` change.
     #[serde(default = "yes")]
     watch: bool,
@@ -84,6 +87,7 @@ pub struct Config {
     pub seed: Option<PathBuf>,
     pub plugin_cache: PathBuf,
     pub plugin_limits: crate::plugins::Limits,
+    pub server_limits: crate::http::ServerLimits,
     pub watch: bool,
     pub tokens: Tokens,
 }
@@ -118,6 +122,17 @@ impl Config {
                 format!("invalid listen address `{}` (expected IP:PORT, e.g. 127.0.0.1:7878)", file.listen.get_ref()),
             )
         })?;
+        let server_limits = match file.server_limits {
+            Some(limits) => {
+                let span = limits.span();
+                let limits = limits.into_inner();
+                if let Some(problem) = limits.problems().into_iter().next() {
+                    return Err(invalid(span.start, format!("[server_limits]: {problem}")));
+                }
+                limits
+            }
+            None => crate::http::ServerLimits::default(),
+        };
         let mut tokens = Vec::new();
         for t in file.tokens {
             let span = t.span();
@@ -159,6 +174,7 @@ impl Config {
             seed: file.seed.map(|s| base.join(s)),
             plugin_cache: base.join(file.plugin_cache),
             plugin_limits: file.plugin_limits,
+            server_limits,
             watch: file.watch,
             tokens: Tokens::new(tokens),
         })
@@ -192,6 +208,26 @@ mod tests {
         assert!(err.starts_with("sb.toml:3:8: unknown variant `boss`"), "{err}");
         let err = parse("[[tokens]]\nname = \"a\"\nrole = \"admin\"\nsha256 = \"00\"\n").unwrap_err().to_string();
         assert!(err.starts_with("sb.toml:4:10: token `a`: sha256 must be 64 hex digits"), "{err}");
+    }
+
+    #[test]
+    fn server_limits_default_and_are_checked() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server_limits, crate::http::ServerLimits::default());
+        let c = parse("[server_limits]\nshutdown_timeout_ms = 2500\n").unwrap();
+        assert_eq!(c.server_limits.shutdown_timeout_ms, 2500);
+        assert_eq!(c.server_limits.header_timeout_ms, 10_000);
+        let err = parse("[server_limits]\nheader_timeout = 5\n").unwrap_err().to_string();
+        assert!(err.starts_with("sb.toml:2:1: unknown field `header_timeout`"), "{err}");
+        let err = parse("\n[server_limits]\nbody_timeout_ms = 90000\n").unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "sb.toml:2:1: [server_limits]: `body_timeout_ms` (90000) must be less than `request_timeout_ms` (60000)"
+            ),
+            "{err}"
+        );
+        let err = parse("[server_limits]\nmax_connections = 0\n").unwrap_err().to_string();
+        assert!(err.contains("`max_connections` must be at least 1"), "{err}");
     }
 
     #[test]

@@ -73,11 +73,11 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
     let watcher: Option<Arc<dyn std::any::Any + Send + Sync>> = if config.watch {
         let dirs = [config.rules_dir.clone(), config.plugins_dir.clone()];
         let watcher = crate::reload::watch(&dirs, reloader.clone()).context("watching the rules and plugins")?;
-        Some(Arc::new(std::sync::Mutex::new(watcher)))
+        Some(Arc::new(watcher))
     } else {
         None
     };
-    Ok(AppState::new(supervisor, config.tokens.clone(), reloader, watcher))
+    Ok(AppState::new(supervisor, config.tokens.clone(), reloader, watcher).with_limits(config.server_limits))
 }
 
 /// The address in the daemon's "listening on ADDR" log line, for whoever starts it as a
@@ -86,16 +86,18 @@ pub fn listening_address(log_line: &str) -> Option<&str> {
     log_line.split_once("listening on ").map(|(_, addr)| addr.trim())
 }
 
-/// Serves on `listener` until `shutdown` completes, then finishes requests in flight.
+/// Serves on `listener` until `shutdown` completes, then finishes requests in flight
+/// (for at most the state's `shutdown_timeout_ms`).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
+    let limits = state.limits;
     // `listening_address` parses this line: keep the two together.
     tracing::info!("listening on {addr}");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    crate::http::serve(listener, router(state), limits, shutdown).await;
     Ok(())
 }
 

@@ -128,32 +128,122 @@ pub async fn debounce(mut pokes: mpsc::UnboundedReceiver<()>, reloader: Reloader
 }
 
 /// Watches `dirs` and asks `reloader` for a reload after each burst of relevant changes
-/// (reads, such as the reload's own, are not changes). Stops when the watcher is dropped.
-pub fn watch(dirs: &[PathBuf], reloader: Reloader) -> anyhow::Result<notify::RecommendedWatcher> {
-    use notify::Watcher;
+/// (reads, such as the reload's own, are not changes). Stops when the [`Watch`] is dropped.
+///
+/// A folder that does not exist (yet, or any more) is waited for: its nearest existing
+/// parent is watched instead, one level closer each time a level appears, and once the
+/// folder is there it is watched and a reload is asked for.
+pub fn watch(dirs: &[PathBuf], reloader: Reloader) -> anyhow::Result<Watch> {
     let (poke, pokes) = mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+    let (moved, mut moves) = mpsc::unbounded_channel::<()>();
+    let targets = dirs.to_vec();
+    let content_poke = poke.clone();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
         Ok(e) => {
-            let change = !matches!(e.kind, notify::EventKind::Access(_));
-            if change && (e.paths.is_empty() || e.paths.iter().any(|p| relevant(p))) {
-                let _ = poke.send(());
+            if matches!(e.kind, notify::EventKind::Access(_)) {
+                return;
+            }
+            let (structure, content) = classify(&targets, &e.paths);
+            if structure {
+                let _ = moved.send(());
+            }
+            if content {
+                let _ = content_poke.send(());
             }
         }
         Err(e) => tracing::warn!(error = %e, "watching the rules and plugins folders failed"),
     })?;
+    let mut watched = Watched { watcher, dirs: dirs.to_vec(), on: vec![None; dirs.len()] };
+    watched.reconcile();
+    let shared = Arc::new(std::sync::Mutex::new(watched));
+    let weak = Arc::downgrade(&shared);
     tokio::spawn(debounce(pokes, reloader));
-    for dir in dirs {
-        if dir.is_dir() {
-            watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
-            tracing::info!(dir = %dir.display(), "watching for changes");
-        } else {
-            tracing::warn!(
-                dir = %dir.display(),
-                "not watching a folder that does not exist; SIGHUP or POST /v1/rules/reload after creating it"
-            );
+    // Follows folders appearing and disappearing. Ends with the watcher, which owns the
+    // sender of `moves`.
+    tokio::spawn(async move {
+        while moves.recv().await.is_some() {
+            while moves.try_recv().is_ok() {}
+            let Some(shared) = weak.upgrade() else { return };
+            let appeared = shared.lock().unwrap_or_else(|e| e.into_inner()).reconcile();
+            if appeared {
+                let _ = poke.send(());
+            }
         }
+    });
+    Ok(Watch { _watched: shared })
+}
+
+/// The file watcher; dropping it stops watching.
+pub struct Watch {
+    _watched: Arc<std::sync::Mutex<Watched>>,
+}
+
+/// Which of `paths` (from one event) matter: `structure` when one is a watched folder
+/// or a parent of one (it may have appeared or gone), `content` when one is a
+/// relevant file inside a watched folder, or the folder itself. An event without paths
+/// (the watcher lost track) is both.
+fn classify(dirs: &[PathBuf], paths: &[PathBuf]) -> (bool, bool) {
+    if paths.is_empty() {
+        return (true, true);
     }
-    Ok(watcher)
+    let structure = paths.iter().any(|p| dirs.iter().any(|d| d.starts_with(p)));
+    let content = paths.iter().any(|p| dirs.iter().any(|d| p.starts_with(d)) && relevant(p));
+    (structure, content)
+}
+
+/// The folder itself if it exists, else its nearest existing parent.
+fn nearest_existing(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors().find(|a| !a.as_os_str().is_empty() && a.is_dir()).map(Path::to_path_buf)
+}
+
+/// What is watched for each folder: itself, or the parent it is waited for in.
+struct Watched {
+    watcher: notify::RecommendedWatcher,
+    dirs: Vec<PathBuf>,
+    on: Vec<Option<PathBuf>>,
+}
+
+impl Watched {
+    /// Moves each folder's watch to the folder or its nearest existing parent. True when
+    /// a folder that was not watched is now.
+    fn reconcile(&mut self) -> bool {
+        use notify::Watcher;
+        let mut appeared = false;
+        for i in 0..self.dirs.len() {
+            // A folder can appear or go while its watch moves: look again, a few times.
+            for _ in 0..8 {
+                let want = nearest_existing(&self.dirs[i]);
+                if want == self.on[i] {
+                    break;
+                }
+                if let Some(old) = self.on[i].take()
+                    && !self.on.contains(&Some(old.clone()))
+                {
+                    // Fails when the folder is gone, which removed its watch already.
+                    let _ = self.watcher.unwatch(&old);
+                }
+                let Some(path) = want else { break };
+                if !self.on.contains(&Some(path.clone()))
+                    && let Err(e) = self.watcher.watch(&path, notify::RecursiveMode::NonRecursive)
+                {
+                    tracing::warn!(dir = %path.display(), error = %e, "cannot watch the folder");
+                    break;
+                }
+                if path == self.dirs[i] {
+                    tracing::info!(dir = %path.display(), "watching for changes");
+                    appeared = true;
+                } else {
+                    tracing::info!(
+                        dir = %self.dirs[i].display(),
+                        parent = %path.display(),
+                        "the folder does not exist: watching its parent until it appears"
+                    );
+                }
+                self.on[i] = Some(path);
+            }
+        }
+        appeared
+    }
 }
 
 /// Asks for a reload on every SIGHUP.
@@ -206,6 +296,30 @@ mod tests {
         }
         let n = count(&mut rx);
         assert!((4..=6).contains(&n), "{n} reloads in 2.5 s of constant changes");
+    }
+
+    #[test]
+    fn events_on_parents_are_structure_and_inside_are_content() {
+        let dirs = [PathBuf::from("/srv/sb/rules"), PathBuf::from("/srv/sb/plugins/dist")];
+        let at = |p: &str| classify(&dirs, &[PathBuf::from(p)]);
+        assert_eq!(at("/srv/sb/plugins"), (true, false), "a parent appeared");
+        assert_eq!(at("/srv/sb/plugins/dist"), (true, true), "the folder appeared or went");
+        assert_eq!(at("/srv/sb/plugins/dist/vip.wasm"), (false, true));
+        assert_eq!(at("/srv/sb/rules/.vip.toml.swp"), (false, false));
+        assert_eq!(at("/srv/sb/switchboard.db-wal"), (false, false), "a sibling in a watched parent");
+        assert_eq!(at("/srv/sb/plugins/other"), (false, false));
+        assert_eq!(classify(&dirs, &[]), (true, true));
+    }
+
+    #[test]
+    fn the_nearest_existing_folder() {
+        let root = tempfile::tempdir().unwrap();
+        let dist = root.path().join("plugins/dist");
+        assert_eq!(nearest_existing(&dist).as_deref(), Some(root.path()));
+        std::fs::create_dir(root.path().join("plugins")).unwrap();
+        assert_eq!(nearest_existing(&dist), Some(root.path().join("plugins")));
+        std::fs::create_dir(&dist).unwrap();
+        assert_eq!(nearest_existing(&dist), Some(dist));
     }
 
     #[test]

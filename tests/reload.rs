@@ -32,9 +32,10 @@ async fn reloads(d: &Daemon) -> u64 {
     status(d).await["reloads"].as_u64().unwrap()
 }
 
-/// Waits until the version in force satisfies `want`, and returns it.
+/// Waits until the version in force satisfies `want`, and returns it. Generous: a reload
+/// that brings a plugin compiles it (seconds in a debug build on a busy machine).
 async fn until_version(d: &Daemon, want: impl Fn(&str) -> bool) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let v = version(d).await;
         if want(&v) {
@@ -189,6 +190,58 @@ async fn a_plugin_replaced_while_requests_use_it() {
     assert!(versions.iter().all(|v| *v == v1 || *v == v2), "{versions:?}");
     let s = status(&d).await;
     assert_ne!(s["plugins"][0]["sha256"].as_str().unwrap(), sha1);
+}
+
+/// The rules folder deleted, then made again: the failed reload keeps the rules in force,
+/// and the new folder is watched like the old one.
+#[tokio::test]
+async fn a_rules_folder_deleted_and_made_again_is_watched_again() {
+    let d = started().await;
+    std::fs::write(rules(&d).join("presence.toml"), AVAILABLE).unwrap();
+    let v1 = until_version(&d, |v| v != "empty").await;
+    std::fs::remove_dir_all(rules(&d)).unwrap();
+    eventually(Duration::from_secs(10), || async { !status(&d).await["last_error"].is_null() }).await;
+    assert_eq!(version(&d).await, v1, "a failed reload keeps the rules in force");
+    std::fs::create_dir(rules(&d)).unwrap();
+    std::fs::write(rules(&d).join("presence.toml"), ANY).unwrap();
+    let v2 = until_version(&d, |v| v != v1 && v != "empty").await;
+    // Watched again, not only reloaded once when it appeared.
+    std::fs::write(rules(&d).join("presence.toml"), AVAILABLE).unwrap();
+    assert_eq!(until_version(&d, |v| v != v2).await, v1);
+    assert!(status(&d).await["last_error"].is_null());
+}
+
+/// `plugins_dir` two levels below anything that exists at start: a plugin dropped into
+/// it once it is made is loaded without SIGHUP or the API.
+#[tokio::test]
+async fn a_plugins_folder_made_after_start_is_watched() {
+    common::built_plugins();
+    let d = Daemon::start_with("plugins_dir = \"plugins/dist\"\nplugin_cache = \"cache\"\n").await;
+    let v0 = version(&d).await;
+    assert_eq!(status(&d).await["plugins"], json!([]));
+    install_plugin(&d.dir.path().join("plugins/dist"), "vip_scoring", "vip-scoring");
+    let v1 = until_version(&d, |v| v != v0).await;
+    assert_eq!(status(&d).await["plugins"][0]["name"], "vip-scoring", "version {v1}");
+    // And it stays watched: a second plugin is picked up too.
+    install_plugin(&d.dir.path().join("plugins/dist"), "language_match", "language-match");
+    until_version(&d, |v| v != v1).await;
+    assert_eq!(status(&d).await["plugins"].as_array().unwrap().len(), 2);
+}
+
+/// Exactly one `switchboard_rules_version_info` series, the version in force, after
+/// several versions were loaded.
+#[tokio::test]
+async fn the_rules_version_metric_is_one_series() {
+    let d = started().await;
+    let mut v = version(&d).await;
+    for text in [AVAILABLE, ANY, AVAILABLE] {
+        std::fs::write(rules(&d).join("presence.toml"), text).unwrap();
+        let before = v.clone();
+        v = until_version(&d, |now| now != before).await;
+    }
+    let metrics = d.client.send(reqwest::Method::GET, "/metrics", None, &[], None).await.expect(200).text;
+    let series: Vec<&str> = metrics.lines().filter(|l| l.starts_with("switchboard_rules_version_info{")).collect();
+    assert_eq!(series, [format!("switchboard_rules_version_info{{version=\"{v}\"}} 1")], "{metrics}");
 }
 
 #[tokio::test]

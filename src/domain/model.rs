@@ -279,6 +279,7 @@ pub struct RepresentativeInput {
     #[serde(default)]
     pub presence: Presence,
     #[serde(default)]
+    #[schema(format = Int64, maximum = 4294967295.0)]
     pub capacity: u32,
     #[serde(default)]
     #[schema(value_type = BTreeMap<String, u8>)]
@@ -347,6 +348,7 @@ pub struct QueueInput {
     pub name: Name,
     /// Lower is served first.
     #[serde(default)]
+    #[schema(format = Int64, maximum = 4294967295.0)]
     pub priority: u32,
     #[serde(default)]
     pub intent_based: bool,
@@ -375,8 +377,10 @@ pub struct ConversationInput {
     #[schema(value_type = String)]
     pub queue: Id,
     #[serde(default)]
+    #[schema(format = Int64, maximum = 4294967295.0)]
     pub priority: u32,
     #[serde(default = "one")]
+    #[schema(format = Int64, maximum = 4294967295.0)]
     pub capacity_units: u32,
     #[serde(default)]
     #[schema(value_type = BTreeMap<String, u8>)]
@@ -400,7 +404,9 @@ pub struct Conversation {
     pub record: Record,
     #[schema(value_type = String)]
     pub queue: Id,
+    #[schema(format = Int64, maximum = 4294967295.0)]
     pub priority: u32,
+    #[schema(format = Int64, maximum = 4294967295.0)]
     pub capacity_units: u32,
     #[schema(value_type = BTreeMap<String, u8>)]
     pub skills: Skills,

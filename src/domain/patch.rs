@@ -5,21 +5,26 @@ use serde::{Deserialize, Serialize};
 use super::Id;
 use super::{Attributes, Intent, Name, Presence, QueueInput, RepresentativeInput, Skills};
 
-/// A PATCH of a representative: each given field replaces that field.
+/// A PATCH of a representative: each given field replaces that field (`null` is refused:
+/// leave a field out to keep it).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RepresentativePatch {
+    #[schema(nullable = false)]
     pub name: Option<Name>,
+    #[schema(nullable = false)]
     pub presence: Option<Presence>,
+    #[schema(format = Int64, maximum = 4294967295.0, nullable = false)]
     pub capacity: Option<u32>,
-    #[schema(value_type = Option<std::collections::BTreeMap<String, u8>>)]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, u8>>, nullable = false)]
     pub skills: Option<Skills>,
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<String>>, nullable = false)]
     pub queues: Option<Vec<Id>>,
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<String>>, nullable = false)]
     pub user_groups: Option<Vec<Id>>,
+    #[schema(nullable = false)]
     pub intents: Option<Vec<Intent>>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, nullable = false)]
     pub attributes: Option<Attributes>,
 }
 
@@ -31,12 +36,15 @@ impl RepresentativePatch {
     }
 }
 
-/// A PATCH of a queue: each given field replaces that field.
+/// A PATCH of a queue: each given field replaces that field (`null` is refused).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueuePatch {
+    #[schema(nullable = false)]
     pub name: Option<Name>,
+    #[schema(format = Int64, maximum = 4294967295.0, nullable = false)]
     pub priority: Option<u32>,
+    #[schema(nullable = false)]
     pub intent_based: Option<bool>,
 }
 

@@ -125,7 +125,7 @@ const LIST_FILTERS: [Param; 5] = [
         ("status" = Option<Vec<String>>, Query, description = "Repeatable; default: open, active, waiting, wrap_up"),
         ("queue" = Option<String>, Query), ("representative" = Option<String>, Query),
         ("entity" = Option<String>, Query), ("intent_based" = Option<bool>, Query),
-        ("limit" = Option<u32>, Query, description = "1-1000, default 100"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1-1000, default 100"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses((status = 200, body = ListView<Conversation>), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
@@ -148,7 +148,7 @@ pub async fn list(
 
 /// One conversation, with its `ETag`.
 #[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations",
-    params(("id" = String, Path)),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
     responses((status = 200, body = Conversation), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn get(
@@ -167,7 +167,7 @@ pub async fn get(
 
 /// Every change to the conversation, in order.
 #[utoipa::path(get, path = "/v1/conversations/{id}/history", tag = "conversations",
-    params(("id" = String, Path)),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
     responses((status = 200, body = HistoryView), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn history(
@@ -270,18 +270,18 @@ fn candidate_query(q: &QueryParams) -> Result<CandidateQuery, ApiError> {
 
 /// The Assign and Transfer dialogs: eligible targets, best first.
 #[utoipa::path(get, path = "/v1/conversations/{id}/candidates", tag = "conversations",
-    params(("id" = String, Path),
-        ("action" = String, Query, description = "`assign` or `transfer`"),
-        ("target" = String, Query, description = "`representative` or `queue`"),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"),
+        ("action" = crate::domain::RoutingAction, Query),
+        ("target" = crate::domain::TargetKind, Query),
         ("explain" = Option<bool>, Query, description = "Also list what the rules excluded, and why"),
-        ("limit" = Option<u32>, Query, description = "At most this many candidates (1-1000), and excluded with `explain`; all when absent"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many candidates (1-1000), and excluded with `explain`; all when absent"),
         ("name" = Option<String>, Query, description = "Case-insensitive substring"),
         ("queue" = Option<String>, Query), ("skill" = Option<Vec<String>>, Query, description = "Repeatable: has all"),
         ("presence" = Option<Vec<String>>, Query, description = "Repeatable: any of"),
         ("intent_family" = Option<String>, Query), ("intent_group" = Option<String>, Query),
         ("intent" = Option<String>, Query), ("user_group" = Option<String>, Query),
         ("intent_based" = Option<bool>, Query, description = "Queues only"),
-        ("priority" = Option<u32>, Query, description = "Queues only")),
+        ("priority" = Option<u32>, Query, format = Int64, maximum = 4294967295.0, description = "Queues only")),
     responses((status = 200, body = Candidates), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn candidates(
@@ -316,7 +316,7 @@ macro_rules! routing_action {
     ($name:ident, $kind:expr, $path:literal, $doc:literal) => {
         #[doc = $doc]
         #[utoipa::path(post, path = $path, tag = "actions",
-            params(("id" = String, Path),
+            params(("id" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"),
                 ("If-Match" = Option<String>, Header, description = "Apply only at this version (the ETag)"),
                 ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer to a repeat")),
             request_body = TargetRequest,
@@ -354,7 +354,7 @@ macro_rules! plain_action {
     ($name:ident, $action:expr, $path:literal, $doc:literal) => {
         #[doc = $doc]
         #[utoipa::path(post, path = $path, tag = "actions",
-            params(("id" = String, Path),
+            params(("id" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"),
                 ("If-Match" = Option<String>, Header, description = "Apply only at this version (the ETag)"),
                 ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer to a repeat")),
             request_body(content = Option<NoteRequest>, description = "Optional"),
@@ -388,7 +388,7 @@ plain_action!(
 
 /// Reports a lifecycle event (integration): accept, hold, resume, wrap_up, resolve.
 #[utoipa::path(post, path = "/v1/conversations/{id}/events", tag = "conversations",
-    params(("id" = String, Path),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"),
         ("If-Match" = Option<String>, Header, description = "Apply only at this version (the ETag)"),
         ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer to a repeat")),
     request_body = EventRequest,

@@ -23,7 +23,7 @@ fn no_nulls(canonical: &str) -> Result<(), ApiError> {
 
 /// Creates (`201`) or replaces (`200`) a representative.
 #[utoipa::path(put, path = "/v1/representatives/{id}", tag = "directory",
-    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"), ("Idempotency-Key" = Option<String>, Header)),
     request_body = RepresentativeInput,
     responses((status = 200, body = Representative), (status = 201, body = Representative),
         (status = "4XX", body = Problem, content_type = "application/problem+json")),
@@ -43,7 +43,7 @@ pub async fn put_representative(
 
 /// Replaces the given top-level fields of a representative; the others stay.
 #[utoipa::path(patch, path = "/v1/representatives/{id}", tag = "directory",
-    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"), ("Idempotency-Key" = Option<String>, Header)),
     request_body = RepresentativePatch,
     responses((status = 200, body = Representative), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
@@ -62,7 +62,7 @@ pub async fn patch_representative(
 }
 
 /// One representative.
-#[utoipa::path(get, path = "/v1/representatives/{id}", tag = "directory", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/representatives/{id}", tag = "directory", params(("id" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
     responses((status = 200, body = Representative), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn get_representative(
@@ -88,7 +88,7 @@ const REP_LIST_FILTERS: [Param; 5] = [
     params(("name" = Option<String>, Query, description = "Case-insensitive substring"),
         ("queue" = Option<String>, Query), ("skill" = Option<Vec<String>>, Query, description = "Repeatable: has all"),
         ("presence" = Option<Vec<String>>, Query, description = "Repeatable: any of"),
-        ("user_group" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+        ("user_group" = Option<String>, Query), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = ListView<Representative>), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn list_representatives(
@@ -111,7 +111,7 @@ pub async fn list_representatives(
 
 /// Creates (`201`) or replaces (`200`) a queue.
 #[utoipa::path(put, path = "/v1/queues/{id}", tag = "directory",
-    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"), ("Idempotency-Key" = Option<String>, Header)),
     request_body = QueueInput,
     responses((status = 200, body = Queue), (status = 201, body = Queue),
         (status = "4XX", body = Problem, content_type = "application/problem+json")),
@@ -131,7 +131,7 @@ pub async fn put_queue(
 
 /// Replaces the given top-level fields of a queue; the others stay.
 #[utoipa::path(patch, path = "/v1/queues/{id}", tag = "directory",
-    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"), ("Idempotency-Key" = Option<String>, Header)),
     request_body = QueuePatch,
     responses((status = 200, body = Queue), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
@@ -150,7 +150,7 @@ pub async fn patch_queue(
 }
 
 /// One queue.
-#[utoipa::path(get, path = "/v1/queues/{id}", tag = "directory", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/queues/{id}", tag = "directory", params(("id" = String, Path, pattern = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")),
     responses((status = 200, body = Queue), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn get_queue(
@@ -168,8 +168,8 @@ const QUEUE_LIST_FILTERS: [Param; 3] = [Param("name", false), Param("intent_base
 /// Queues, oldest first.
 #[utoipa::path(get, path = "/v1/queues", tag = "directory",
     params(("name" = Option<String>, Query, description = "Case-insensitive substring"),
-        ("intent_based" = Option<bool>, Query), ("priority" = Option<u32>, Query),
-        ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+        ("intent_based" = Option<bool>, Query), ("priority" = Option<u32>, Query, format = Int64, maximum = 4294967295.0),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = ListView<Queue>), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn list_queues(

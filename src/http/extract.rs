@@ -69,9 +69,14 @@ impl<A: Access> FromRequestParts<AppState> for Authed<A> {
     }
 }
 
-/// Reads the body within the limit: over it is `413`.
+/// Reads the body within the size limit (over it is `413`) and within
+/// `body_timeout_ms` (a body that has not all arrived by then is `408`).
 async fn body_bytes(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state).await.map_err(|rejection| {
+    let limit = state.limits.body_timeout();
+    let read = tokio::time::timeout(limit, Bytes::from_request(req, state))
+        .await
+        .map_err(|_| ApiError::request_timeout(limit))?;
+    read.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::payload_too_large()
         } else {

@@ -20,11 +20,37 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
 /// Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "meta", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(app): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
-        app.metrics.render(),
-    )
+    let mut text = app.metrics.render();
+    rules_version_info(&mut text, app.supervisor.routing().snapshot().version());
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], text)
         .into_response()
+}
+
+/// Appends `switchboard_rules_version_info{version="..."} 1` for the version in force.
+///
+/// Written at each scrape rather than kept in the recorder: the exporter cannot drop a
+/// series, so a gauge per version would keep one series for every version ever loaded.
+fn rules_version_info(text: &mut String, version: &str) {
+    let escaped = version.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("# HELP switchboard_rules_version_info The version of the routing rules in force (one series).\n");
+    text.push_str("# TYPE switchboard_rules_version_info gauge\n");
+    text.push_str(&format!("switchboard_rules_version_info{{version=\"{escaped}\"}} 1\n"));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_rules_version_is_one_escaped_series() {
+        let mut text = "http_requests_total 3".to_owned();
+        super::rules_version_info(&mut text, "a\"b\\c");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "http_requests_total 3");
+        assert_eq!(lines[3], r#"switchboard_rules_version_info{version="a\"b\\c"} 1"#);
+        assert_eq!(text.matches("switchboard_rules_version_info{").count(), 1);
+    }
 }
 
 /// This API's OpenAPI 3 document.

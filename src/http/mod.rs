@@ -11,12 +11,13 @@ mod meta;
 mod openapi;
 mod query;
 mod rules;
+mod server;
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +28,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, Problem};
+pub use server::{SPARE, ServerLimits, serve};
 
 use crate::auth::Tokens;
 use crate::reload::Reloader;
@@ -42,6 +44,8 @@ pub struct AppState {
     pub supervisor: Arc<Supervisor>,
     pub tokens: Arc<Tokens>,
     pub reloader: Reloader,
+    /// Timeouts and connection limits of the server.
+    pub limits: ServerLimits,
     metrics: PrometheusHandle,
     /// Keeps the file watcher alive as long as any state does.
     _watcher: Option<Arc<dyn std::any::Any + Send + Sync>>,
@@ -54,7 +58,19 @@ impl AppState {
         reloader: Reloader,
         watcher: Option<Arc<dyn std::any::Any + Send + Sync>>,
     ) -> Self {
-        Self { supervisor, tokens: Arc::new(tokens), reloader, metrics: metrics_handle(), _watcher: watcher }
+        Self {
+            supervisor,
+            tokens: Arc::new(tokens),
+            reloader,
+            limits: ServerLimits::default(),
+            metrics: metrics_handle(),
+            _watcher: watcher,
+        }
+    }
+
+    /// The same state, served within `limits`.
+    pub fn with_limits(self, limits: ServerLimits) -> Self {
+        Self { limits, ..self }
     }
 }
 
@@ -78,6 +94,7 @@ fn metrics_handle() -> PrometheusHandle {
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
+    let request_timeout = state.limits.request_timeout();
     let v1 = Router::new()
         .route("/v1/conversations", get(conversations::list).post(conversations::create))
         .route("/v1/conversations/{id}", get(conversations::get))
@@ -109,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(request_timeout, deadline))
         .layer(middleware::from_fn(track))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -125,6 +143,15 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed()
+}
+
+/// Answers `503 timeout` when the server takes longer than `request_timeout_ms` to
+/// answer. The handler is dropped: a write it had handed to the store may still commit.
+async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::timeout(limit).into_response(),
+    }
 }
 
 /// Counts requests by route and status, and their latency.
@@ -196,4 +223,31 @@ fn outcome_response(outcome: Outcome) -> Response {
 
 fn status_for(created: bool) -> StatusCode {
     if created { StatusCode::CREATED } else { StatusCode::OK }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_handler_slower_than_the_request_timeout_is_503_timeout() {
+        let app = Router::new()
+            .route(
+                "/",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    "late"
+                }),
+            )
+            .layer(middleware::from_fn_with_state(Duration::from_secs(2), deadline));
+        let started = tokio::time::Instant::now();
+        let response = app.oneshot(Request::new(axum::body::Body::empty())).await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(problem["code"], "timeout");
+        assert!(problem["detail"].as_str().unwrap().contains("2000 ms"), "{problem}");
+    }
 }

@@ -247,9 +247,9 @@ impl Routing {
                 if new == old {
                     tracing::debug!(version = %new, "rules reloaded, unchanged");
                 } else {
+                    // `switchboard_rules_version_info` is rendered from the snapshot at
+                    // each scrape (http/meta.rs): one series, never one per version.
                     log_changes(&current, &snapshot);
-                    metrics::gauge!("switchboard_rules_version_info", "version" => old).set(0.0);
-                    metrics::gauge!("switchboard_rules_version_info", "version" => new).set(1.0);
                 }
                 self.current.store(Arc::new(snapshot));
                 self.reloads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
