@@ -76,6 +76,8 @@ echo "daemon on $addr (pid $daemon)"
 # the API's resources or users (`use_after_free`, `ensure_resource_availability`,
 # `ignored_auth`, `object_level_authorization`): one admin token here, and `remove`
 # closes a conversation that stays readable by design.
+# `/v1/changes/stream` is left out: a server-sent event stream never ends, so every call
+# would run into the request timeout; tests/changes.rs tests its answers.
 checks=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance
 checks+=,response_schema_conformance,negative_data_rejection,missing_required_header,unsupported_method
 report=${ST_REPORT_DIR:-$work/report}
@@ -92,6 +94,7 @@ status=0
     --seed "${ST_SEED:-1}" \
     --workers 1 \
     --request-timeout 10 \
+    --exclude-path /v1/changes/stream \
     --report ndjson --report-dir "$report" \
     --no-color) || status=$?
 

@@ -36,7 +36,7 @@ async fn write(store: &dyn Store, command: Command) {
 
 /// A store with queues `q0`/`q1`, `reps` representatives and `convs` open conversations.
 async fn populated(dir: &std::path::Path, reps: usize, convs: usize) -> Arc<dyn Store> {
-    let store = store::open("sqlite://bench.db", dir).unwrap_or_else(|e| panic!("{e}"));
+    let store = store::open("sqlite://bench.db", dir).await.unwrap_or_else(|e| panic!("{e}"));
     for q in ["q0", "q1"] {
         let input = serde_json::from_value(json!({"name": q})).unwrap_or_else(|e| panic!("{e}"));
         write(store.as_ref(), Command::PutQueue { id: id(q), input }).await;

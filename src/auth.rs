@@ -73,6 +73,14 @@ pub struct Actor {
     pub token_digest: String,
 }
 
+impl Actor {
+    /// The daemon itself, for the changes it makes on its own (a rules reload's feed
+    /// item). It has no token, so it can use no idempotency key.
+    pub fn daemon(name: &str) -> Self {
+        Actor { name: name.to_owned(), role: Role::Admin, token_digest: String::new() }
+    }
+}
+
 /// The configured tokens.
 #[derive(Clone, Debug, Default)]
 pub struct Tokens {

@@ -38,6 +38,7 @@ pub fn sources(config: &Config) -> anyhow::Result<Sources> {
 /// Everything the daemon runs on, built from its configuration.
 pub async fn build(config: &Config) -> anyhow::Result<AppState> {
     let store = crate::store::open(&config.database, &config.base)
+        .await
         .with_context(|| format!("opening the database `{}`", config.database))?;
     let sources = sources(config)?;
     // Loading plugins runs guest code, which must not block the async workers.
@@ -54,7 +55,20 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
         let n = crate::seed::load(&supervisor, seed).await?;
         tracing::info!(records = n, file = %seed.display(), "loaded demo data into the empty database");
     }
-    let reloader = crate::reload::spawn(routing);
+    // Other daemons' writes reach this one's routing state through the change feed.
+    supervisor.follow();
+    let recorder = Arc::downgrade(&supervisor);
+    let reloader = crate::reload::spawn(
+        routing,
+        Box::new(move |version| {
+            let recorder = recorder.clone();
+            Box::pin(async move {
+                if let Some(supervisor) = recorder.upgrade() {
+                    supervisor.rules_reloaded(version).await;
+                }
+            })
+        }),
+    );
     crate::reload::on_sighup(reloader.clone());
     let watcher: Option<Arc<dyn std::any::Any + Send + Sync>> = if config.watch {
         let dirs = [config.rules_dir.clone(), config.plugins_dir.clone()];

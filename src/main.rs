@@ -1,4 +1,4 @@
-//! The `switchboard` command: `serve`, `check`, `schema`, `bench`, `token new`.
+//! The `switchboard` command: `serve`, `migrate`, `check`, `schema`, `bench`, `token new`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +27,12 @@ enum Cmd {
         /// Overrides `listen` from the config file.
         #[arg(long)]
         listen: Option<SocketAddr>,
+    },
+    /// Create or upgrade the database's schema (`serve` does it too), then exit.
+    Migrate {
+        /// The config file (TOML) naming `database`.
+        #[arg(long, default_value = "switchboard.toml")]
+        config: PathBuf,
     },
     /// Validate the routing rules (like `nginx -t`): exit 0 with a summary, or 1 with every error.
     Check {
@@ -93,6 +99,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 if plugins.is_empty() { "none".to_owned() } else { plugins.join(", ") },
                 status.version
             );
+            Ok(())
+        }
+        Cmd::Migrate { config } => {
+            let config = Config::load(&config)?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let version = runtime
+                .block_on(switchboard::store::migrate(&config.database, &config.base))
+                .with_context(|| format!("migrating the database `{}`", config.database))?;
+            println!("ok: the database `{}` is at schema version {version}", config.database);
             Ok(())
         }
         Cmd::Schema => {

@@ -46,8 +46,13 @@ impl Reloader {
     }
 }
 
+/// What runs after each successful reload, with the version now in force (it records the
+/// reload in the change feed), before the API's request for it is answered.
+pub type OnReloaded =
+    Box<dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
+
 /// Starts the reload task (on the current tokio runtime).
-pub fn spawn(routing: Arc<Routing>) -> Reloader {
+pub fn spawn(routing: Arc<Routing>, on_reloaded: OnReloaded) -> Reloader {
     let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
@@ -74,6 +79,9 @@ pub fn spawn(routing: Arc<Routing>) -> Reloader {
                     continue;
                 }
             };
+            if let Ok(status) = &outcome {
+                on_reloaded(status.version.clone()).await;
+            }
             for r in batch {
                 if let Request::Api(reply) = r {
                     let _ = reply.send(outcome.clone());

@@ -20,7 +20,9 @@ use crate::domain::{
     RepresentativeInput, RepresentativePatch, RoutingAction, SupervisorAction, Target, TargetKind,
 };
 use crate::routing::{CapacityReliance, Directory, Policy, Routing, RoutingContext, Verdict};
-use crate::store::{Applied, Author, Command, Expect, Store, StoreError, UsedCapacity, WriteRequest};
+use crate::store::{
+    Applied, Author, Change, ChangeKind, Command, Expect, Store, StoreError, UsedCapacity, WriteRequest,
+};
 
 pub use crate::routing::{Candidate, CandidateQuery, Candidates, Excluded};
 pub use crate::store::{Idempotency, Outcome};
@@ -54,7 +56,17 @@ pub struct Supervisor {
     directory: Arc<Directory>,
     /// Bounds the routing decisions (rules and plugins) running at once.
     deciders: Arc<Semaphore>,
+    /// The last change-feed position this daemon knows of: its own commits, and (on a
+    /// shared database) what the follower read. Feed streams wait on it.
+    feed_tip: tokio::sync::watch::Sender<u64>,
 }
+
+/// How often a daemon on a shared database reads the change feed for the other daemons'
+/// writes (so a change made through one is in every other's candidates within 100 ms).
+pub const FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// The actor of feed items the daemon makes itself (rules reloads).
+pub const DAEMON_ACTOR: &str = "switchboard";
 
 fn record_action(action: &'static str, result: &Result<Outcome, ServiceError>) {
     let outcome = match result {
@@ -82,6 +94,9 @@ impl Supervisor {
     /// Loads the routing state from the store; the daemon serves once this returns.
     pub async fn start(store: Arc<dyn Store>, routing: Arc<Routing>) -> Result<Self, ServiceError> {
         let started = std::time::Instant::now();
+        // The feed's head before the listing: following the feed from here then misses
+        // nothing written meanwhile (what it brings again is applied by revision).
+        let head = store.feed_head().await?;
         let (representatives, queues) = store.directory().await?;
         let directory = Arc::new(Directory::load(representatives, queues));
         directory.warm(&routing.snapshot());
@@ -95,7 +110,106 @@ impl Supervisor {
         // Decisions are CPU work (the rules' pass, matchers): one per core, so a matcher's
         // wall-clock deadline is not spent waiting for a core another decision holds.
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Ok(Self { store, routing, directory, deciders: Arc::new(Semaphore::new(cores)) })
+        let (feed_tip, _) = tokio::sync::watch::channel(head);
+        Ok(Self { store, routing, directory, deciders: Arc::new(Semaphore::new(cores)), feed_tip })
+    }
+
+    /// On a shared database, follows the change feed for as long as the supervisor
+    /// lives, applying the other daemons' changes to the routing state.
+    pub fn follow(self: &Arc<Self>) {
+        if !self.store.shared() {
+            return;
+        }
+        let me = Arc::downgrade(self);
+        let mut after = *self.feed_tip.borrow();
+        tokio::spawn(async move {
+            let mut failing = false;
+            let mut tick = tokio::time::interval(FOLLOW_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(me) = me.upgrade() else { return };
+                match me.catch_up(after).await {
+                    Ok(next) => {
+                        if failing {
+                            tracing::info!(position = next, "following the change feed again");
+                        }
+                        failing = false;
+                        after = next;
+                    }
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(error = %e, "reading the change feed failed; retrying");
+                        }
+                        failing = true;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Reads the feed after `after` to its end, applies the records it names to the
+    /// routing state, and returns the last position read.
+    async fn catch_up(&self, mut after: u64) -> Result<u64, StoreError> {
+        loop {
+            let items = self.store.changes(after, 1000).await?;
+            let Some(last) = items.last().map(|c| c.position) else { return Ok(after) };
+            let (mut reps, mut queues) = (Vec::new(), Vec::new());
+            for item in &items {
+                match item.kind {
+                    ChangeKind::Representative => reps.push(item.id.as_str()),
+                    ChangeKind::Queue => queues.push(item.id.as_str()),
+                    ChangeKind::Conversation => reps.extend(item.touched.iter().map(String::as_str)),
+                    ChangeKind::Rules => {}
+                }
+            }
+            reps.sort_unstable();
+            reps.dedup();
+            queues.sort_unstable();
+            queues.dedup();
+            let ids = |v: Vec<&str>| -> Vec<Id> { v.into_iter().filter_map(|id| Id::parse(id).ok()).collect() };
+            let (reps, queues) = self.store.records(&ids(reps), &ids(queues)).await?;
+            self.directory.apply(reps, queues);
+            self.advance_feed(last);
+            after = last;
+            if items.len() < 1000 {
+                return Ok(after);
+            }
+        }
+    }
+
+    fn advance_feed(&self, position: u64) {
+        self.feed_tip.send_if_modified(|tip| {
+            let newer = position > *tip;
+            if newer {
+                *tip = position;
+            }
+            newer
+        });
+    }
+
+    /// Whether the store can take writes (`/healthz`).
+    pub fn store_health(&self) -> Result<(), String> {
+        self.store.health()
+    }
+
+    /// Wakes when the feed may have items after the position last seen.
+    pub fn feed_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.feed_tip.subscribe()
+    }
+
+    /// The change feed after `after`, at most `limit` items.
+    pub async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>, ServiceError> {
+        Ok(self.store.changes(after, limit).await?)
+    }
+
+    /// Records in the change feed that rule set `version` came into force.
+    pub async fn rules_reloaded(&self, version: String) {
+        let actor = Actor::daemon(DAEMON_ACTOR);
+        let result = self.commit(&actor, None, Command::RulesReloaded { version }, String::new()).await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "the rules reload could not be recorded in the change feed");
+        }
     }
 
     pub fn routing(&self) -> &Routing {
@@ -131,7 +245,10 @@ impl Supervisor {
             now_ms,
         };
         let Applied { outcome, position, representatives, queues } = self.store.write(request).await?;
-        self.directory.apply(position, representatives, queues);
+        self.directory.apply(representatives, queues);
+        if let Some(position) = position {
+            self.advance_feed(position);
+        }
         Ok(outcome)
     }
 
@@ -293,11 +410,24 @@ impl Supervisor {
                 Err(ServiceError::Internal(StoreError::Stale(what))) => {
                     metrics::counter!("switchboard_decisions_retried_total").increment(1);
                     tracing::debug!(conversation = %id, "{what} changed before the commit; deciding again");
+                    // Another daemon may have made the change, and this one's feed reader
+                    // may not have brought it yet: read the target as stored now.
+                    self.refresh(target).await?;
                 }
                 other => return other,
             }
         }
         Err(Refusal::Contended { id: id.clone(), attempts: DECISION_ATTEMPTS }.into())
+    }
+
+    /// Reads `target` from the store into the routing state.
+    async fn refresh(&self, target: &Target) -> Result<(), ServiceError> {
+        let (reps, queues) = match target {
+            Target::Representative(id) => self.store.records(std::slice::from_ref(id), &[]).await?,
+            Target::Queue(id) => self.store.records(&[], std::slice::from_ref(id)).await?,
+        };
+        self.directory.apply(reps, queues);
+        Ok(())
     }
 
     pub async fn lifecycle(

@@ -7,7 +7,7 @@ mod common;
 use common::{Daemon, INTEGRATION, SUPERVISOR, conversation_in};
 use serde_json::{Value, json};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+on_both_backends! {
 async fn same_if_match_exactly_one_wins() {
     let daemon = Daemon::start().await;
     let c = daemon.client.clone();
@@ -44,7 +44,6 @@ async fn same_if_match_exactly_one_wins() {
     assert_eq!(conv["version"], version + 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_if_match_history_is_one_chain_and_capacity_adds_up() {
     let daemon = Daemon::start().await;
     let c = daemon.client.clone();
@@ -99,4 +98,5 @@ async fn without_if_match_history_is_one_chain_and_capacity_adds_up() {
     for r in &reps {
         assert_eq!(c.used_capacity(r).await, held.get(r).copied().unwrap_or(0), "{r}");
     }
+}
 }

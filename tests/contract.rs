@@ -10,7 +10,37 @@ use serde_json::{Value, json};
 use switchboard::domain::{Queue, Reason, Representative};
 use switchboard::routing::{Policy, RoutingContext, Verdict};
 
-#[tokio::test]
+/// Excludes representatives whose presence is not `available`, and every queue named `Blocked`.
+struct AvailableOnly;
+
+impl Policy for AvailableOnly {
+    fn version(&self) -> &str {
+        "test-available-only"
+    }
+
+    fn representatives(&self, _: RoutingContext<'_>, reps: &[&Representative]) -> Vec<Verdict> {
+        reps.iter()
+            .map(|r| {
+                if r.input.presence == switchboard::domain::Presence::Available {
+                    Verdict::Eligible { score: f64::from(r.input.capacity) }
+                } else {
+                    Verdict::Excluded {
+                        reasons: vec![Reason {
+                            rule: "available-only".into(),
+                            detail: format!("presence `{}` is not one of available", r.input.presence.as_str()),
+                        }],
+                    }
+                }
+            })
+            .collect()
+    }
+
+    fn queues(&self, _: RoutingContext<'_>, queues: &[&Queue]) -> Vec<Verdict> {
+        queues.iter().map(|_| Verdict::Eligible { score: 0.0 }).collect()
+    }
+}
+
+on_both_backends! {
 async fn missing_or_unknown_tokens_are_401_with_www_authenticate() {
     let daemon = Daemon::start().await;
     let c = &daemon.client;
@@ -25,7 +55,6 @@ async fn missing_or_unknown_tokens_are_401_with_www_authenticate() {
     c.send(Method::POST, "/v1/conversations", None, &[], Some(big)).await.problem(401, "unauthorized");
 }
 
-#[tokio::test]
 async fn each_role_may_do_what_the_contract_says() {
     let daemon = Daemon::start().await;
     let c = &daemon.client;
@@ -66,7 +95,6 @@ async fn each_role_may_do_what_the_contract_says() {
     c.send(Method::POST, "/v1/conversations", Some(SUPERVISOR), &[], Some(big)).await.problem(403, "forbidden");
 }
 
-#[tokio::test]
 async fn malformed_requests_are_400_with_a_useful_detail() {
     let daemon = Daemon::start().await;
     let c = &daemon.client;
@@ -204,7 +232,6 @@ async fn malformed_requests_are_400_with_a_useful_detail() {
     c.get("/v1/queues/q", SUPERVISOR).await.problem(404, "not_found");
 }
 
-#[tokio::test]
 async fn error_codes_and_their_order() {
     let daemon = Daemon::start().await;
     let c = &daemon.client;
@@ -267,37 +294,6 @@ async fn error_codes_and_their_order() {
         .problem(413, "payload_too_large");
 }
 
-/// Excludes representatives whose presence is not `available`, and every queue named `Blocked`.
-struct AvailableOnly;
-
-impl Policy for AvailableOnly {
-    fn version(&self) -> &str {
-        "test-available-only"
-    }
-
-    fn representatives(&self, _: RoutingContext<'_>, reps: &[&Representative]) -> Vec<Verdict> {
-        reps.iter()
-            .map(|r| {
-                if r.input.presence == switchboard::domain::Presence::Available {
-                    Verdict::Eligible { score: f64::from(r.input.capacity) }
-                } else {
-                    Verdict::Excluded {
-                        reasons: vec![Reason {
-                            rule: "available-only".into(),
-                            detail: format!("presence `{}` is not one of available", r.input.presence.as_str()),
-                        }],
-                    }
-                }
-            })
-            .collect()
-    }
-
-    fn queues(&self, _: RoutingContext<'_>, queues: &[&Queue]) -> Vec<Verdict> {
-        queues.iter().map(|_| Verdict::Eligible { score: 0.0 }).collect()
-    }
-}
-
-#[tokio::test]
 async fn rules_in_force_decide_eligibility_and_are_recorded() {
     let daemon = Daemon::start().await;
     let c = &daemon.client;
@@ -320,7 +316,6 @@ async fn rules_in_force_decide_eligibility_and_are_recorded() {
     assert_eq!(history["events"][1]["ruleset"], "test-available-only");
 }
 
-#[tokio::test]
 async fn candidates_filter_rank_and_leave_out_the_holder() {
     let daemon = Daemon::start().await;
     let c = &daemon.client;
@@ -364,7 +359,6 @@ async fn candidates_filter_rank_and_leave_out_the_holder() {
     c.get("/v1/conversations/ghost/candidates?action=assign&target=queue", SUPERVISOR).await.problem(404, "not_found");
 }
 
-#[tokio::test]
 async fn lists_are_paged_oldest_first_and_filtered() {
     let daemon = Daemon::start().await;
     let c = &daemon.client;
@@ -413,7 +407,6 @@ async fn lists_are_paged_oldest_first_and_filtered() {
     assert_eq!(conv.headers.get("etag").unwrap(), "\"2\"");
 }
 
-#[tokio::test]
 async fn directory_put_creates_then_replaces_and_patch_merges() {
     let daemon = Daemon::start().await;
     let c = &daemon.client;
@@ -440,7 +433,6 @@ async fn directory_put_creates_then_replaces_and_patch_merges() {
     assert_eq!((ann["used_capacity"].as_i64(), ann["free_capacity"].as_i64()), (Some(2), Some(-1)));
 }
 
-#[tokio::test]
 async fn idempotency_keys_replay_the_first_answer() {
     let daemon = Daemon::start().await;
     let c = &daemon.client;
@@ -475,7 +467,6 @@ async fn idempotency_keys_replay_the_first_answer() {
     c.post_with(&release, SUPERVISOR, &[("idempotency-key", "")], json!({})).await.problem(400, "bad_request");
 }
 
-#[tokio::test]
 async fn unauthenticated_endpoints() {
     let daemon = Daemon::start().await;
     let c = &daemon.client;
@@ -500,7 +491,6 @@ async fn unauthenticated_endpoints() {
     assert!(h.headers.get("x-request-id").is_some(), "every answer carries its request id");
 }
 
-#[tokio::test]
 async fn random_bytes_never_get_a_5xx() {
     let daemon = Daemon::start().await;
     let c = &daemon.client;
@@ -546,7 +536,6 @@ async fn random_bytes_never_get_a_5xx() {
     c.get("/healthz", SUPERVISOR).await.expect(200);
 }
 
-#[tokio::test]
 async fn the_directory_read_for_candidates_shows_every_change() {
     // Listing representatives decodes each one's document once per version; every
     // change must still show at once, in the list and in the candidates dialog.
@@ -586,7 +575,6 @@ async fn the_directory_read_for_candidates_shows_every_change() {
 
 /// A parameter a route does not take is a `400`, on every route, after `401`/`403`; it
 /// is never silently ignored (`?dry_run=true` must not release anything).
-#[tokio::test]
 async fn query_parameters_a_route_does_not_take_are_refused() {
     let daemon = Daemon::start().await;
     let c = daemon.client.clone();
@@ -609,7 +597,6 @@ async fn query_parameters_a_route_does_not_take_are_refused() {
 }
 
 /// The `Bearer` scheme is case-insensitive (RFC 7235).
-#[tokio::test]
 async fn the_bearer_scheme_is_case_insensitive() {
     let daemon = Daemon::start().await;
     let c = daemon.client.clone();
@@ -620,4 +607,5 @@ async fn the_bearer_scheme_is_case_insensitive() {
     }
     let a = c.send(Method::GET, "/v1/rules", None, &[("authorization", &format!("Basic {SUPERVISOR}"))], None).await;
     assert_eq!(a.status.as_u16(), 401, "{}", a.text);
+}
 }

@@ -34,89 +34,6 @@ async fn create(c: &common::Client, id: &str, units: u32) {
     c.post("/v1/conversations", INTEGRATION, body).await.expect(201);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn supervisors_racing_for_the_last_unit_of_capacity_one_wins() {
-    let daemon = daemon_with_rules(CAPACITY_RULE).await;
-    let c = daemon.client.clone();
-    c.seed_directory().await; // ann: capacity 3
-    for i in 0..24 {
-        create(&c, &format!("c{i}"), 2).await;
-    }
-    let tasks: Vec<_> = (0..24)
-        .map(|i| {
-            let c = c.clone();
-            tokio::spawn(async move {
-                c.post(&format!("/v1/conversations/c{i}/assign"), SUPERVISOR, json!({"representative": "ann"})).await
-            })
-        })
-        .collect();
-    let (mut won, mut a_loser) = (0, None);
-    for (i, t) in tasks.into_iter().enumerate() {
-        let a = t.await.unwrap();
-        match a.status.as_u16() {
-            200 => won += 1,
-            422 => {
-                a_loser = Some(i);
-                let a = a.problem(422, "not_eligible");
-                assert_eq!(a.json["reasons"][0]["rule"], "room-for-it", "{}", a.text);
-                assert_eq!(
-                    a.json["reasons"][0]["detail"], "free capacity 1 is below the conversation's 2 units",
-                    "the loser is refused for capacity, decided against the winner's commit: {}",
-                    a.text
-                );
-            }
-            other => panic!("unexpected {other}: {}", a.text),
-        }
-    }
-    assert_eq!(won, 1, "3 units of capacity hold one conversation of 2 units");
-    assert_eq!(c.used_capacity("ann").await, 2, "the capacity invariant");
-    // The dialog agrees for a conversation that lost: nobody fits any more.
-    let loser = a_loser.unwrap();
-    let dialog = c
-        .get(
-            &format!("/v1/conversations/c{loser}/candidates?action=assign&target=representative&explain=true"),
-            SUPERVISOR,
-        )
-        .await
-        .expect(200)
-        .json;
-    let excluded: Vec<&str> =
-        dialog["excluded"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
-    assert!(excluded.contains(&"ann"), "{dialog}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn exactly_the_free_capacity_is_handed_out_under_a_capacity_rule() {
-    let daemon = daemon_with_rules(CAPACITY_RULE).await;
-    let c = daemon.client.clone();
-    c.seed_directory().await;
-    c.patch("/v1/representatives/bob", INTEGRATION, json!({"capacity": 5, "queues": ["billing"]})).await.expect(200);
-    for i in 0..30 {
-        create(&c, &format!("c{i}"), 1).await;
-    }
-    let tasks: Vec<_> = (0..30)
-        .map(|i| {
-            let c = c.clone();
-            let rep = if i % 2 == 0 { "ann" } else { "bob" };
-            tokio::spawn(async move {
-                c.post(&format!("/v1/conversations/c{i}/assign"), SUPERVISOR, json!({"representative": rep})).await
-            })
-        })
-        .collect();
-    let mut won = 0;
-    for t in tasks {
-        let a = t.await.unwrap();
-        match a.status.as_u16() {
-            200 => won += 1,
-            422 => assert_eq!(a.code(), "not_eligible", "{}", a.text),
-            other => panic!("unexpected {other}: {}", a.text),
-        }
-    }
-    assert_eq!(won, 3 + 5, "ann takes 3, bob 5, nobody more");
-    assert_eq!(c.used_capacity("ann").await, 3);
-    assert_eq!(c.used_capacity("bob").await, 5);
-}
-
 fn write(command: Command) -> WriteRequest {
     WriteRequest {
         author: Author { name: "test".into(), token_digest: "test".into() },
@@ -131,7 +48,7 @@ fn write(command: Command) -> WriteRequest {
 #[tokio::test]
 async fn a_fact_that_changed_after_the_decision_is_never_committed_against() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store::open("sqlite://sb.db", dir.path()).unwrap();
+    let store = store::open("sqlite://sb.db", dir.path()).await.unwrap();
     fn json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
         serde_json::from_value(v).unwrap()
     }
@@ -245,7 +162,7 @@ async fn state_in_memory_equals_a_fresh_load_after_concurrent_writes() {
     }
     let (reps_in_memory, queues_in_memory) = daemon.state.supervisor.directory().records();
     let dir = daemon.stop().await;
-    let store = store::open("sqlite://data/sb.db", dir.path()).unwrap();
+    let store = store::open("sqlite://data/sb.db", dir.path()).await.unwrap();
     let (reps_stored, queues_stored) = store.directory().await.unwrap();
     assert_eq!(reps_in_memory.len(), reps_stored.len());
     for (mem, db) in reps_in_memory.iter().zip(&reps_stored) {
@@ -255,7 +172,88 @@ async fn state_in_memory_equals_a_fresh_load_after_concurrent_writes() {
     assert_eq!(queues_in_memory, queues_stored);
 }
 
-#[tokio::test]
+on_both_backends! {
+async fn supervisors_racing_for_the_last_unit_of_capacity_one_wins() {
+    let daemon = daemon_with_rules(CAPACITY_RULE).await;
+    let c = daemon.client.clone();
+    c.seed_directory().await; // ann: capacity 3
+    for i in 0..24 {
+        create(&c, &format!("c{i}"), 2).await;
+    }
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.post(&format!("/v1/conversations/c{i}/assign"), SUPERVISOR, json!({"representative": "ann"})).await
+            })
+        })
+        .collect();
+    let (mut won, mut a_loser) = (0, None);
+    for (i, t) in tasks.into_iter().enumerate() {
+        let a = t.await.unwrap();
+        match a.status.as_u16() {
+            200 => won += 1,
+            422 => {
+                a_loser = Some(i);
+                let a = a.problem(422, "not_eligible");
+                assert_eq!(a.json["reasons"][0]["rule"], "room-for-it", "{}", a.text);
+                assert_eq!(
+                    a.json["reasons"][0]["detail"], "free capacity 1 is below the conversation's 2 units",
+                    "the loser is refused for capacity, decided against the winner's commit: {}",
+                    a.text
+                );
+            }
+            other => panic!("unexpected {other}: {}", a.text),
+        }
+    }
+    assert_eq!(won, 1, "3 units of capacity hold one conversation of 2 units");
+    assert_eq!(c.used_capacity("ann").await, 2, "the capacity invariant");
+    // The dialog agrees for a conversation that lost: nobody fits any more.
+    let loser = a_loser.unwrap();
+    let dialog = c
+        .get(
+            &format!("/v1/conversations/c{loser}/candidates?action=assign&target=representative&explain=true"),
+            SUPERVISOR,
+        )
+        .await
+        .expect(200)
+        .json;
+    let excluded: Vec<&str> =
+        dialog["excluded"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert!(excluded.contains(&"ann"), "{dialog}");
+}
+
+async fn exactly_the_free_capacity_is_handed_out_under_a_capacity_rule() {
+    let daemon = daemon_with_rules(CAPACITY_RULE).await;
+    let c = daemon.client.clone();
+    c.seed_directory().await;
+    c.patch("/v1/representatives/bob", INTEGRATION, json!({"capacity": 5, "queues": ["billing"]})).await.expect(200);
+    for i in 0..30 {
+        create(&c, &format!("c{i}"), 1).await;
+    }
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let c = c.clone();
+            let rep = if i % 2 == 0 { "ann" } else { "bob" };
+            tokio::spawn(async move {
+                c.post(&format!("/v1/conversations/c{i}/assign"), SUPERVISOR, json!({"representative": rep})).await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        let a = t.await.unwrap();
+        match a.status.as_u16() {
+            200 => won += 1,
+            422 => assert_eq!(a.code(), "not_eligible", "{}", a.text),
+            other => panic!("unexpected {other}: {}", a.text),
+        }
+    }
+    assert_eq!(won, 3 + 5, "ann takes 3, bob 5, nobody more");
+    assert_eq!(c.used_capacity("ann").await, 3);
+    assert_eq!(c.used_capacity("bob").await, 5);
+}
+
 async fn the_dialog_pages_with_limit_and_counts_totals() {
     let rules = r#"
 [[rule]]
@@ -312,4 +310,5 @@ by = "free_capacity"
     let queues = queues.expect(200).json;
     assert_eq!(queues["candidates"].as_array().unwrap().len(), 1);
     assert_eq!(queues["total"], 2);
+}
 }

@@ -32,9 +32,10 @@ async fn reloads(d: &Daemon) -> u64 {
     status(d).await["reloads"].as_u64().unwrap()
 }
 
-/// Waits until the version in force satisfies `want`, and returns it.
+/// Waits until the version in force satisfies `want`, and returns it. Generous: a reload
+/// that brings a plugin compiles it (seconds in a debug build on a busy machine).
 async fn until_version(d: &Daemon, want: impl Fn(&str) -> bool) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let v = version(d).await;
         if want(&v) {

@@ -133,3 +133,18 @@ fn a_rule_with_other_errors_still_reports_a_missing_plugin() {
     assert!(lines[0].starts_with("rules/a.toml:4:24: rule `x`: `require.presence` is empty"), "{}", lines[0]);
     assert!(lines[1].starts_with("rules/a.toml:5:19: rule `x`: plugin `nope` is not loaded"), "{}", lines[1]);
 }
+
+#[test]
+fn a_plugin_that_fails_to_load_does_not_hide_the_rules_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+    std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
+    std::fs::write(dir.path().join("sb.toml"), "plugins_dir = \"plugins\"\n").unwrap();
+    std::fs::write(dir.path().join("plugins/broken.wasm"), b"not a component").unwrap();
+    std::fs::copy("tests/fixtures/rules/invalid/misspelt_presence.toml", dir.path().join("rules/b.toml")).unwrap();
+    let out = switchboard(&["check", "--config", dir.path().join("sb.toml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("plugins/broken.wasm:1:1:"), "the plugin's error: {err}");
+    assert!(err.contains("rules/b.toml:6:26: unknown variant `availble`"), "and the rules' error: {err}");
+}

@@ -37,7 +37,7 @@ fn expected(from: &str, action: &str) -> Option<(&'static str, &'static str, Val
     }
 }
 
-#[tokio::test]
+on_both_backends! {
 async fn every_cell_of_the_status_table() {
     let daemon = Daemon::start().await;
     let c = &daemon.client;
@@ -96,7 +96,6 @@ async fn every_cell_of_the_status_table() {
     }
 }
 
-#[tokio::test]
 async fn transfer_to_the_current_holder_is_refused() {
     let daemon = Daemon::start().await;
     let c = &daemon.client;
@@ -108,7 +107,6 @@ async fn transfer_to_the_current_holder_is_refused() {
     assert_eq!(c.used_capacity("ann").await, 2);
 }
 
-#[tokio::test]
 async fn resolve_keeps_the_resolver_and_gives_capacity_back() {
     let daemon = Daemon::start().await;
     let c = &daemon.client;
@@ -128,7 +126,6 @@ async fn resolve_keeps_the_resolver_and_gives_capacity_back() {
     assert_eq!(history["events"][3]["note"], "fixed");
 }
 
-#[tokio::test]
 async fn events_its_status_does_not_allow_are_409() {
     let daemon = Daemon::start().await;
     let c = &daemon.client;
@@ -142,4 +139,5 @@ async fn events_its_status_does_not_allow_are_409() {
     c.event("c1", json!({"type": "accept", "representative": "bob"})).await.expect(200);
     c.event("c1", json!({"type": "accept", "representative": "bob"})).await.problem(409, "invalid_transition");
     c.event("c1", json!({"type": "resume"})).await.problem(409, "invalid_transition");
+}
 }

@@ -317,6 +317,10 @@ pub struct Representative {
     /// (Unix milliseconds); ranks by idle time.
     #[serde(skip)]
     pub last_assigned_ms: Option<i64>,
+    /// Counts every change of the stored row (document, capacity, last assignment): the
+    /// routing state in memory keeps the record with the highest revision it was given.
+    #[serde(skip)]
+    pub revision: u64,
 }
 
 impl Representative {
@@ -333,7 +337,7 @@ impl Representative {
         updated_at: String,
     ) -> Self {
         let free_capacity = i64::from(input.capacity) - used_capacity;
-        Self { id, input, used_capacity, free_capacity, version, updated_at, last_assigned_ms: None }
+        Self { id, input, used_capacity, free_capacity, version, updated_at, last_assigned_ms: None, revision: 0 }
     }
 }
 

@@ -123,11 +123,14 @@ impl From<ServiceError> for ApiError {
             ServiceError::Internal(e) => {
                 // The detail is logged where it happened; clients get a generic sentence.
                 tracing::error!(error = %e, "internal error");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the store could not complete the request; it was not applied, retry it",
-                )
+                let detail = match e {
+                    crate::store::StoreError::Commit(_) => {
+                        "the database failed while committing: the change may or may not be applied; read it \
+                         back, or retry with the same Idempotency-Key"
+                    }
+                    _ => "the store could not complete the request; it was not applied, retry it",
+                };
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
             }
         }
     }

@@ -6,10 +6,15 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 
-/// Liveness: `{"status":"ok"}`.
-#[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, description = "`{\"status\":\"ok\"}`")))]
-pub async fn healthz() -> Response {
-    super::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+/// Health: `200 {"status":"ok"}`, or `503` (problem+json) when the store cannot take
+/// writes (its writer stopped), so a supervisor or load balancer replaces the daemon.
+#[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, description = "`{\"status\":\"ok\"}`"),
+    (status = 503, body = super::Problem, content_type = "application/problem+json", description = "The store cannot take writes")))]
+pub async fn healthz(State(app): State<AppState>) -> Response {
+    match app.supervisor.store_health() {
+        Ok(()) => super::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        Err(why) => super::ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why).into_response(),
+    }
 }
 
 /// Prometheus text format.

@@ -2,6 +2,7 @@
 //!
 //! Handlers are thin: extract, call one [`Supervisor`] method, map the result.
 
+mod changes;
 mod conversations;
 mod directory;
 mod error;
@@ -111,6 +112,8 @@ pub fn router(state: AppState) -> Router {
                 .put(directory::put_representative)
                 .patch(directory::patch_representative),
         )
+        .route("/v1/changes", get(changes::list))
+        .route("/v1/changes/stream", get(changes::stream))
         .route("/v1/rules", get(rules::status))
         .route("/v1/rules/reload", post(rules::reload))
         .route("/v1/queues", get(directory::list_queues))
@@ -207,6 +210,9 @@ fn outcome_response(outcome: Outcome) -> Response {
         }
         Outcome::Queue { queue, created } => {
             (json(status_for(*created), queue), format!("/v1/queues/{}", queue.id), *created)
+        }
+        Outcome::Rules { version } => {
+            (json(StatusCode::OK, &serde_json::json!({ "version": version })), String::new(), false)
         }
     };
     if created && let Ok(v) = HeaderValue::from_str(&location) {

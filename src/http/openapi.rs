@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{conversations, directory, meta, rules};
+use super::{changes, conversations, directory, meta, rules};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,7 +17,7 @@ use super::{conversations, directory, meta, rules};
         directory::put_representative, directory::patch_representative, directory::get_representative,
         directory::list_representatives, directory::put_queue, directory::patch_queue, directory::get_queue,
         directory::list_queues,
-        rules::status, rules::reload,
+        rules::status, rules::reload, changes::list, changes::stream,
         meta::healthz, meta::metrics, meta::openapi,
     ),
     modifiers(&Bearer)

@@ -223,15 +223,20 @@ impl PluginHost {
 
     /// Loads every `*.wasm` of `dir` (name: the file stem), reusing the plugins of
     /// `previous` whose content is unchanged. All errors, or the set.
-    pub fn load_dir(self: &Arc<Self>, dir: &Path, previous: Option<&PluginSet>) -> Result<PluginSet, Vec<PluginError>> {
+    /// Loads every component in `dir`: the plugins that loaded, and an error for each one
+    /// that did not (so the rules can still be checked against the others).
+    pub fn load_dir(self: &Arc<Self>, dir: &Path, previous: Option<&PluginSet>) -> (PluginSet, Vec<PluginError>) {
         let mut plugins = BTreeMap::new();
         let mut errors = Vec::new();
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             // No plugins folder: no plugins (rules naming one fail validation).
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PluginSet { dir: dir.into(), plugins }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return (PluginSet { dir: dir.into(), plugins }, errors);
+            }
             Err(e) => {
-                return Err(vec![err(&dir.display().to_string(), "", format!("cannot read the plugins folder: {e}"))]);
+                errors.push(err(&dir.display().to_string(), "", format!("cannot read the plugins folder: {e}")));
+                return (PluginSet { dir: dir.into(), plugins }, errors);
             }
         };
         let mut files: Vec<PathBuf> = entries
@@ -261,7 +266,7 @@ impl PluginHost {
                 Err(e) => errors.push(e),
             }
         }
-        if errors.is_empty() { Ok(PluginSet { dir: dir.into(), plugins }) } else { Err(errors) }
+        (PluginSet { dir: dir.into(), plugins }, errors)
     }
 }
 

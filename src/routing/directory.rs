@@ -4,9 +4,12 @@
 //! Lifecycle, as client-go's informers do it: [`Directory::load`] lists the store once at
 //! start; after that every committed write that changed a representative or a queue is
 //! applied with [`Directory::apply`] (one code path for every change), before its answer
-//! is sent, so capacity and idle time are as fresh as the last acknowledged write. Each
-//! record remembers the commit position it was applied at and ignores an older one that
-//! arrives late (two writes' answers may race back).
+//! is sent, so capacity and idle time are as fresh as the last acknowledged write. Where
+//! other daemons write to the same database, their changes arrive through the same call
+//! from the change feed (`Supervisor::follow`). A representative is replaced only by a
+//! record of a higher or equal `revision` (a queue: `version`), so a record that arrives
+//! late (two answers may race back, or the feed brings a change already applied) never
+//! replaces a newer one.
 //!
 //! Readers take a read lock for the rule pass, which compares integers over columns
 //! (tens of microseconds at 10,000 representatives), then release it before any plugin
@@ -31,11 +34,8 @@ pub struct Directory {
 #[derive(Default)]
 struct State {
     reps: Vec<Arc<Representative>>,
-    /// The commit position each representative was last applied at (0: loaded at start).
-    rep_positions: Vec<u64>,
     rep_slots: HashMap<Id, usize>,
     queues: Vec<Arc<Queue>>,
-    queue_positions: Vec<u64>,
     queue_slots: HashMap<Id, usize>,
     /// Each representative's place in (name, id) order; `None` after a name changed.
     name_rank: Option<Vec<u32>>,
@@ -58,25 +58,23 @@ impl State {
         name_ranks(&self.reps, |r| (r.input.name.as_str(), &r.id))
     }
 
-    fn upsert_representative(&mut self, rep: Representative, position: u64) {
+    fn upsert_representative(&mut self, rep: Representative) {
         let rep = Arc::new(rep);
         let slot = match self.rep_slots.get(&rep.id) {
             Some(&slot) => {
-                if self.rep_positions[slot] > position {
+                if self.reps[slot].revision > rep.revision {
                     return;
                 }
                 if self.reps[slot].input.name != rep.input.name {
                     self.name_rank = None;
                 }
                 self.reps[slot] = rep.clone();
-                self.rep_positions[slot] = position;
                 slot
             }
             None => {
                 let slot = self.reps.len();
                 self.rep_slots.insert(rep.id.clone(), slot);
                 self.reps.push(rep.clone());
-                self.rep_positions.push(position);
                 self.name_rank = None;
                 slot
             }
@@ -88,18 +86,16 @@ impl State {
         }
     }
 
-    fn upsert_queue(&mut self, queue: Queue, position: u64) {
+    fn upsert_queue(&mut self, queue: Queue) {
         match self.queue_slots.get(&queue.id) {
             Some(&slot) => {
-                if self.queue_positions[slot] <= position {
+                if self.queues[slot].version <= queue.version {
                     self.queues[slot] = Arc::new(queue);
-                    self.queue_positions[slot] = position;
                 }
             }
             None => {
                 self.queue_slots.insert(queue.id.clone(), self.queues.len());
                 self.queues.push(Arc::new(queue));
-                self.queue_positions.push(position);
             }
         }
     }
@@ -154,16 +150,16 @@ fn name_ranks<T>(items: &[T], key: impl Fn(&T) -> (&str, &Id)) -> Vec<u32> {
 }
 
 impl Directory {
-    /// The state as the store holds it at start; positions count from 0.
+    /// The state as the store holds it at start.
     pub fn load(representatives: Vec<Representative>, queues: Vec<Queue>) -> Self {
         let dir = Self::default();
         {
             let mut s = dir.write();
             for q in queues {
-                s.upsert_queue(q, 0);
+                s.upsert_queue(q);
             }
             for r in representatives {
-                s.upsert_representative(r, 0);
+                s.upsert_representative(r);
             }
         }
         dir
@@ -177,17 +173,18 @@ impl Directory {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Applies what a committed write changed, each record as it is after the write.
-    pub fn apply(&self, position: u64, representatives: Vec<Representative>, queues: Vec<Queue>) {
+    /// Applies what a committed write changed, each record as it is after the write (or
+    /// later: a record read from the store after a feed item).
+    pub fn apply(&self, representatives: Vec<Representative>, queues: Vec<Queue>) {
         if representatives.is_empty() && queues.is_empty() {
             return;
         }
         let mut s = self.write();
         for q in queues {
-            s.upsert_queue(q, position);
+            s.upsert_queue(q);
         }
         for r in representatives {
-            s.upsert_representative(r, position);
+            s.upsert_representative(r);
         }
     }
 

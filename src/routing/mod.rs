@@ -164,21 +164,27 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// Loads the plugins (reusing unchanged ones of `previous`), then the rules.
+    /// Loads the plugins (reusing unchanged ones of `previous`), then the rules; every
+    /// error of both at once (a plugin that fails to load does not hide the rules' errors).
     fn load(&self, previous: Option<&PluginSet>) -> Result<(RuleSet, PluginSet), Vec<RuleError>> {
-        let plugins = self.host.load_dir(&self.plugins_dir, previous).map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|e| RuleError {
-                    file: self.plugins_dir.join(format!("{}.wasm", e.name)).display().to_string(),
-                    line: 1,
-                    column: 1,
-                    message: e.to_string(),
-                })
-                .collect::<Vec<_>>()
-        })?;
-        let rules = crate::rules::load_dir(&self.rules_dir, &plugins)?;
-        Ok((rules, plugins))
+        let (plugins, plugin_errors) = self.host.load_dir(&self.plugins_dir, previous);
+        let mut errors: Vec<RuleError> = plugin_errors
+            .into_iter()
+            .map(|e| RuleError {
+                file: self.plugins_dir.join(format!("{}.wasm", e.name)).display().to_string(),
+                line: 1,
+                column: 1,
+                message: e.to_string(),
+            })
+            .collect();
+        match crate::rules::load_dir(&self.rules_dir, &plugins) {
+            Ok(rules) if errors.is_empty() => Ok((rules, plugins)),
+            Ok(_) => Err(errors),
+            Err(rule_errors) => {
+                errors.extend(rule_errors);
+                Err(errors)
+            }
+        }
     }
 }
 

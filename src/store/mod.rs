@@ -14,6 +14,9 @@
 //! again. This is the scheduler's "bind with a precondition".
 
 mod command;
+mod feed;
+mod postgres;
+mod rows;
 mod sqlite;
 
 use std::sync::Arc;
@@ -27,6 +30,8 @@ use crate::domain::{
     RepresentativePatch, SupervisorAction,
 };
 
+pub use feed::{Change, ChangeKind, NewChange};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// A failure of the store itself (not a refusal of the request).
@@ -36,9 +41,20 @@ pub enum StoreError {
     Refused(#[from] Refusal),
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No connection to the database could be had (it is down or restarting).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The database was written by a newer Switchboard.
+    #[error(
+        "the database is at schema version {found}, newer than this switchboard's {known}: \
+         run a switchboard at least as new as the one that wrote it"
+    )]
+    NewerSchema { found: i64, known: i64 },
     #[error("stored record is unreadable: {0}")]
     Corrupt(#[from] serde_json::Error),
-    #[error("invalid database url `{0}` (expected `sqlite://PATH`)")]
+    #[error("invalid database url `{0}` (expected `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`)")]
     BadUrl(String),
     #[error("cannot create the database folder `{path}`: {source}")]
     Folder { path: String, source: std::io::Error },
@@ -46,6 +62,9 @@ pub enum StoreError {
     Commit(String),
     #[error("the store is shutting down")]
     Closed,
+    /// The write failed inside the store before its commit; nothing was applied.
+    #[error("{0}; it was not applied")]
+    Failed(String),
     /// A fact the write's decision relied on changed before it committed; nothing was
     /// applied. The caller decides again against fresh state.
     #[error("{0} changed since the decision; nothing was applied")]
@@ -71,12 +90,39 @@ pub struct Idempotency {
 #[derive(Clone, Debug)]
 pub enum Command {
     CreateConversation(ConversationInput),
-    Supervise { id: Id, action: SupervisorAction, if_match: Option<u64>, note: Option<Note>, expect: Option<Expect> },
-    Lifecycle { id: Id, event: LifecycleEvent, if_match: Option<u64>, note: Option<Note> },
-    PutRepresentative { id: Id, input: RepresentativeInput },
-    PatchRepresentative { id: Id, patch: RepresentativePatch },
-    PutQueue { id: Id, input: QueueInput },
-    PatchQueue { id: Id, patch: QueuePatch },
+    Supervise {
+        id: Id,
+        action: SupervisorAction,
+        if_match: Option<u64>,
+        note: Option<Note>,
+        expect: Option<Expect>,
+    },
+    Lifecycle {
+        id: Id,
+        event: LifecycleEvent,
+        if_match: Option<u64>,
+        note: Option<Note>,
+    },
+    PutRepresentative {
+        id: Id,
+        input: RepresentativeInput,
+    },
+    PatchRepresentative {
+        id: Id,
+        patch: RepresentativePatch,
+    },
+    PutQueue {
+        id: Id,
+        input: QueueInput,
+    },
+    PatchQueue {
+        id: Id,
+        patch: QueuePatch,
+    },
+    /// A new rule set came into force: only a change-feed item.
+    RulesReloaded {
+        version: String,
+    },
 }
 
 /// What a routing decision read, re-checked inside the write's transaction.
@@ -131,10 +177,10 @@ pub struct WriteRequest {
 #[derive(Clone, Debug)]
 pub struct Applied {
     pub outcome: Outcome,
-    /// Commit order within this store: a later write has a larger position. Records of
-    /// the same representative arriving out of order are applied by position.
-    pub position: u64,
-    /// Every representative whose document, capacity or last assignment changed.
+    /// The change-feed position of the write's last change (`None` for a replay).
+    pub position: Option<u64>,
+    /// Every representative whose document, capacity or last assignment changed, each
+    /// with its `revision` (records arriving out of order are applied by revision).
     pub representatives: Vec<Representative>,
     /// Every queue the write created or changed.
     pub queues: Vec<Queue>,
@@ -151,6 +197,7 @@ pub enum Outcome {
     Conversation { conversation: Conversation, created: bool },
     Representative { representative: Representative, created: bool },
     Queue { queue: Queue, created: bool },
+    Rules { version: String },
 }
 
 /// The store the service runs on. SQLite is the embedded default.
@@ -187,13 +234,71 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether nothing has been stored yet (demo data is loaded only then).
     async fn is_empty(&self) -> Result<bool, StoreError>;
+
+    /// The change feed after `after`, in position order, at most `limit` items.
+    async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError>;
+
+    /// The last position of the feed (0 when empty).
+    async fn feed_head(&self) -> Result<u64, StoreError>;
+
+    /// The named representatives and queues as stored now (unknown ids are left out).
+    async fn records(&self, reps: &[Id], queues: &[Id]) -> Result<(Vec<Representative>, Vec<Queue>), StoreError> {
+        let mut found = (Vec::new(), Vec::new());
+        for id in reps {
+            found.0.extend(self.representative(id).await?);
+        }
+        for id in queues {
+            found.1.extend(self.queue(id).await?);
+        }
+        Ok(found)
+    }
+
+    /// Whether the store can take writes: `Err` says why not (its writer stopped).
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Whether other daemons may write to the same database (their changes then reach
+    /// this one's routing state through the change feed).
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
-/// Opens the store a `database` URL names.
-pub fn open(url: &str, base: &std::path::Path) -> Result<Arc<dyn Store>, StoreError> {
-    let path = url.strip_prefix("sqlite://").ok_or_else(|| StoreError::BadUrl(url.to_owned()))?;
-    if path.is_empty() {
-        return Err(StoreError::BadUrl(url.to_owned()));
+/// A `database` URL, parsed.
+pub enum Database {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl Database {
+    pub fn parse(url: &str, base: &std::path::Path) -> Result<Self, StoreError> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(StoreError::BadUrl(url.to_owned()));
+            }
+            return Ok(Database::Sqlite(base.join(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Database::Postgres(url.to_owned()));
+        }
+        Err(StoreError::BadUrl(url.to_owned()))
     }
-    Ok(Arc::new(SqliteStore::open(&base.join(path))?))
+}
+
+/// Opens the store a `database` URL names, creating or upgrading its schema.
+pub async fn open(url: &str, base: &std::path::Path) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match Database::parse(url, base)? {
+        Database::Sqlite(path) => Arc::new(SqliteStore::open(&path)?),
+        Database::Postgres(url) => Arc::new(PostgresStore::open(&url).await?),
+    })
+}
+
+/// Creates or upgrades the schema of the database `url` names and returns the schema
+/// version it is at now.
+pub async fn migrate(url: &str, base: &std::path::Path) -> Result<i64, StoreError> {
+    match Database::parse(url, base)? {
+        Database::Sqlite(path) => sqlite::migrate_file(&path),
+        Database::Postgres(url) => postgres::migrate_url(&url).await,
+    }
 }

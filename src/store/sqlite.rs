@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::command::{self, Tx};
-use super::{Applied, Idempotency, Outcome, Store, StoreError, WriteRequest};
+use super::{Applied, Change, ChangeKind, Idempotency, NewChange, Outcome, Store, StoreError, WriteRequest};
 use crate::domain::{
     Conversation, ConversationFilter, HistoryEvent, Id, Page, PageRequest, Queue, QueueFilter, QueueInput,
     Representative, RepresentativeFilter, RepresentativeInput, Status,
@@ -79,6 +79,20 @@ ALTER TABLE representatives ADD COLUMN last_assigned_ms INTEGER;
     r#"
 CREATE INDEX idempotency_created ON idempotency(created);
 "#,
+    // The change feed, and a revision per representative row for the routing state.
+    r#"
+ALTER TABLE representatives ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE changes (
+    position INTEGER PRIMARY KEY,
+    at       TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    id       TEXT NOT NULL,
+    action   TEXT NOT NULL,
+    version  INTEGER,
+    actor    TEXT NOT NULL,
+    touched  TEXT NOT NULL DEFAULT ''
+);
+"#,
 ];
 
 /// Writes committed together at most; bounds the latency a batch adds.
@@ -92,6 +106,8 @@ struct Job {
 }
 
 pub struct SqliteStore {
+    /// Why the writer stopped taking writes (a failed commit), if it did.
+    writer_stopped: Arc<Mutex<Option<String>>>,
     /// `None` once the store is closing.
     writer: Option<mpsc::Sender<Job>>,
     readers: Arc<ReaderPool>,
@@ -159,10 +175,7 @@ impl InputCache {
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| StoreError::Folder { path: dir.display().to_string(), source })?;
-        }
+        create_folder(path)?;
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -185,9 +198,11 @@ impl SqliteStore {
             gate: std::sync::RwLock::new(()),
         });
         let (writer_wal, writer_readers) = (wal.clone(), readers.clone());
+        let writer_stopped: Arc<Mutex<Option<String>>> = Arc::default();
+        let stopped_by_writer = writer_stopped.clone();
         let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || write_loop(conn, &writer_wal, &writer_readers, rx, &cache))
+            .spawn(move || write_loop(conn, &writer_wal, &writer_readers, rx, &cache, &stopped_by_writer))
             .map_err(|e| StoreError::Folder { path: "writer thread".into(), source: e })?;
         let (stop, stopped) = std::sync::mpsc::channel();
         let checkpoints = std::thread::Builder::new()
@@ -198,6 +213,7 @@ impl SqliteStore {
             })
             .map_err(|e| StoreError::Folder { path: "checkpoint thread".into(), source: e })?;
         Ok(Self {
+            writer_stopped,
             writer: Some(tx),
             readers,
             inputs,
@@ -226,15 +242,37 @@ impl SqliteStore {
     }
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let applied: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let applied = usize::try_from(applied).unwrap_or(0);
-    let tx = conn.transaction()?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+/// Applies the migrations the file lacks; refuses a file of a newer schema. Returns the
+/// schema version the file is at.
+fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let applied: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if applied > known {
+        return Err(StoreError::NewerSchema { found: applied, known });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(applied).unwrap_or(0)) {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", i as i64 + 1)?;
     }
     tx.commit()?;
+    Ok(known)
+}
+
+/// `switchboard migrate` on a SQLite file: creates it (and its folder) or upgrades it.
+pub(super) fn migrate_file(path: &Path) -> Result<i64, StoreError> {
+    create_folder(path)?;
+    let mut conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    migrate(&mut conn)
+}
+
+fn create_folder(path: &Path) -> Result<(), StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| StoreError::Folder { path: dir.display().to_string(), source })?;
+    }
     Ok(())
 }
 
@@ -301,9 +339,9 @@ fn write_loop(
     readers: &ReaderPool,
     mut rx: mpsc::Receiver<Job>,
     inputs: &InputCache,
+    stopped: &Mutex<Option<String>>,
 ) {
     let mut last_purge = Instant::now();
-    let mut position = 0u64;
     let mut stamp = Stamp::default();
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
@@ -313,10 +351,17 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        let results = commit_batch(&mut conn, &batch, inputs, &mut position, &mut stamp);
+        let (results, fatal) = contained(&mut conn, &batch, inputs, &mut stamp);
         for (job, result) in batch.into_iter().zip(results) {
             // The client may have gone; its change is durable all the same.
             let _ = job.reply.send(result);
+        }
+        if let Some(why) = fatal {
+            // The connection's state after a failed commit is not to be trusted: take no
+            // more writes. `/healthz` says so, and a restart recovers from the WAL.
+            tracing::error!("the SQLite writer stopped: {why}; restart the daemon");
+            *stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+            return;
         }
         if std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_HARD_LIMIT) {
             readers.truncate_wal(&conn);
@@ -330,48 +375,159 @@ fn write_loop(
     }
 }
 
-/// Runs each job in its own savepoint and commits the batch once.
+/// Commits a batch; a panic inside it (a bug) is contained: the batch's transaction is
+/// rolled back as the panic unwinds, and its writes run again one by one, so only the
+/// write that panics fails. Returns the answers and, when a commit failed, why the writer
+/// must stop.
+fn contained(
+    conn: &mut Connection,
+    batch: &[Job],
+    inputs: &InputCache,
+    stamp: &mut Stamp,
+) -> (Vec<Result<Applied, StoreError>>, Option<String>) {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    match catch_unwind(AssertUnwindSafe(|| commit_batch(conn, batch, inputs, stamp))) {
+        Ok(done) => done,
+        Err(_) if batch.len() == 1 => {
+            tracing::error!("a write panicked inside the store; it was rolled back");
+            (vec![Err(StoreError::Failed("the write failed inside the store".into()))], None)
+        }
+        Err(_) => {
+            tracing::error!(writes = batch.len(), "a batch panicked inside the store; running its writes one by one");
+            let mut results = Vec::with_capacity(batch.len());
+            for job in batch {
+                let (mut one, fatal) = contained(conn, std::slice::from_ref(job), inputs, stamp);
+                results.push(one.pop().unwrap_or(Err(StoreError::Closed)));
+                if fatal.is_some() {
+                    results.extend(
+                        (results.len()..batch.len()).map(|_| Err(StoreError::Failed("the store stopped".into()))),
+                    );
+                    return (results, fatal);
+                }
+            }
+            (results, None)
+        }
+    }
+}
+
+/// Runs each job in its own savepoint and commits the batch once. When the commit itself
+/// fails the outcome is unknown (an fsync error may leave the data written or not): the
+/// answers say so, and the second value asks the writer to stop.
 fn commit_batch(
     conn: &mut Connection,
     batch: &[Job],
     inputs: &InputCache,
-    position: &mut u64,
     stamp: &mut Stamp,
-) -> Vec<Result<Applied, StoreError>> {
-    match run_batch(conn, batch, inputs, position, stamp) {
-        Ok(results) => results,
-        Err(e) => {
-            tracing::error!(error = %e, "committing a batch of writes failed; none of it was applied");
-            batch.iter().map(|_| Err(StoreError::Commit(e.to_string()))).collect()
+) -> (Vec<Result<Applied, StoreError>>, Option<String>) {
+    match run_batch(conn, batch, inputs, stamp) {
+        Ok(results) => (results, None),
+        Err(Failed::Before(e)) => {
+            tracing::error!(error = %e, "a batch of writes failed before its commit; none of it was applied");
+            (batch.iter().map(|_| Err(StoreError::Failed(e.to_string()))).collect(), None)
+        }
+        Err(Failed::Commit(e)) => {
+            let why = format!("a commit failed ({e})");
+            (batch.iter().map(|_| Err(StoreError::Commit(e.to_string()))).collect(), Some(why))
         }
     }
+}
+
+enum Failed {
+    Before(rusqlite::Error),
+    Commit(rusqlite::Error),
 }
 
 fn run_batch(
     conn: &mut Connection,
     batch: &[Job],
     inputs: &InputCache,
-    position: &mut u64,
     stamp: &mut Stamp,
-) -> Result<Vec<Result<Applied, StoreError>>, rusqlite::Error> {
-    let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+) -> Result<Vec<Result<Applied, StoreError>>, Failed> {
+    let before = Failed::Before;
+    let mut tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(before)?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        let mut sp = tx.savepoint()?;
+        #[cfg(test)]
+        tests::inject(&job.request);
+        let mut sp = tx.savepoint().map_err(before)?;
         let mut request = job.request.clone();
         (request.now, request.now_ms) = stamp.next();
-        let result = command::execute(&mut SqliteTx(&mut sp, inputs), request);
+        let result =
+            now_or_error(command::execute(&mut SqliteTx(&mut sp, inputs), request)).and_then(|(outcome, effects)| {
+                // One writer: the feed's positions are numbered in commit order.
+                let mut position = None;
+                for change in effects.changes {
+                    position = Some(append_change(&sp, &change)?);
+                }
+                Ok(Applied { outcome, position, representatives: effects.representatives, queues: effects.queues })
+            });
         if result.is_err() {
-            sp.rollback()?;
+            sp.rollback().map_err(before)?;
         }
-        sp.commit()?;
-        results.push(result.map(|(outcome, effects)| {
-            *position += 1;
-            Applied { outcome, position: *position, representatives: effects.representatives, queues: effects.queues }
-        }));
+        sp.commit().map_err(before)?;
+        results.push(result);
     }
-    tx.commit()?;
+    #[cfg(test)]
+    if batch.iter().any(|j| j.request.author.name == tests::FAIL_COMMIT) {
+        return Err(Failed::Commit(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
+            Some("injected fsync failure".into()),
+        )));
+    }
+    tx.commit().map_err(Failed::Commit)?;
     Ok(results)
+}
+
+/// Runs a command's future to its end at once: SQLite's primitives never wait, so the
+/// future is ready on its first poll. One that is not would be a bug (a primitive that
+/// awaits something): it is refused as a failed write, never blocked on.
+fn now_or_error<T>(future: impl std::future::Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(result) => result,
+        std::task::Poll::Pending => {
+            Err(StoreError::Commit("a SQLite write waited on something; it was not applied".into()))
+        }
+    }
+}
+
+fn append_change(conn: &Connection, c: &NewChange) -> Result<u64, StoreError> {
+    let position: i64 = conn
+        .prepare_cached(
+            "INSERT INTO changes (at, kind, id, action, version, actor, touched) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             RETURNING position",
+        )?
+        .query_row(
+            params![c.at, c.kind.as_str(), c.id, c.action, c.version.map(|v| v as i64), c.actor, c.touched.join(",")],
+            |r| r.get(0),
+        )?;
+    Ok(position as u64)
+}
+
+fn read_changes(conn: &Connection, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT position, at, kind, id, action, version, actor, touched FROM changes
+         WHERE position > ?1 ORDER BY position LIMIT ?2",
+    )?;
+    let mut rows = stmt.query(params![after as i64, limit as i64])?;
+    let mut items = Vec::new();
+    while let Some(row) = rows.next()? {
+        let kind: String = row.get(2)?;
+        let touched: String = row.get(7)?;
+        items.push(Change {
+            position: row.get::<_, i64>(0)? as u64,
+            at: row.get(1)?,
+            kind: ChangeKind::parse(&kind)
+                .ok_or_else(|| StoreError::Commit(format!("unknown change kind `{kind}`")))?,
+            id: row.get(3)?,
+            action: row.get(4)?,
+            version: row.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+            actor: row.get(6)?,
+            touched: touched.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+        });
+    }
+    Ok(items)
 }
 
 /// [`Tx`] on a SQLite savepoint, decoding representatives through the shared cache.
@@ -381,29 +537,33 @@ fn decode<T: serde::de::DeserializeOwned>(doc: &str) -> Result<T, StoreError> {
     Ok(serde_json::from_str(doc)?)
 }
 
-type RepRow = (String, String, i64, i64, String, Option<i64>);
+type RepRow = (String, String, i64, i64, String, Option<i64>, i64);
 
 fn representative_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RepRow> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?))
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
 }
 
-fn build_representative((id, doc, used, version, updated_at, assigned): RepRow) -> Result<Representative, StoreError> {
+fn build_representative(
+    (id, doc, used, version, updated_at, assigned, revision): RepRow,
+) -> Result<Representative, StoreError> {
     let input: RepresentativeInput = decode(&doc)?;
     let id = Id::parse(&id).map_err(|e| StoreError::Refused(crate::domain::Refusal::BadRequest(e.to_string())))?;
     let mut rep = Representative::new(id, input, used, version as u64, updated_at);
     rep.last_assigned_ms = assigned;
+    rep.revision = revision as u64;
     Ok(rep)
 }
 
 /// As [`build_representative`], decoding the document through `inputs`.
 fn cached_representative(
     inputs: &InputCache,
-    (id, doc, used, version, updated_at, assigned): RepRow,
+    (id, doc, used, version, updated_at, assigned, revision): RepRow,
 ) -> Result<Representative, StoreError> {
     let input = inputs.get(&id, version, &doc)?;
     let id = Id::parse(&id).map_err(|e| StoreError::Refused(crate::domain::Refusal::BadRequest(e.to_string())))?;
     let mut rep = Representative::with_shared_input(id, input, used, version as u64, updated_at);
     rep.last_assigned_ms = assigned;
+    rep.revision = revision as u64;
     Ok(rep)
 }
 
@@ -417,7 +577,7 @@ fn build_queue((id, doc, version, updated_at): (String, String, i64, String)) ->
     Ok(Queue { id, input, version: version as u64, updated_at })
 }
 
-const REP_COLUMNS: &str = "id, doc, used_capacity, version, updated_at, last_assigned_ms";
+const REP_COLUMNS: &str = "id, doc, used_capacity, version, updated_at, last_assigned_ms, revision";
 const QUEUE_COLUMNS: &str = "id, doc, version, updated_at";
 
 fn get_representative(conn: &Connection, id: &Id) -> Result<Option<Representative>, StoreError> {
@@ -449,11 +609,11 @@ fn get_idempotent(conn: &Connection, token: &str, key: &str) -> Result<Option<(S
 }
 
 impl Tx for SqliteTx<'_, '_> {
-    fn conversation(&mut self, id: &Id) -> Result<Option<Conversation>, StoreError> {
+    async fn conversation(&mut self, id: &Id) -> Result<Option<Conversation>, StoreError> {
         get_conversation(self.0, id)
     }
 
-    fn insert_conversation(&mut self, c: &Conversation) -> Result<(), StoreError> {
+    async fn insert_conversation(&mut self, c: &Conversation) -> Result<(), StoreError> {
         self.0
             .prepare_cached(
                 "INSERT INTO conversations (id, status, queue, representative, entity, intent_based, version, doc)
@@ -472,7 +632,7 @@ impl Tx for SqliteTx<'_, '_> {
         Ok(())
     }
 
-    fn update_conversation(&mut self, c: &Conversation) -> Result<(), StoreError> {
+    async fn update_conversation(&mut self, c: &Conversation) -> Result<(), StoreError> {
         // The version guard makes the update fail loudly if anything raced it.
         let changed = self
             .0
@@ -491,7 +651,7 @@ impl Tx for SqliteTx<'_, '_> {
         if changed == 1 { Ok(()) } else { Err(StoreError::Database(rusqlite::Error::QueryReturnedNoRows)) }
     }
 
-    fn last_history_seq(&mut self, id: &Id) -> Result<u64, StoreError> {
+    async fn last_history_seq(&mut self, id: &Id) -> Result<u64, StoreError> {
         let seq: i64 = self
             .0
             .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM history WHERE conversation = ?1")?
@@ -499,7 +659,7 @@ impl Tx for SqliteTx<'_, '_> {
         Ok(seq as u64)
     }
 
-    fn append_history(&mut self, conversation: &Id, e: &HistoryEvent) -> Result<(), StoreError> {
+    async fn append_history(&mut self, conversation: &Id, e: &HistoryEvent) -> Result<(), StoreError> {
         self.0.prepare_cached("INSERT INTO history (conversation, seq, doc) VALUES (?1, ?2, ?3)")?.execute(params![
             conversation.as_str(),
             e.seq as i64,
@@ -508,11 +668,11 @@ impl Tx for SqliteTx<'_, '_> {
         Ok(())
     }
 
-    fn representative(&mut self, id: &Id) -> Result<Option<Representative>, StoreError> {
+    async fn representative(&mut self, id: &Id) -> Result<Option<Representative>, StoreError> {
         get_representative(self.0, id)
     }
 
-    fn put_representative(
+    async fn put_representative(
         &mut self,
         id: &Id,
         input: &RepresentativeInput,
@@ -521,15 +681,21 @@ impl Tx for SqliteTx<'_, '_> {
         self.0
             .prepare_cached(
                 "INSERT INTO representatives (id, version, updated_at, doc) VALUES (?1, 1, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET version = version + 1, updated_at = ?2, doc = ?3",
+                 ON CONFLICT (id) DO UPDATE SET version = version + 1, revision = revision + 1,
+                 updated_at = ?2, doc = ?3",
             )?
             .execute(params![id.as_str(), now, serde_json::to_string(input)?])?;
         get_representative(self.0, id)?.ok_or(StoreError::Database(rusqlite::Error::QueryReturnedNoRows))
     }
 
-    fn add_used_capacity(&mut self, id: &Id, delta: i64, now_ms: i64) -> Result<Option<Representative>, StoreError> {
+    async fn add_used_capacity(
+        &mut self,
+        id: &Id,
+        delta: i64,
+        now_ms: i64,
+    ) -> Result<Option<Representative>, StoreError> {
         let sql = format!(
-            "UPDATE representatives SET used_capacity = used_capacity + ?2,
+            "UPDATE representatives SET used_capacity = used_capacity + ?2, revision = revision + 1,
              last_assigned_ms = CASE WHEN ?2 > 0 THEN ?3 ELSE last_assigned_ms END WHERE id = ?1
              RETURNING {REP_COLUMNS}"
         );
@@ -537,11 +703,16 @@ impl Tx for SqliteTx<'_, '_> {
         row.optional()?.map(|row| cached_representative(self.1, row)).transpose()
     }
 
-    fn queue(&mut self, id: &Id) -> Result<Option<Queue>, StoreError> {
+    async fn queue(&mut self, id: &Id) -> Result<Option<Queue>, StoreError> {
         get_queue(self.0, id)
     }
 
-    fn put_queue(&mut self, id: &Id, input: &QueueInput, now: &str) -> Result<Queue, StoreError> {
+    async fn lock_queue(&mut self, id: &Id) -> Result<Option<Queue>, StoreError> {
+        // The writer's transaction already excludes every other writer.
+        get_queue(self.0, id)
+    }
+
+    async fn put_queue(&mut self, id: &Id, input: &QueueInput, now: &str) -> Result<Queue, StoreError> {
         self.0
             .prepare_cached(
                 "INSERT INTO queues (id, version, updated_at, doc) VALUES (?1, 1, ?2, ?3)
@@ -551,11 +722,11 @@ impl Tx for SqliteTx<'_, '_> {
         get_queue(self.0, id)?.ok_or(StoreError::Database(rusqlite::Error::QueryReturnedNoRows))
     }
 
-    fn idempotent(&mut self, token: &str, key: &str) -> Result<Option<(String, Outcome)>, StoreError> {
+    async fn idempotent(&mut self, token: &str, key: &str) -> Result<Option<(String, Outcome)>, StoreError> {
         get_idempotent(self.0, token, key)
     }
 
-    fn remember(&mut self, token: &str, key: &Idempotency, outcome: &Outcome) -> Result<(), StoreError> {
+    async fn remember(&mut self, token: &str, key: &Idempotency, outcome: &Outcome) -> Result<(), StoreError> {
         self.0
             .prepare_cached(
                 "INSERT INTO idempotency (token, key, fingerprint, outcome, created) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -765,6 +936,7 @@ impl Store for SqliteStore {
                     let mut rep =
                         Representative::with_shared_input(id, input, row.get(3)?, version as u64, row.get(5)?);
                     rep.last_assigned_ms = row.get(6)?;
+                    rep.revision = row.get::<_, i64>(7)? as u64;
                     Ok(rep)
                 },
                 |rep| filter.matches(rep),
@@ -792,6 +964,28 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        self.read(move |conn| read_changes(conn, after, limit)).await
+    }
+
+    async fn feed_head(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let head: i64 = conn.query_row("SELECT COALESCE(MAX(position), 0) FROM changes", [], |r| r.get(0))?;
+            Ok(head as u64)
+        })
+        .await
+    }
+
+    fn health(&self) -> Result<(), String> {
+        if let Some(why) = self.writer_stopped.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            return Err(format!("the SQLite writer stopped: {why}; restart the daemon"));
+        }
+        if self.writer_thread.as_ref().is_none_or(std::thread::JoinHandle::is_finished) {
+            return Err("the SQLite writer is not running; restart the daemon".into());
+        }
+        Ok(())
+    }
+
     async fn is_empty(&self) -> Result<bool, StoreError> {
         self.read(|conn| {
             let n: i64 = conn.query_row(
@@ -803,5 +997,79 @@ impl Store for SqliteStore {
             Ok(n == 0)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The writer's containment, with faults injected by the author's name (test builds only).
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+    use crate::store::{Author, Command};
+
+    pub const PANIC: &str = "test-panic-in-writer";
+    pub const FAIL_COMMIT: &str = "test-commit-fails";
+
+    pub fn inject(request: &WriteRequest) {
+        if request.author.name == PANIC {
+            panic!("injected panic in the writer");
+        }
+    }
+
+    fn put_queue(author: &str, id: &str) -> WriteRequest {
+        let input: QueueInput = serde_json::from_value(serde_json::json!({"name": id})).unwrap();
+        WriteRequest {
+            author: Author { name: author.into(), token_digest: "t".into() },
+            idempotency: None,
+            command: Command::PutQueue { id: Id::parse(id).unwrap(), input },
+            ruleset: "r".into(),
+            now: String::new(),
+            now_ms: 0,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_write_fails_alone_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("sb.db")).unwrap());
+        // Sent together so they share batches with the panicking one.
+        let mut writes = tokio::task::JoinSet::new();
+        for i in 0..20 {
+            let store = store.clone();
+            let author = if i == 7 { PANIC } else { "someone" };
+            writes.spawn(async move { (i, store.write(put_queue(author, &format!("q{i}"))).await) });
+        }
+        while let Some(done) = writes.join_next().await {
+            let (i, result) = done.unwrap();
+            match (i, result) {
+                (7, Err(StoreError::Failed(_))) => {}
+                (7, other) => panic!("the panicking write answered {other:?}"),
+                (_, Ok(_)) => {}
+                (i, Err(e)) => panic!("write {i} failed beside the panicking one: {e}"),
+            }
+        }
+        assert!(store.health().is_ok());
+        store.write(put_queue("someone", "after")).await.unwrap();
+        let queues = store.queues(Default::default(), PageRequest { after: None, limit: 100 }).await.unwrap();
+        assert_eq!(queues.items.len(), 20, "19 queues and `after`, not the panicking one");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_answers_unknown_and_stops_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("sb.db")).unwrap();
+        store.write(put_queue("someone", "q0")).await.unwrap();
+        assert!(store.health().is_ok());
+        match store.write(put_queue(FAIL_COMMIT, "q1")).await {
+            Err(StoreError::Commit(_)) => {}
+            other => panic!("a failed commit answered {other:?}, not an unknown outcome"),
+        }
+        match store.write(put_queue("someone", "q2")).await {
+            Err(StoreError::Closed) => {}
+            other => panic!("the writer took a write after a failed commit: {other:?}"),
+        }
+        let health = store.health().unwrap_err();
+        assert!(health.contains("a commit failed") && health.contains("restart the daemon"), "{health}");
     }
 }

@@ -17,14 +17,156 @@ pub const SUPERVISOR: &str = "demo-supervisor";
 pub const INTEGRATION: &str = "demo-integration";
 pub const ADMIN: &str = "demo-admin";
 
+/// The store a test's daemons run on. Tests written once run on both through
+/// [`on_both_backends!`]; [`workdir`] makes a PostgreSQL database of the test's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+thread_local! {
+    static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::Sqlite) };
+    static DATABASES: std::cell::RefCell<Vec<PgDatabase>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+pub fn backend() -> Backend {
+    BACKEND.with(|b| b.get())
+}
+
+/// Set to skip the PostgreSQL half of the suite on a machine without PostgreSQL.
+pub const NO_POSTGRES: &str = "SWITCHBOARD_TEST_NO_POSTGRES";
+
+/// The server tests make their databases on: `SWITCHBOARD_TEST_POSTGRES`, else the local
+/// one every machine of this project runs.
+pub fn postgres_server() -> String {
+    std::env::var("SWITCHBOARD_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// Runs a test's future on `backend`, on a runtime of its own, then drops the
+/// PostgreSQL databases it made (also when it panicked).
+pub fn on_backend<F: std::future::Future<Output = ()>>(backend: Backend, test: F) {
+    if backend == Backend::Postgres && std::env::var_os(NO_POSTGRES).is_some() {
+        eprintln!("skipped: {NO_POSTGRES} is set, so this test does not run on PostgreSQL");
+        return;
+    }
+    struct Cleanup;
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            DATABASES.with(|d| d.borrow_mut().clear());
+        }
+    }
+    let _cleanup = Cleanup;
+    BACKEND.with(|b| b.set(backend));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(test);
+}
+
+/// Declares each `async fn name()` test once and runs it as `sqlite::name` and
+/// `postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($( $(#[$attr:meta])* async fn $name:ident() $body:block )*) => {
+        $( $(#[$attr])* async fn $name() $body )*
+        mod sqlite {
+            $( #[test] fn $name() { $crate::common::on_backend($crate::common::Backend::Sqlite, super::$name()) } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() { $crate::common::on_backend($crate::common::Backend::Postgres, super::$name()) } )*
+        }
+    };
+}
+
+/// A PostgreSQL database made for one test, dropped with this value.
+pub struct PgDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+fn on_own_runtime<T: Send + 'static>(f: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(move || tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f))
+        .join()
+        .unwrap()
+}
+
+async fn admin_connection() -> tokio_postgres::Client {
+    let server = postgres_server();
+    let (client, connection) = match tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls).await
+    {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "PostgreSQL is not reachable at {server} ({e}). These tests need a real PostgreSQL 15: start it \
+             with `pg_ctlcluster 15 main start` (trust authentication, user postgres), point \
+             SWITCHBOARD_TEST_POSTGRES at another server, or set {NO_POSTGRES}=1 to skip the PostgreSQL \
+             half of the suite on a machine without one"
+        ),
+    };
+    tokio::spawn(connection);
+    client
+}
+
+impl PgDatabase {
+    /// A new, empty database on [`postgres_server`].
+    pub fn create() -> Self {
+        let name = format!("sb_test_{}", uuid::Uuid::new_v4().simple());
+        let create = name.clone();
+        on_own_runtime(async move {
+            admin_connection().await.batch_execute(&format!("CREATE DATABASE {create}")).await.unwrap();
+        });
+        let url = format!("{}/{name}", postgres_server());
+        Self { name, url }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        // Never panics (it may run while a test unwinds): a database left behind is
+        // reported, not fatal.
+        let name = self.name.clone();
+        let server = postgres_server();
+        let result = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async move {
+                let (client, connection) =
+                    tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls).await.ok()?;
+                tokio::spawn(connection);
+                client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok()
+            })
+        })
+        .join();
+        if !matches!(result, Ok(Some(()))) {
+            eprintln!("the test database {} could not be dropped; drop it by hand", self.name);
+        }
+    }
+}
+
+/// The `database` URL for a new test's daemons on the current backend; a PostgreSQL
+/// database lives until the test ends.
+pub fn database_url() -> String {
+    match backend() {
+        Backend::Sqlite => "sqlite://data/sb.db".to_owned(),
+        Backend::Postgres => {
+            let db = PgDatabase::create();
+            let url = db.url.clone();
+            DATABASES.with(|d| d.borrow_mut().push(db));
+            url
+        }
+    }
+}
+
 /// A config with the three demo tokens; `extra` is appended.
 pub fn config_text(extra: &str) -> String {
+    config_for(&database_url(), extra)
+}
+
+/// A config on `database` with the three demo tokens; `extra` is appended.
+pub fn config_for(database: &str, extra: &str) -> String {
     let token = |name: &str, role: &str| {
         let digest = switchboard::auth::sha256(name.as_bytes());
         format!("[[tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n", hex(&digest))
     };
     format!(
-        "listen = \"127.0.0.1:0\"\ndatabase = \"sqlite://data/sb.db\"\n{extra}\n{}{}{}",
+        "listen = \"127.0.0.1:0\"\ndatabase = \"{database}\"\n{extra}\n{}{}{}",
         token(SUPERVISOR, "supervisor"),
         token(INTEGRATION, "integration"),
         token(ADMIN, "admin")
@@ -103,6 +245,15 @@ impl Client {
         let text = resp.text().await.expect("body");
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
         Answer { status, headers, text, json }
+    }
+
+    /// A POST whose transport may fail (a daemon killed under it): the status, or `None`.
+    pub async fn try_post(&self, path: &str, token: &str, body: Value) -> Option<u16> {
+        let req = self.http.post(format!("{}{path}", self.base)).bearer_auth(token);
+        let resp = req.header("content-type", "application/json").body(body.to_string()).send().await.ok()?;
+        let status = resp.status().as_u16();
+        resp.bytes().await.ok()?;
+        Some(status)
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Answer {

@@ -1,0 +1,910 @@
+//! The PostgreSQL store: several daemons on one database.
+//!
+//! Writes run the same commands as SQLite's ([`command::execute`]) inside PostgreSQL
+//! transactions, at `READ COMMITTED` with row locks: a command reads the conversation and
+//! the representatives it will change `FOR UPDATE`, so two daemons acting on one
+//! conversation or one representative take turns, and the second sees what the first
+//! committed (its version, its capacity) before it checks anything. The versions and
+//! capacity a routing decision relied on are re-checked under those locks (`Expect`).
+//!
+//! Like SQLite's writer, each daemon commits in batches (group commit): a few writer
+//! tasks each take the writes waiting, run them one after another in one transaction and
+//! commit once. Every check of a command comes before its first write, so a refused
+//! command leaves nothing to undo; a database error (a deadlock between two daemons'
+//! batches, a unique key taken by another daemon) rolls the batch back and its writes are
+//! run again one per transaction.
+//!
+//! The change feed's positions must appear in commit order across daemons. Sequences
+//! cannot give that (a number is taken before the commit, and commits finish in any
+//! order), so each transaction numbers its changes as its last statement from a one-row
+//! counter (`feed_head`). The counter's row lock is held until the transaction's commit
+//! is durable, so the next transaction that numbers changes gets larger numbers and
+//! commits after it: a reader never sees a position and later a smaller one. The lock is
+//! held for one statement and the commit's flush, once per batch, not per write.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures_util::FutureExt;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+
+use super::command::{self, Tx};
+use super::rows::{self, RepRow};
+use super::{Applied, Change, ChangeKind, Idempotency, NewChange, Outcome, Store, StoreError, WriteRequest};
+use crate::domain::{
+    Conversation, ConversationFilter, HistoryEvent, Id, Page, PageRequest, Queue, QueueFilter, QueueInput,
+    Representative, RepresentativeFilter, RepresentativeInput,
+};
+
+/// Schema migrations, applied in order; `switchboard_schema.version` counts those applied.
+/// The schema is SQLite's (version 4) in PostgreSQL's types, plus the feed's counter.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE conversations (
+    seq            BIGSERIAL PRIMARY KEY,
+    id             TEXT NOT NULL UNIQUE,
+    status         TEXT NOT NULL,
+    queue          TEXT NOT NULL,
+    representative TEXT,
+    entity         TEXT NOT NULL,
+    intent_based   BOOLEAN NOT NULL,
+    version        BIGINT NOT NULL,
+    doc            TEXT NOT NULL
+);
+CREATE INDEX conversations_ongoing ON conversations(seq) WHERE status <> 'closed';
+CREATE INDEX conversations_queue ON conversations(queue, seq);
+CREATE INDEX conversations_representative ON conversations(representative, seq);
+CREATE INDEX conversations_ongoing_queue ON conversations(queue, seq) WHERE status <> 'closed';
+CREATE INDEX conversations_ongoing_representative ON conversations(representative, seq) WHERE status <> 'closed';
+CREATE TABLE history (
+    conversation TEXT NOT NULL,
+    seq          BIGINT NOT NULL,
+    doc          TEXT NOT NULL,
+    PRIMARY KEY (conversation, seq)
+);
+CREATE TABLE representatives (
+    seq              BIGSERIAL PRIMARY KEY,
+    id               TEXT NOT NULL UNIQUE,
+    used_capacity    BIGINT NOT NULL DEFAULT 0,
+    version          BIGINT NOT NULL,
+    revision         BIGINT NOT NULL DEFAULT 1,
+    updated_at       TEXT NOT NULL,
+    doc              TEXT NOT NULL,
+    last_assigned_ms BIGINT
+);
+CREATE TABLE queues (
+    seq        BIGSERIAL PRIMARY KEY,
+    id         TEXT NOT NULL UNIQUE,
+    version    BIGINT NOT NULL,
+    updated_at TEXT NOT NULL,
+    doc        TEXT NOT NULL
+);
+CREATE TABLE idempotency (
+    token       TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    outcome     TEXT,
+    created     BIGINT NOT NULL,
+    PRIMARY KEY (token, key)
+);
+CREATE INDEX idempotency_created ON idempotency(created);
+CREATE TABLE changes (
+    position BIGINT PRIMARY KEY,
+    at       TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    id       TEXT NOT NULL,
+    action   TEXT NOT NULL,
+    version  BIGINT,
+    actor    TEXT NOT NULL,
+    touched  TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE feed_head (
+    singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+    position  BIGINT NOT NULL
+);
+INSERT INTO feed_head (position) VALUES (0);
+"#];
+
+/// Serialises schema changes between daemons starting at once (a session advisory lock).
+const MIGRATION_LOCK: i64 = 0x5357_4254_4348; // "SWBTCH"
+
+/// Writer tasks per daemon, each with its own connection and batches.
+const WRITERS: usize = 4;
+/// Writes committed together at most.
+const MAX_BATCH: usize = 64;
+/// Connections per daemon: the writers' and the readers'.
+const POOL_SIZE: usize = 24;
+/// A write that meets a deadlock or a key another daemon took is run again this often.
+const ATTEMPTS: u32 = 5;
+/// Idempotency keys are kept at least this long.
+const KEY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+const REP_COLUMNS: &str = "id, doc, used_capacity, version, updated_at, last_assigned_ms, revision";
+const QUEUE_COLUMNS: &str = "id, doc, version, updated_at";
+const CHANGE_COLUMNS: &str = "position, at, kind, id, action, version, actor, touched";
+
+struct Job {
+    request: WriteRequest,
+    reply: oneshot::Sender<Result<Applied, StoreError>>,
+}
+
+pub struct PostgresStore {
+    pool: Pool,
+    /// Writer tasks still running.
+    writers: Arc<std::sync::atomic::AtomicUsize>,
+    jobs: mpsc::Sender<Job>,
+    /// Ends the writer and purge tasks when the store is dropped.
+    _tasks: Vec<tokio::task::AbortHandle>,
+    stop: Option<tokio::sync::watch::Sender<()>>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // The writers finish the batch they are committing (its callers get its answers),
+        // then stop.
+        self.stop = None;
+    }
+}
+
+fn pool(url: &str) -> Result<Pool, StoreError> {
+    let mut config = tokio_postgres::Config::from_str(url).map_err(|e| StoreError::BadUrl(format!("{url}: {e}")))?;
+    config.connect_timeout(Duration::from_secs(5));
+    // A 2xx means on disk, whatever the server's default.
+    config.options("-c synchronous_commit=on");
+    if config.get_application_name().is_none() {
+        config.application_name("switchboard");
+    }
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
+async fn client(pool: &Pool) -> Result<deadpool_postgres::Client, StoreError> {
+    pool.get().await.map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
+/// `switchboard migrate` on PostgreSQL.
+pub(super) async fn migrate_url(url: &str) -> Result<i64, StoreError> {
+    let pool = pool(url)?;
+    migrate(&pool).await
+}
+
+/// Applies the migrations the database lacks, one daemon at a time; refuses a database
+/// of a newer schema. Returns the schema version it is at.
+async fn migrate(pool: &Pool) -> Result<i64, StoreError> {
+    let mut conn = client(pool).await?;
+    conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
+    let result = apply_migrations(&mut conn).await;
+    conn.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await?;
+    result
+}
+
+async fn apply_migrations(conn: &mut deadpool_postgres::Client) -> Result<i64, StoreError> {
+    conn.batch_execute(
+        "CREATE TABLE IF NOT EXISTS switchboard_schema (version BIGINT NOT NULL);
+         INSERT INTO switchboard_schema (version) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM switchboard_schema);",
+    )
+    .await?;
+    let applied: i64 = conn.query_one("SELECT version FROM switchboard_schema", &[]).await?.get(0);
+    let known = MIGRATIONS.len() as i64;
+    if applied > known {
+        return Err(StoreError::NewerSchema { found: applied, known });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(applied).unwrap_or(0)) {
+        let tx = conn.transaction().await?;
+        tx.batch_execute(sql).await?;
+        tx.execute("UPDATE switchboard_schema SET version = $1", &[&(i as i64 + 1)]).await?;
+        tx.commit().await?;
+    }
+    Ok(known)
+}
+
+impl PostgresStore {
+    /// Connects, migrates the schema and starts the writers.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let pool = pool(url)?;
+        migrate(&pool).await?;
+        let (jobs, rx) = mpsc::channel::<Job>(4096);
+        let rx = Arc::new(Mutex::new(rx));
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let mut tasks = Vec::new();
+        let writers = Arc::new(std::sync::atomic::AtomicUsize::new(WRITERS));
+        for _ in 0..WRITERS {
+            let (pool, rx, stopped, live) = (pool.clone(), rx.clone(), stopped.clone(), writers.clone());
+            tasks.push(
+                tokio::spawn(async move {
+                    write_loop(pool, rx, stopped).await;
+                    live.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                })
+                .abort_handle(),
+            );
+        }
+        tasks.push(tokio::spawn(purge_loop(pool.clone(), stopped)).abort_handle());
+        Ok(Self { pool, writers, jobs, _tasks: tasks, stop: Some(stop) })
+    }
+
+    async fn conn(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        client(&self.pool).await
+    }
+}
+
+async fn purge_loop(pool: Pool, mut stopped: tokio::sync::watch::Receiver<()>) {
+    loop {
+        let cutoff = unix_now() - KEY_TTL.as_secs() as i64;
+        let purged = async {
+            let conn = client(&pool).await?;
+            conn.execute("DELETE FROM idempotency WHERE created < $1", &[&cutoff]).await?;
+            Ok::<_, StoreError>(())
+        };
+        if let Err(e) = purged.await {
+            tracing::warn!(error = %e, "purging expired idempotency keys failed");
+        }
+        tokio::select! {
+            _ = stopped.changed() => return,
+            () = tokio::time::sleep(Duration::from_secs(600)) => {}
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// One writer: takes the writes waiting (up to [`MAX_BATCH`]), commits them together,
+/// answers each.
+async fn write_loop(pool: Pool, rx: Arc<Mutex<mpsc::Receiver<Job>>>, mut stopped: tokio::sync::watch::Receiver<()>) {
+    loop {
+        let batch = {
+            let mut rx = tokio::select! {
+                rx = rx.lock() => rx,
+                _ = stopped.changed() => return,
+            };
+            let Some(first) = (tokio::select! {
+                job = rx.recv() => job,
+                _ = stopped.changed() => return,
+            }) else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        // A panic (a bug) fails this batch only: its transaction is rolled back when the
+        // dropped connection's transaction ends, and the writer goes on.
+        let results = match std::panic::AssertUnwindSafe(commit_batch(&pool, &batch)).catch_unwind().await {
+            Ok(results) => results,
+            Err(_) => {
+                tracing::error!(writes = batch.len(), "a batch panicked inside the store; it was rolled back");
+                batch.iter().map(|_| Err(StoreError::Failed("the write failed inside the store".into()))).collect()
+            }
+        };
+        for (job, result) in batch.into_iter().zip(results) {
+            // The client may have gone; its change is durable all the same.
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+/// How a batch ended when it did not commit.
+enum Failed {
+    /// Rolled back before `COMMIT` was sent: nothing of it was applied.
+    RolledBack(StoreError),
+    /// `COMMIT` was sent and no answer came: the writes may or may not be applied.
+    Unknown(StoreError),
+}
+
+async fn commit_batch(pool: &Pool, batch: &[Job]) -> Vec<Result<Applied, StoreError>> {
+    let requests: Vec<&WriteRequest> = batch.iter().map(|j| &j.request).collect();
+    match run_batch(pool, &requests).await {
+        Ok(results) => results,
+        Err(Failed::Unknown(e)) => unknown(batch.len(), &e),
+        Err(Failed::RolledBack(e)) => {
+            tracing::debug!(error = %e, writes = batch.len(), "a batch was rolled back; running its writes one by one");
+            let mut results = Vec::with_capacity(batch.len());
+            for request in requests {
+                results.push(run_alone(pool, request).await);
+            }
+            results
+        }
+    }
+}
+
+fn unknown(n: usize, e: &StoreError) -> Vec<Result<Applied, StoreError>> {
+    tracing::error!(error = %e, writes = n, "the connection failed during COMMIT; the outcome of these writes is unknown");
+    (0..n)
+        .map(|_| {
+            Err(StoreError::Commit(format!(
+                "the database connection failed while committing ({e}); the change may or may not be applied: \
+                 read it back, or retry with the same Idempotency-Key"
+            )))
+        })
+        .collect()
+}
+
+/// One write in its own transaction, again while it meets a deadlock, a serialization
+/// failure or a key another daemon committed first.
+async fn run_alone(pool: &Pool, request: &WriteRequest) -> Result<Applied, StoreError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match run_batch(pool, &[request]).await {
+            Ok(mut results) => return results.pop().unwrap_or(Err(StoreError::Closed)),
+            Err(Failed::Unknown(e)) => return unknown(1, &e).pop().unwrap_or(Err(StoreError::Closed)),
+            Err(Failed::RolledBack(e)) if attempt < ATTEMPTS && retryable(&e) => {
+                tracing::debug!(error = %e, attempt, "write rolled back; running it again");
+            }
+            Err(Failed::RolledBack(e)) => return Err(e),
+        }
+    }
+}
+
+/// Deadlock, serialization failure, a unique key taken by a concurrent transaction, or a
+/// connection that broke before `COMMIT` was sent (the server rolled it back).
+fn retryable(e: &StoreError) -> bool {
+    use tokio_postgres::error::SqlState;
+    let StoreError::Postgres(e) = e else { return false };
+    e.is_closed()
+        || e.code().is_some_and(|c| {
+            *c == SqlState::T_R_DEADLOCK_DETECTED
+            || *c == SqlState::T_R_SERIALIZATION_FAILURE
+            || *c == SqlState::UNIQUE_VIOLATION
+            // The server ended the session (an operator, a restart): the pool gives a new one.
+            || *c == SqlState::ADMIN_SHUTDOWN
+            || *c == SqlState::CRASH_SHUTDOWN
+        })
+}
+
+/// Runs the writes in one transaction and commits it. A refused write is answered and
+/// the others go on (it wrote nothing); a database error rolls the whole batch back.
+async fn run_batch(pool: &Pool, requests: &[&WriteRequest]) -> Result<Vec<Result<Applied, StoreError>>, Failed> {
+    let mut conn = client(pool).await.map_err(Failed::RolledBack)?;
+    let tx = conn.transaction().await.map_err(|e| Failed::RolledBack(e.into()))?;
+    let mut results = Vec::with_capacity(requests.len());
+    let mut changes: Vec<NewChange> = Vec::new();
+    // Per result: how many of `changes` are its own.
+    let mut counts = Vec::with_capacity(requests.len());
+    for request in requests {
+        let mut request = (*request).clone();
+        (request.now, request.now_ms) = crate::clock::now();
+        let mut ptx = PgTx { tx: &tx, claim: None };
+        match command::execute(&mut ptx, request).await {
+            Ok((outcome, effects)) => {
+                counts.push(effects.changes.len());
+                changes.extend(effects.changes);
+                results.push(Ok(Applied {
+                    outcome,
+                    position: None,
+                    representatives: effects.representatives,
+                    queues: effects.queues,
+                }));
+            }
+            Err(e @ (StoreError::Postgres(_) | StoreError::Unavailable(_))) => return Err(Failed::RolledBack(e)),
+            Err(refused) => {
+                if let Some((token, key)) = ptx.claim.take() {
+                    // The key is free again for the client's next try.
+                    tx.execute("DELETE FROM idempotency WHERE token = $1 AND key = $2", &[&token, &key])
+                        .await
+                        .map_err(|e| Failed::RolledBack(e.into()))?;
+                }
+                counts.push(0);
+                results.push(Err(refused));
+            }
+        }
+    }
+    if !changes.is_empty() {
+        let base = number_changes(&tx, &changes).await.map_err(|e| Failed::RolledBack(e.into()))?;
+        let mut next = base;
+        for (result, n) in results.iter_mut().zip(counts) {
+            if let Ok(applied) = result
+                && n > 0
+            {
+                next += n as u64;
+                applied.position = Some(next);
+            }
+        }
+    }
+    if let Err(e) = tx.commit().await {
+        // Whatever state the connection is in, it does not go back to the pool.
+        drop(deadpool_postgres::Client::take(conn));
+        return Err(Failed::Unknown(e.into()));
+    }
+    Ok(results)
+}
+
+/// Numbers the batch's changes from the feed's counter and stores them; returns the
+/// position before the first. Last statement before `COMMIT`: the counter's row stays
+/// locked until the commit is durable, which keeps positions in commit order.
+async fn number_changes(
+    tx: &deadpool_postgres::Transaction<'_>,
+    changes: &[NewChange],
+) -> Result<u64, tokio_postgres::Error> {
+    let n = changes.len() as i64;
+    let at: Vec<&str> = changes.iter().map(|c| c.at.as_str()).collect();
+    let kind: Vec<&str> = changes.iter().map(|c| c.kind.as_str()).collect();
+    let id: Vec<&str> = changes.iter().map(|c| c.id.as_str()).collect();
+    let action: Vec<&str> = changes.iter().map(|c| c.action.as_str()).collect();
+    let version: Vec<Option<i64>> = changes.iter().map(|c| c.version.map(|v| v as i64)).collect();
+    let actor: Vec<&str> = changes.iter().map(|c| c.actor.as_str()).collect();
+    let touched: Vec<String> = changes.iter().map(|c| c.touched.join(",")).collect();
+    let stmt = tx
+        .prepare_cached(
+            "WITH head AS (UPDATE feed_head SET position = position + $1 RETURNING position - $1 AS base)
+             INSERT INTO changes (position, at, kind, id, action, version, actor, touched)
+             SELECT head.base + c.n, c.at, c.kind, c.id, c.action, c.version, c.actor, c.touched
+             FROM head, UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[])
+                  WITH ORDINALITY AS c(at, kind, id, action, version, actor, touched, n)
+             RETURNING position",
+        )
+        .await?;
+    let rows = tx.query(&stmt, &[&n, &at, &kind, &id, &action, &version, &actor, &touched]).await?;
+    let first = rows.iter().map(|r| r.get::<_, i64>(0)).min().unwrap_or(1);
+    Ok((first - 1) as u64)
+}
+
+/// [`Tx`] on a PostgreSQL transaction.
+struct PgTx<'a, 'b> {
+    tx: &'a deadpool_postgres::Transaction<'b>,
+    /// The idempotency key this write claimed, released if it is refused.
+    claim: Option<(String, String)>,
+}
+
+impl PgTx<'_, '_> {
+    async fn one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<tokio_postgres::Row>, StoreError> {
+        let stmt = self.tx.prepare_cached(sql).await?;
+        Ok(self.tx.query_opt(&stmt, params).await?)
+    }
+
+    async fn exec(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        let stmt = self.tx.prepare_cached(sql).await?;
+        Ok(self.tx.execute(&stmt, params).await?)
+    }
+}
+
+fn rep_from_row(row: &tokio_postgres::Row) -> Result<Representative, StoreError> {
+    let doc: &str = row.try_get(1)?;
+    rows::representative(RepRow {
+        id: row.try_get(0)?,
+        input: Arc::new(rows::decode::<RepresentativeInput>(doc)?),
+        used_capacity: row.try_get(2)?,
+        version: row.try_get(3)?,
+        updated_at: row.try_get(4)?,
+        last_assigned_ms: row.try_get(5)?,
+        revision: row.try_get(6)?,
+    })
+}
+
+fn queue_from_row(row: &tokio_postgres::Row) -> Result<Queue, StoreError> {
+    rows::queue(row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?)
+}
+
+fn change_from_row(row: &tokio_postgres::Row) -> Result<Change, StoreError> {
+    let kind: &str = row.try_get(2)?;
+    let touched: &str = row.try_get(7)?;
+    Ok(Change {
+        position: row.try_get::<_, i64>(0)? as u64,
+        at: row.try_get(1)?,
+        kind: ChangeKind::parse(kind).ok_or_else(|| StoreError::Commit(format!("unknown change kind `{kind}`")))?,
+        id: row.try_get(3)?,
+        action: row.try_get(4)?,
+        version: row.try_get::<_, Option<i64>>(5)?.map(|v| v as u64),
+        actor: row.try_get(6)?,
+        touched: touched.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+    })
+}
+
+impl Tx for PgTx<'_, '_> {
+    async fn conversation(&mut self, id: &Id) -> Result<Option<Conversation>, StoreError> {
+        let row = self.one("SELECT doc FROM conversations WHERE id = $1 FOR UPDATE", &[&id.as_str()]).await?;
+        row.map(|r| rows::decode(r.try_get(0)?)).transpose()
+    }
+
+    async fn insert_conversation(&mut self, c: &Conversation) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(c)?;
+        self.exec(
+            "INSERT INTO conversations (id, status, queue, representative, entity, intent_based, version, doc)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &c.id.as_str(),
+                &c.status.as_str(),
+                &c.queue.as_str(),
+                &c.representative.as_ref().map(Id::as_str),
+                &c.record.entity.as_str(),
+                &c.intent_based,
+                &(c.version as i64),
+                &doc,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn update_conversation(&mut self, c: &Conversation) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(c)?;
+        // The version guard makes the update fail loudly if anything raced it.
+        let changed = self
+            .exec(
+                "UPDATE conversations SET status = $2, queue = $3, representative = $4, version = $5, doc = $6
+                 WHERE id = $1 AND version = $5::BIGINT - 1",
+                &[
+                    &c.id.as_str(),
+                    &c.status.as_str(),
+                    &c.queue.as_str(),
+                    &c.representative.as_ref().map(Id::as_str),
+                    &(c.version as i64),
+                    &doc,
+                ],
+            )
+            .await?;
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Commit(format!("conversation `{}` changed under its row lock", c.id)))
+        }
+    }
+
+    async fn last_history_seq(&mut self, id: &Id) -> Result<u64, StoreError> {
+        let row =
+            self.one("SELECT COALESCE(MAX(seq), 0) FROM history WHERE conversation = $1", &[&id.as_str()]).await?;
+        Ok(row.map(|r| r.try_get::<_, i64>(0)).transpose()?.unwrap_or(0) as u64)
+    }
+
+    async fn append_history(&mut self, conversation: &Id, e: &HistoryEvent) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(e)?;
+        self.exec(
+            "INSERT INTO history (conversation, seq, doc) VALUES ($1, $2, $3)",
+            &[&conversation.as_str(), &(e.seq as i64), &doc],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn representative(&mut self, id: &Id) -> Result<Option<Representative>, StoreError> {
+        let sql = format!("SELECT {REP_COLUMNS} FROM representatives WHERE id = $1 FOR UPDATE");
+        self.one(&sql, &[&id.as_str()]).await?.as_ref().map(rep_from_row).transpose()
+    }
+
+    async fn put_representative(
+        &mut self,
+        id: &Id,
+        input: &RepresentativeInput,
+        now: &str,
+    ) -> Result<Representative, StoreError> {
+        let doc = serde_json::to_string(input)?;
+        let sql = format!(
+            "INSERT INTO representatives (id, version, revision, updated_at, doc) VALUES ($1, 1, 1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET version = representatives.version + 1,
+                 revision = representatives.revision + 1, updated_at = $2, doc = $3
+             RETURNING {REP_COLUMNS}"
+        );
+        let row = self.one(&sql, &[&id.as_str(), &now, &doc]).await?;
+        row.as_ref().map(rep_from_row).transpose()?.ok_or(StoreError::Commit(format!("representative `{id}` vanished")))
+    }
+
+    async fn add_used_capacity(
+        &mut self,
+        id: &Id,
+        delta: i64,
+        now_ms: i64,
+    ) -> Result<Option<Representative>, StoreError> {
+        let sql = format!(
+            "UPDATE representatives SET used_capacity = used_capacity + $2, revision = revision + 1,
+             last_assigned_ms = CASE WHEN $2 > 0 THEN $3 ELSE last_assigned_ms END WHERE id = $1
+             RETURNING {REP_COLUMNS}"
+        );
+        self.one(&sql, &[&id.as_str(), &delta, &now_ms]).await?.as_ref().map(rep_from_row).transpose()
+    }
+
+    async fn queue(&mut self, id: &Id) -> Result<Option<Queue>, StoreError> {
+        // Not locked: creating a conversation in a queue must not queue behind every
+        // other creation in it. Queues are never deleted.
+        let sql = format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE id = $1");
+        self.one(&sql, &[&id.as_str()]).await?.as_ref().map(queue_from_row).transpose()
+    }
+
+    async fn lock_queue(&mut self, id: &Id) -> Result<Option<Queue>, StoreError> {
+        let sql = format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE id = $1 FOR UPDATE");
+        self.one(&sql, &[&id.as_str()]).await?.as_ref().map(queue_from_row).transpose()
+    }
+
+    async fn put_queue(&mut self, id: &Id, input: &QueueInput, now: &str) -> Result<Queue, StoreError> {
+        let doc = serde_json::to_string(input)?;
+        let sql = format!(
+            "INSERT INTO queues (id, version, updated_at, doc) VALUES ($1, 1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET version = queues.version + 1, updated_at = $2, doc = $3
+             RETURNING {QUEUE_COLUMNS}"
+        );
+        let row = self.one(&sql, &[&id.as_str(), &now, &doc]).await?;
+        row.as_ref().map(queue_from_row).transpose()?.ok_or(StoreError::Commit(format!("queue `{id}` vanished")))
+    }
+
+    async fn idempotent(&mut self, token: &str, key: &str) -> Result<Option<(String, Outcome)>, StoreError> {
+        // Claim the key: a concurrent request with the same key (on any daemon) waits here
+        // for this transaction, then finds its answer.
+        let claimed = self
+            .exec(
+                "INSERT INTO idempotency (token, key, fingerprint, outcome, created) VALUES ($1, $2, '', NULL, $3)
+                 ON CONFLICT (token, key) DO NOTHING",
+                &[&token, &key, &unix_now()],
+            )
+            .await?;
+        if claimed == 1 {
+            self.claim = Some((token.to_owned(), key.to_owned()));
+            return Ok(None);
+        }
+        let row = self
+            .one("SELECT fingerprint, outcome FROM idempotency WHERE token = $1 AND key = $2", &[&token, &key])
+            .await?;
+        match row {
+            Some(row) => {
+                let outcome: Option<&str> = row.try_get(1)?;
+                match outcome {
+                    Some(outcome) => Ok(Some((row.try_get(0)?, rows::decode(outcome)?))),
+                    // Claimed earlier in this very batch by a write not yet finished: not
+                    // possible (writes run one after another), but never replay nothing.
+                    None => Err(StoreError::Commit(format!("idempotency key `{key}` is claimed without an answer"))),
+                }
+            }
+            None => Err(StoreError::Commit(format!("idempotency key `{key}` vanished while claimed"))),
+        }
+    }
+
+    async fn remember(&mut self, token: &str, key: &Idempotency, outcome: &Outcome) -> Result<(), StoreError> {
+        let outcome = serde_json::to_string(outcome)?;
+        self.exec(
+            "UPDATE idempotency SET fingerprint = $3, outcome = $4, created = $5 WHERE token = $1 AND key = $2",
+            &[&token, &key.key, &key.fingerprint, &outcome, &unix_now()],
+        )
+        .await?;
+        self.claim = None;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn write(&self, request: WriteRequest) -> Result<Applied, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job { request, reply }).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn idempotent(&self, token: &str, key: &str) -> Result<Option<(String, Outcome)>, StoreError> {
+        let conn = self.conn().await?;
+        let stmt = conn
+            .prepare_cached(
+                "SELECT fingerprint, outcome FROM idempotency WHERE token = $1 AND key = $2 AND outcome IS NOT NULL",
+            )
+            .await?;
+        let row = conn.query_opt(&stmt, &[&token, &key]).await?;
+        row.map(|r| {
+            let outcome: &str = r.try_get(1)?;
+            Ok((r.try_get(0)?, rows::decode(outcome)?))
+        })
+        .transpose()
+    }
+
+    async fn directory(&self) -> Result<(Vec<Representative>, Vec<Queue>), StoreError> {
+        let conn = self.conn().await?;
+        let reps = conn.query(&format!("SELECT {REP_COLUMNS} FROM representatives ORDER BY seq"), &[]).await?;
+        let queues = conn.query(&format!("SELECT {QUEUE_COLUMNS} FROM queues ORDER BY seq"), &[]).await?;
+        Ok((
+            reps.iter().map(rep_from_row).collect::<Result<_, _>>()?,
+            queues.iter().map(queue_from_row).collect::<Result<_, _>>()?,
+        ))
+    }
+
+    async fn conversation(&self, id: &Id) -> Result<Option<Conversation>, StoreError> {
+        let conn = self.conn().await?;
+        let stmt = conn.prepare_cached("SELECT doc FROM conversations WHERE id = $1").await?;
+        let row = conn.query_opt(&stmt, &[&id.as_str()]).await?;
+        row.map(|r| rows::decode(r.try_get(0)?)).transpose()
+    }
+
+    async fn conversations(
+        &self,
+        filter: ConversationFilter,
+        page: PageRequest,
+    ) -> Result<Page<Conversation>, StoreError> {
+        let after = page.after.unwrap_or(0);
+        let mut sql = String::from("SELECT seq, doc FROM conversations WHERE seq > $1");
+        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(after)];
+        if filter.statuses.is_empty() {
+            // Matches the partial index `conversations_ongoing`.
+            sql.push_str(" AND status <> 'closed'");
+        } else {
+            let statuses: Vec<String> = filter.statuses.iter().map(|s| s.as_str().to_owned()).collect();
+            args.push(Box::new(statuses));
+            sql.push_str(" AND status = ANY($2)");
+        }
+        let mut arg = |sql: &mut String, column: &str, v: Box<dyn ToSql + Sync + Send>| {
+            args.push(v);
+            sql.push_str(&format!(" AND {column} = ${}", args.len()));
+        };
+        if let Some(q) = &filter.queue {
+            arg(&mut sql, "queue", Box::new(q.as_str().to_owned()));
+        }
+        if let Some(r) = &filter.representative {
+            arg(&mut sql, "representative", Box::new(r.as_str().to_owned()));
+        }
+        if let Some(e) = &filter.entity {
+            arg(&mut sql, "entity", Box::new(e.clone()));
+        }
+        if let Some(b) = filter.intent_based {
+            arg(&mut sql, "intent_based", Box::new(b));
+        }
+        sql.push_str(&format!(" ORDER BY seq LIMIT {}", page.limit.saturating_add(1)));
+        let conn = self.conn().await?;
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
+        let rows = conn.query(&sql, &params).await?;
+        let mut items = Vec::with_capacity(rows.len());
+        let mut seqs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            seqs.push(row.try_get::<_, i64>(0)?);
+            items.push(rows::decode::<Conversation>(row.try_get(1)?)?);
+        }
+        let next = if items.len() > page.limit {
+            items.truncate(page.limit);
+            seqs.get(page.limit.saturating_sub(1)).copied()
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn history(&self, id: &Id) -> Result<Option<Vec<HistoryEvent>>, StoreError> {
+        let conn = self.conn().await?;
+        let exists = conn.prepare_cached("SELECT 1 FROM conversations WHERE id = $1").await?;
+        if conn.query_opt(&exists, &[&id.as_str()]).await?.is_none() {
+            return Ok(None);
+        }
+        let stmt = conn.prepare_cached("SELECT doc FROM history WHERE conversation = $1 ORDER BY seq").await?;
+        let rows = conn.query(&stmt, &[&id.as_str()]).await?;
+        rows.iter().map(|r| rows::decode(r.try_get(0)?)).collect::<Result<_, _>>().map(Some)
+    }
+
+    async fn representative(&self, id: &Id) -> Result<Option<Representative>, StoreError> {
+        let conn = self.conn().await?;
+        let stmt = conn.prepare_cached(&format!("SELECT {REP_COLUMNS} FROM representatives WHERE id = $1")).await?;
+        conn.query_opt(&stmt, &[&id.as_str()]).await?.as_ref().map(rep_from_row).transpose()
+    }
+
+    async fn representatives(
+        &self,
+        filter: RepresentativeFilter,
+        page: PageRequest,
+    ) -> Result<Page<Representative>, StoreError> {
+        let conn = self.conn().await?;
+        let stmt = conn
+            .prepare_cached(&format!("SELECT seq, {REP_COLUMNS} FROM representatives WHERE seq > $1 ORDER BY seq"))
+            .await?;
+        let after = page.after.unwrap_or(0);
+        let rows = conn.query(&stmt, &[&after]).await?;
+        scan(&rows, page.limit, |row| {
+            let doc: &str = row.try_get(2)?;
+            let rep = rows::representative(RepRow {
+                id: row.try_get(1)?,
+                input: Arc::new(rows::decode::<RepresentativeInput>(doc)?),
+                used_capacity: row.try_get(3)?,
+                version: row.try_get(4)?,
+                updated_at: row.try_get(5)?,
+                last_assigned_ms: row.try_get(6)?,
+                revision: row.try_get(7)?,
+            })?;
+            Ok(filter.matches(&rep).then_some(rep))
+        })
+    }
+
+    async fn queue(&self, id: &Id) -> Result<Option<Queue>, StoreError> {
+        let conn = self.conn().await?;
+        let stmt = conn.prepare_cached(&format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE id = $1")).await?;
+        conn.query_opt(&stmt, &[&id.as_str()]).await?.as_ref().map(queue_from_row).transpose()
+    }
+
+    async fn queues(&self, filter: QueueFilter, page: PageRequest) -> Result<Page<Queue>, StoreError> {
+        let conn = self.conn().await?;
+        let stmt = conn
+            .prepare_cached(&format!("SELECT seq, {QUEUE_COLUMNS} FROM queues WHERE seq > $1 ORDER BY seq"))
+            .await?;
+        let after = page.after.unwrap_or(0);
+        let rows = conn.query(&stmt, &[&after]).await?;
+        scan(&rows, page.limit, |row| {
+            let q = rows::queue(row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?)?;
+            Ok(filter.matches(&q).then_some(q))
+        })
+    }
+
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_one(
+                "SELECT NOT EXISTS (SELECT 1 FROM queues) AND NOT EXISTS (SELECT 1 FROM representatives)
+                     AND NOT EXISTS (SELECT 1 FROM conversations)",
+                &[],
+            )
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let conn = self.conn().await?;
+        let stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {CHANGE_COLUMNS} FROM changes WHERE position > $1 ORDER BY position LIMIT $2"
+            ))
+            .await?;
+        let rows = conn.query(&stmt, &[&(after as i64), &(limit as i64)]).await?;
+        rows.iter().map(change_from_row).collect()
+    }
+
+    async fn feed_head(&self) -> Result<u64, StoreError> {
+        let conn = self.conn().await?;
+        let row = conn.query_one("SELECT position FROM feed_head", &[]).await?;
+        Ok(row.try_get::<_, i64>(0)? as u64)
+    }
+
+    async fn records(&self, reps: &[Id], queues: &[Id]) -> Result<(Vec<Representative>, Vec<Queue>), StoreError> {
+        let conn = self.conn().await?;
+        let rep_ids: Vec<&str> = reps.iter().map(Id::as_str).collect();
+        let queue_ids: Vec<&str> = queues.iter().map(Id::as_str).collect();
+        let mut found = (Vec::new(), Vec::new());
+        if !rep_ids.is_empty() {
+            let stmt =
+                conn.prepare_cached(&format!("SELECT {REP_COLUMNS} FROM representatives WHERE id = ANY($1)")).await?;
+            for row in conn.query(&stmt, &[&rep_ids]).await? {
+                found.0.push(rep_from_row(&row)?);
+            }
+        }
+        if !queue_ids.is_empty() {
+            let stmt = conn.prepare_cached(&format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE id = ANY($1)")).await?;
+            for row in conn.query(&stmt, &[&queue_ids]).await? {
+                found.1.push(queue_from_row(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn health(&self) -> Result<(), String> {
+        match self.writers.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => Err("no PostgreSQL writer is running; restart the daemon".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A page of `limit` items from rows in `seq` order, keeping those `build` returns.
+fn scan<T>(
+    rows: &[tokio_postgres::Row],
+    limit: usize,
+    mut build: impl FnMut(&tokio_postgres::Row) -> Result<Option<T>, StoreError>,
+) -> Result<Page<T>, StoreError> {
+    let mut items = Vec::new();
+    let mut last_seq = 0;
+    for row in rows {
+        let seq: i64 = row.try_get(0)?;
+        let Some(item) = build(row)? else { continue };
+        if items.len() == limit {
+            return Ok(Page { items, next: Some(last_seq) });
+        }
+        items.push(item);
+        last_seq = seq;
+    }
+    Ok(Page { items, next: None })
+}
