@@ -7,7 +7,11 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{ADMIN, INTEGRATION, Process, SUPERVISOR, built_plugins, install_plugin, workdir};
+use common::{
+    ADMIN, INTEGRATION, NO_POSTGRES, PgDatabase, Process, SUPERVISOR, built_plugins, config_for, install_plugin,
+    workdir,
+};
+use reqwest::Method;
 use serde_json::Value;
 
 fn bench(dir: &Path, args: &[&str]) -> Output {
@@ -239,6 +243,135 @@ fn a_run_against_a_running_daemon_cleans_up_after_itself() {
     });
 }
 
+/// The 2xx answers a daemon gave to the four supervisor actions, from its `/metrics`
+/// (`http_requests_total` by method, route and status).
+async fn actions_answered(client: &common::Client) -> u64 {
+    let text = client.send(Method::GET, "/metrics", None, &[], None).await.expect(200).text;
+    let actions =
+        ["assign", "transfer", "release", "remove"].map(|a| format!("route=\"/v1/conversations/{{id}}/{a}\""));
+    text.lines()
+        .filter(|l| {
+            l.starts_with("http_requests_total{") && l.contains("method=\"POST\"") && l.contains("status=\"200\"")
+        })
+        .filter(|l| actions.iter().any(|a| l.contains(a.as_str())))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
+        .sum()
+}
+
+#[test]
+fn a_run_against_two_daemons_on_one_postgres_database_spreads_the_actions_over_both() {
+    if std::env::var_os(NO_POSTGRES).is_some() {
+        eprintln!("skipped: {NO_POSTGRES} is set, and this test needs PostgreSQL");
+        return;
+    }
+    // Dropped last: after the daemons that use it.
+    let db = PgDatabase::create();
+    let dirs: Vec<_> = (0..2)
+        .map(|_| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("switchboard.toml"), config_for(&db.url, "")).unwrap();
+            std::fs::create_dir(dir.path().join("rules")).unwrap();
+            dir
+        })
+        .collect();
+    let daemons: Vec<Process> = dirs.iter().map(|d| Process::spawn(d.path())).collect();
+    let bases: Vec<String> = daemons.iter().map(|d| d.client.base.clone()).collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let before: Vec<u64> = daemons.iter().map(|d| rt.block_on(actions_answered(&d.client))).collect();
+    assert_eq!(before, [0, 0]);
+
+    let out = bench(
+        dirs[0].path(),
+        &[
+            "--target",
+            &bases[0],
+            "--target",
+            &bases[1],
+            "--token",
+            ADMIN,
+            "--representatives",
+            "12",
+            "--queues",
+            "2",
+            "--conversations",
+            "20",
+            "--concurrency",
+            "4",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--mix",
+            "assign=25,transfer=25,release=25,remove=25",
+            "--json",
+        ],
+    );
+    let r = report(&out);
+    let targets: Vec<&str> = r["parameters"]["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().trim_end_matches('/'))
+        .collect();
+    assert_eq!(targets, bases);
+    assert_eq!(r["parameters"]["target"].as_str().unwrap().trim_end_matches('/'), bases[0]);
+    let mut ok = 0;
+    for kind in ["assign", "transfer", "release", "remove", "create"] {
+        check_kind(&r, kind);
+        ok += r["kinds"][kind]["ok"].as_u64().unwrap();
+    }
+    assert!(ok > 0, "no action succeeded: {}", r["kinds"]);
+    assert_eq!(r["total"]["errors"], 0);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("2 targets") && stderr.contains("cleaned up"), "{stderr}");
+
+    // Each daemon answered actions of the run itself, not only the first.
+    let after: Vec<u64> = daemons.iter().map(|d| rt.block_on(actions_answered(&d.client))).collect();
+    assert!(after.iter().all(|&n| n > 0), "actions answered per daemon: {after:?}");
+    // Both serve one database: what the run left is the same through either.
+    rt.block_on(async {
+        let rep = format!("/v1/representatives/{}r0", r["parameters"]["id_prefix"].as_str().unwrap());
+        let a = daemons[0].client.get(&rep, SUPERVISOR).await.expect(200).json;
+        let b = daemons[1].client.get(&rep, SUPERVISOR).await.expect(200).json;
+        assert_eq!(a["presence"], "offline", "{a}");
+        assert_eq!(a["version"], b["version"], "{a} / {b}");
+    });
+}
+
+#[test]
+fn targets_that_do_not_share_a_database_are_refused() {
+    // Two daemons, each on a SQLite file of its own.
+    let (one, two) = (workdir(""), workdir(""));
+    let (a, b) = (Process::spawn(one.path()), Process::spawn(two.path()));
+    let targets = format!("{},{}", a.client.base, b.client.base);
+    let out = bench(
+        one.path(),
+        &[
+            "--target",
+            &targets,
+            "--token",
+            ADMIN,
+            "--representatives",
+            "3",
+            "--queues",
+            "1",
+            "--conversations",
+            "4",
+            "--concurrency",
+            "2",
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} does not know the conversation", b.client.base))
+            && stderr.contains("every --target must serve the same database"),
+        "{stderr}"
+    );
+    // The run still cleaned up what it created through the first.
+    assert!(stderr.contains("cleaned up"), "{stderr}");
+}
+
 /// A small center for the runs below: `extra` after it.
 fn tiny<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let base = ["--representatives", "30", "--queues", "2", "--conversations", "20", "--warmup", "0s", "--duration"];
@@ -394,4 +527,9 @@ fn bad_flags_and_bad_targets_are_explained() {
     assert!(e.contains("--integration-token"), "a supervisor token alone cannot create records: {e}");
     let e = err(&["--target", "http://127.0.0.1:9", "--token", ADMIN]);
     assert!(e.contains("cannot reach http://127.0.0.1:9"), "{e}");
+    // Every target is checked before anything is created.
+    let e = err(&["--target", &base, "--target", "http://127.0.0.1:9", "--token", ADMIN]);
+    assert!(e.contains("cannot reach http://127.0.0.1:9"), "{e}");
+    let e = err(&["--target", &format!("{base},{base}"), "--token", ADMIN]);
+    assert!(e.contains("is given twice"), "{e}");
 }

@@ -17,12 +17,19 @@ nothing else is touched; at the end the run closes its conversations and sets it
 representatives offline. The token needs the admin role, or pass a supervisor token as --token \
 and an integration token as --integration-token.
 
+Several daemons on one database: repeat --target (or give a comma-separated list). Every \
+target is checked (it answers, it knows the tokens); the records are created and cleaned up \
+through the first, and each target must see them (they share its database). The load is \
+spread over the targets: closed-loop worker w sends every call to target w mod N; open-loop \
+calls go to the targets in turn.
+
 Exit status: 0 when every call was answered 2xx or with an expected refusal (409, 412, 422); \
 1 when any call failed (5xx, another 4xx, transport) or the run could not be set up.")]
 pub struct Args {
-    /// A running daemon to drive (http://HOST:PORT) instead of starting one.
-    #[arg(long, value_name = "URL", value_parser = parse_target)]
-    pub target: Option<reqwest::Url>,
+    /// A running daemon to drive (http://HOST:PORT) instead of starting one; repeat it, or
+    /// give a comma-separated list, for several daemons that share one database.
+    #[arg(long, value_name = "URL", value_parser = parse_target, value_delimiter = ',')]
+    pub target: Vec<reqwest::Url>,
     /// Bearer token for --target: admin, or supervisor with --integration-token.
     #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true, requires = "target")]
     pub token: Option<String>,
@@ -364,6 +371,26 @@ mod tests {
         }
         assert!(parse_plugin_deadline("0ms").unwrap_err().contains("1ms to 60s"));
         assert_eq!(parse_plugin_deadline("100ms").unwrap(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn targets_repeat_or_come_as_a_list() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let parse = |argv: &[&str]| {
+            <Cli as clap::Parser>::try_parse_from([&["bench"], argv].concat())
+                .map(|c| c.args.target.iter().map(|u| u.as_str().trim_end_matches('/').to_owned()).collect::<Vec<_>>())
+        };
+        let two = ["http://127.0.0.1:1", "http://127.0.0.1:2"];
+        assert_eq!(parse(&["--target", two[0], "--target", two[1], "--token", "t"]).unwrap(), two);
+        assert_eq!(parse(&["--target", "http://127.0.0.1:1,http://127.0.0.1:2", "--token", "t"]).unwrap(), two);
+        assert!(parse(&[]).unwrap().is_empty());
+        let e = parse(&["--target", "http://127.0.0.1:1,https://x", "--token", "t"]).unwrap_err().to_string();
+        assert!(e.contains("only http://"), "{e}");
+        assert!(parse(&["--target", two[0], "--restart"]).is_err(), "--restart needs a daemon started here");
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub struct Answer {
     pub latency: Option<Duration>,
 }
 
-/// The daemon under test.
+/// A daemon under test.
 #[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
@@ -63,6 +63,12 @@ impl Api {
 
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The same client and tokens against another daemon (its connections are pooled
+    /// apart from this one's).
+    pub fn at(&self, base: &str) -> Self {
+        Self { base: base.trim_end_matches('/').to_owned(), ..self.clone() }
     }
 
     /// Makes one call. `if_match` sends `If-Match: "<version>"`.

@@ -30,7 +30,7 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -145,7 +145,10 @@ pub struct Live {
 
 /// What every worker shares.
 pub struct Drive {
-    pub api: Api,
+    /// The daemons the calls go to (one, or several on one database).
+    pub targets: Vec<Api>,
+    /// The open loop's turn: its calls go to the targets in order.
+    pub next_target: AtomicUsize,
     pub center: Center,
     /// The `limit` of candidates calls.
     pub limit: Limit,
@@ -168,15 +171,25 @@ fn lock(pool: &Mutex<Pool>) -> std::sync::MutexGuard<'_, Pool> {
 pub type Calls = Vec<(Kind, Answer)>;
 
 impl Drive {
-    /// One closed-loop worker: draws from `mix` and calls until `until` or a stop; its
-    /// measurements.
-    pub async fn worker(self: Arc<Self>, mix: Mix, seed: u64) -> anyhow::Result<Stats> {
+    /// Target `n` (modulo their number): worker `n`'s daemon in the closed loop.
+    pub fn target(&self, n: usize) -> &Api {
+        &self.targets[n % self.targets.len()]
+    }
+
+    /// The open loop's next target, round-robin.
+    pub fn next_target(&self) -> &Api {
+        self.target(self.next_target.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// One closed-loop worker: draws from `mix` and calls `api` until `until` or a stop;
+    /// its measurements.
+    pub async fn worker(self: Arc<Self>, api: Api, mix: Mix, seed: u64) -> anyhow::Result<Stats> {
         let mut stats = Stats::new()?;
         let mut rng = Rng::new(seed);
         while !self.live.stop.load(Ordering::Relaxed) && Instant::now() < self.until {
             let kind = mix.pick(rng.below(mix.total()));
             let record = Instant::now() >= self.measure_from;
-            match self.call(kind, &mut rng, Duration::ZERO).await {
+            match self.call(&api, kind, &mut rng, Duration::ZERO).await {
                 Some(calls) if record => calls.iter().for_each(|(kind, answer)| stats.record(*kind, answer)),
                 Some(_) => {}
                 None => {
@@ -191,14 +204,14 @@ impl Drive {
         Ok(stats)
     }
 
-    /// Makes a call of `kind` (on a conversation of the pool when it needs one) and the
-    /// calls it entails; `None` when no conversation is in a status `kind` allows. `lag`
-    /// (how late an open-loop call started) is added to the first call's latency.
-    pub async fn call(&self, kind: Kind, rng: &mut Rng, lag: Duration) -> Option<Calls> {
+    /// Makes a call of `kind` to `api` (on a conversation of the pool when it needs one)
+    /// and the calls it entails; `None` when no conversation is in a status `kind` allows.
+    /// `lag` (how late an open-loop call started) is added to the first call's latency.
+    pub async fn call(&self, api: &Api, kind: Kind, rng: &mut Rng, lag: Duration) -> Option<Calls> {
         let mut calls = Calls::new();
         if kind.needs_conversation() {
             let conv = lock(&self.pool).take(kind, rng)?;
-            if let Some(conv) = self.act(kind, conv, rng, &mut calls).await {
+            if let Some(conv) = self.act(api, kind, conv, rng, &mut calls).await {
                 lock(&self.pool).put(conv);
             }
         } else if kind == Kind::PutQueue {
@@ -208,10 +221,10 @@ impl Drive {
                 body["priority"] = json!((body["priority"].as_u64().unwrap_or(0) + 1) % 4);
             }
             let path = format!("/v1/queues/{}", self.center.queue_id(q));
-            let answer = self.api.call(Method::PUT, &path, Role::Integration, None, Some(&body)).await;
+            let answer = api.call(Method::PUT, &path, Role::Integration, None, Some(&body)).await;
             self.count(Kind::PutQueue, answer, &mut calls);
         } else {
-            self.create(&mut calls).await;
+            self.create(api, &mut calls).await;
         }
         if let Some((_, first)) = calls.first_mut() {
             first.latency = first.latency.map(|l| l + lag);
@@ -228,7 +241,7 @@ impl Drive {
     }
 
     /// Does `kind` to `conv`; what to put back in the pool.
-    async fn act(&self, kind: Kind, mut conv: Conv, rng: &mut Rng, calls: &mut Calls) -> Option<Conv> {
+    async fn act(&self, api: &Api, kind: Kind, mut conv: Conv, rng: &mut Rng, calls: &mut Calls) -> Option<Conv> {
         let id = conv.id.clone();
         let answer = match kind {
             Kind::Candidates => {
@@ -236,7 +249,7 @@ impl Drive {
                 let target = if rng.chance(20) { "queue" } else { "representative" };
                 let limit = self.limit.query();
                 let path = format!("/v1/conversations/{id}/candidates?action={action}&target={target}{limit}");
-                let answer = self.api.call(Method::GET, &path, Role::Supervisor, None, None).await;
+                let answer = api.call(Method::GET, &path, Role::Supervisor, None, None).await;
                 if answer.outcome == Outcome::Ok && target == "representative" {
                     // Only the run's own representatives: against --target the dialog also
                     // lists the real ones, who must not be given the run's conversations.
@@ -264,13 +277,13 @@ impl Drive {
                     json!({"representative": conv.candidates[rng.index(top)]})
                 };
                 let path = format!("/v1/conversations/{id}/{}", kind.as_str());
-                self.api.call(Method::POST, &path, Role::Supervisor, Some(conv.version), Some(&body)).await
+                api.call(Method::POST, &path, Role::Supervisor, Some(conv.version), Some(&body)).await
             }
             // Not calls on a conversation: `Drive::call` makes them.
             Kind::Create | Kind::PutQueue => return Some(conv),
             Kind::Release | Kind::Remove => {
                 let path = format!("/v1/conversations/{id}/{}", kind.as_str());
-                self.api.call(Method::POST, &path, Role::Supervisor, Some(conv.version), None).await
+                api.call(Method::POST, &path, Role::Supervisor, Some(conv.version), None).await
             }
         };
         let next = match (&answer.outcome, kind) {
@@ -287,11 +300,11 @@ impl Drive {
         let removed = kind == Kind::Remove && answer.outcome == Outcome::Ok;
         self.count(kind, answer, calls);
         if removed {
-            self.create(calls).await;
+            self.create(api, calls).await;
         }
         match next {
             Ok(next) => next,
-            Err(()) => self.reread(&id).await,
+            Err(()) => self.reread(api, &id).await,
         }
     }
 
@@ -307,10 +320,10 @@ impl Drive {
     }
 
     /// Creates the next conversation of the run and puts it in the pool.
-    async fn create(&self, calls: &mut Calls) {
+    async fn create(&self, api: &Api, calls: &mut Calls) {
         let i = self.next_conversation.fetch_add(1, Ordering::Relaxed);
         let body = self.center.conversation(i);
-        let answer = self.api.call(Method::POST, "/v1/conversations", Role::Integration, None, Some(&body)).await;
+        let answer = api.call(Method::POST, "/v1/conversations", Role::Integration, None, Some(&body)).await;
         if answer.outcome == Outcome::Ok
             && let Some(conv) = Conv::from_body(&answer.body)
         {
@@ -320,8 +333,8 @@ impl Drive {
     }
 
     /// The conversation as the daemon has it now (not measured).
-    async fn reread(&self, id: &str) -> Option<Conv> {
-        let answer = self.api.get(&format!("/v1/conversations/{id}")).await;
+    async fn reread(&self, api: &Api, id: &str) -> Option<Conv> {
+        let answer = api.get(&format!("/v1/conversations/{id}")).await;
         if answer.outcome == Outcome::Ok { Conv::from_body(&answer.body) } else { None }
     }
 }

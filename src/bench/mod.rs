@@ -4,14 +4,16 @@
 //!
 //! 1. **Target**: without `--target`, [`local`] starts this binary's `serve` as a child
 //!    process over a fresh temporary SQLite file with a generated admin token; with
-//!    `--target`, a running daemon is checked (health, the token's roles) and used.
+//!    `--target`, a running daemon is checked (health, the token's roles) and used; with
+//!    several, each is checked, and the first is the one the run is set up, described and
+//!    cleaned up through (they must share one database, which is checked after populating).
 //! 2. **Populate**: the [`synthetic`] contact center of the seed (queues, then
 //!    representatives, then conversations) is created through the API, `--concurrency`
 //!    requests at a time. Every id starts with `bench-<seed>-<run>-`.
 //!    With `--restart`, the daemon started here is then stopped and started again over
 //!    the same database, and its start-up time and memory are recorded.
 //! 3. **Drive**: [`driver`] runs one worker per unit of concurrency (closed loop), or
-//!    [`pace`] starts calls at `--rate` (open loop), for the warmup, then for the
+//!    [`pace`] starts calls at `--rate` (open loop), spread over the targets, for the warmup, then for the
 //!    measured duration, each call's kind drawn from the mix; a `--background` group runs
 //!    alongside at its own rate.
 //! 4. **Report**: [`report`] prints a table (or `--json`), and the command fails when any
@@ -32,7 +34,7 @@ pub mod report;
 pub mod synthetic;
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -58,10 +60,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.conversations
         );
     }
-    if args.target.is_some() && args.token.is_none() {
+    if !args.target.is_empty() && args.token.is_none() {
         bail!(
             "--target needs --token (or SWITCHBOARD_TOKEN): an admin token, or a supervisor's with --integration-token"
         );
+    }
+    for (i, url) in args.target.iter().enumerate() {
+        if args.target[..i].contains(url) {
+            bail!("--target {url} is given twice: name each daemon once");
+        }
     }
     let mut run_id = [0u8; 3];
     getrandom::fill(&mut run_id).context("reading the OS random source")?;
@@ -70,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     let interrupt = Arc::new(Interrupt::default());
     runtime.spawn(interrupt.clone().listen());
-    let (mut daemon, api, rules_source) = match &args.target {
+    let (mut daemon, targets, rules_source) = match args.target.split_first() {
         None => {
             let rules = Folder::choose(args.rules.as_deref(), "--rules", "rules")?;
             let plugins = Folder::choose(args.plugins.as_deref(), "--plugins", "plugins/dist")?;
@@ -79,15 +86,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 LocalDaemon::start(&rules, &plugins, (args.plugin_deadline, args.plugin_fuel), &interrupt.flag)?;
             let api = Api::new(&daemon.base, daemon.token.clone(), daemon.token.clone())?;
             let source = json!({"rules_dir": rules.path, "plugins_dir": plugins.path});
-            (Some(daemon), api, source)
+            (Some(daemon), vec![api], source)
         }
-        Some(url) => {
+        Some((first, others)) => {
             let token = args.token.clone().unwrap_or_default();
             let integration = args.integration_token.clone().unwrap_or_else(|| token.clone());
-            (None, Api::new(url.as_str(), token, integration)?, json!({"target": url.as_str()}))
+            let first_api = Api::new(first.as_str(), token, integration)?;
+            let mut targets = vec![first_api.clone()];
+            targets.extend(others.iter().map(|url| first_api.at(url.as_str())));
+            (None, targets, json!({"target": first.as_str()}))
         }
     };
-    let result = runtime.block_on(bench(&args, &prefix, &api, daemon.as_mut(), rules_source, &interrupt));
+    let result = runtime.block_on(bench(&args, &prefix, &targets, daemon.as_mut(), rules_source, &interrupt));
     if let Some(d) = daemon {
         d.stop();
     }
@@ -149,15 +159,20 @@ fn progress_bar(args: &Args, len: u64, template: &str) -> ProgressBar {
     bar
 }
 
+/// `targets` are the daemons the load goes to; the first is also where the run is set
+/// up, described and cleaned up (the others share its database).
 async fn bench(
     args: &Args,
     prefix: &str,
-    api: &Api,
+    targets: &[Api],
     daemon: Option<&mut LocalDaemon>,
     rules_source: Value,
     interrupt: &Interrupt,
 ) -> anyhow::Result<()> {
-    check_target(api, prefix).await?;
+    let Some(api) = targets.first() else { bail!("no daemon to drive") };
+    for target in targets {
+        check_target(target, prefix).await?;
+    }
     let rules = api.get("/v1/rules").await;
     if rules.outcome != Outcome::Ok {
         bail!("GET /v1/rules failed: {:?}", rules.outcome);
@@ -172,6 +187,26 @@ async fn bench(
         rules.body["files"].as_array().map_or(0, Vec::len),
         if plugin_names.is_empty() { "none".to_owned() } else { plugin_names.join(", ") }
     ));
+    for other in &targets[1..] {
+        let theirs = other.get("/v1/rules").await;
+        if theirs.body["version"] != rules.body["version"] {
+            status(&format!(
+                "warning: {} has rules version {}, {} has {}: the targets decide by different rules",
+                other.base(),
+                theirs.body["version"],
+                api.base(),
+                rules.body["version"]
+            ));
+        }
+    }
+    if targets.len() > 1 {
+        let bases: Vec<&str> = targets.iter().map(Api::base).collect();
+        status(&format!(
+            "{} targets: {}; setting up through the first, spreading the load over all",
+            targets.len(),
+            bases.join(", ")
+        ));
+    }
     let rules_doc = json!({
         "source": rules_source,
         "version": rules.body["version"],
@@ -189,17 +224,17 @@ async fn bench(
     // Every conversation the run creates has an index below this: the initial ones, then
     // the replacements. The clean-up closes them all by id.
     let created = Arc::new(AtomicU64::new(center.conversations));
-    let result = measure(args, api, daemon, &center, &created, rules_doc, interrupt).await;
-    if args.target.is_some() {
+    let result = measure(args, targets, daemon, &center, &created, rules_doc, interrupt).await;
+    if !args.target.is_empty() {
         clean_up(args, api, &center, created.load(Ordering::Relaxed)).await;
     }
     result
 }
 
-/// Populates, drives and reports.
+/// Populates (through the first target), drives (all of them) and reports.
 async fn measure(
     args: &Args,
-    api: &Api,
+    targets: &[Api],
     mut daemon: Option<&mut LocalDaemon>,
     center: &Center,
     created: &Arc<AtomicU64>,
@@ -207,6 +242,7 @@ async fn measure(
     interrupt: &Interrupt,
 ) -> anyhow::Result<()> {
     let prefix = center.prefix.as_str();
+    let Some(api) = targets.first() else { bail!("no daemon to drive") };
     let started = Instant::now();
     let pool = tokio::select! {
         pool = populate(args, api, center) => pool?,
@@ -222,22 +258,24 @@ async fn measure(
         populate_time.as_secs_f64(),
         records as f64 / populate_time.as_secs_f64().max(1e-9)
     ));
-    let (api, restart) = match daemon.as_deref_mut().filter(|_| args.restart) {
+    check_shared(targets, center).await?;
+    let (targets, restart) = match daemon.as_deref_mut().filter(|_| args.restart) {
         Some(d) => {
             let rss_before_mib = local::rss_mib(d.pid());
             status("restarting the daemon over the populated database");
             let startup = d.restart(&interrupt.flag).context("restarting the daemon")?;
             let restart = Restart { startup, rss_before_mib, rss_after_mib: local::rss_mib(d.pid()) };
             status(&format!("restarted: listening after {:.0} ms", startup.as_secs_f64() * 1000.0));
-            (Api::new(&d.base, d.token.clone(), d.token.clone())?, Some(restart))
+            (vec![Api::new(&d.base, d.token.clone(), d.token.clone())?], Some(restart))
         }
-        None => (api.clone(), None),
+        None => (targets.to_vec(), None),
     };
     let daemon = daemon.as_deref();
 
     let now = Instant::now();
     let drive = Arc::new(Drive {
-        api: api.clone(),
+        targets,
+        next_target: AtomicUsize::new(0),
         center: center.clone(),
         limit: args.limit,
         pool: Mutex::new(pool),
@@ -273,7 +311,8 @@ async fn measure(
             "restart": args.restart,
             "plugin_deadline_ms": args.plugin_deadline.map(|d| d.as_millis() as u64),
             "plugin_fuel": args.plugin_fuel,
-            "target": args.target.as_ref().map_or("local", |u| u.as_str()),
+            "target": args.target.first().map_or("local", reqwest::Url::as_str),
+            "targets": args.target.iter().map(reqwest::Url::as_str).collect::<Vec<_>>(),
             "id_prefix": prefix,
         }),
         rules: rules_doc,
@@ -303,6 +342,9 @@ async fn measure(
             args.conversations,
             args.concurrency
         );
+        if args.target.len() > 1 {
+            footer.push_str(&format!(" · spread over {} targets", args.target.len()));
+        }
         if let (Some(d), Some(b)) = cpu {
             let secs = measured.as_secs_f64().max(1e-9);
             footer.push_str(&format!(" · CPU: daemon {:.2} cores, bench {:.2} cores", d / secs, b / secs));
@@ -350,6 +392,28 @@ async fn check_target(api: &Api, prefix: &str) -> anyhow::Result<()> {
         Some(403) => bail!("the token may not assign, transfer, release or remove: use an admin or a supervisor token"),
         _ => bail!("probing {}: unexpected answer to POST {path}: {:?}", api.base(), probe.outcome),
     }
+}
+
+/// Every target but the first must see the records created through the first: the run
+/// assumes they serve one database, and would otherwise measure refusals.
+async fn check_shared(targets: &[Api], center: &Center) -> anyhow::Result<()> {
+    let Some((first, others)) = targets.split_first() else { return Ok(()) };
+    let path = format!("/v1/conversations/{}", center.conversation_id(0));
+    for other in others {
+        let answer = other.get(&path).await;
+        match answer.status.map(|s| s.as_u16()) {
+            Some(200) => {}
+            Some(404) => bail!(
+                "{} does not know the conversation `{}` created through {}: every --target must serve the same \
+                 database",
+                other.base(),
+                center.conversation_id(0),
+                first.base()
+            ),
+            _ => bail!("checking {}: GET {path} failed: {:?}", other.base(), answer.outcome),
+        }
+    }
+    Ok(())
 }
 
 /// Creates the synthetic center through the API; the pool of its conversations.
@@ -437,7 +501,10 @@ async fn drive_run(
     match args.rate {
         None => {
             for w in 0..args.concurrency {
-                let worker = drive.clone().worker(args.mix.clone(), seed(u64::from(w)));
+                // Worker `w` keeps to target `w mod N`, as a client behind a load balancer
+                // keeps its connection.
+                let api = drive.target(w as usize).clone();
+                let worker = drive.clone().worker(api, args.mix.clone(), seed(u64::from(w)));
                 workers.spawn(async move { Ok::<_, anyhow::Error>((worker.await?, None)) });
             }
         }

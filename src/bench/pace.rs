@@ -3,7 +3,8 @@
 //! stall of the daemon then shows in the latencies instead of quietly slowing the load
 //! (coordinated omission): a call's latency runs from its scheduled time, not from when
 //! it was sent. At most `--concurrency` calls of a group are in flight; a call due while
-//! every slot is busy waits for one, and counts as late.
+//! every slot is busy waits for one, and counts as late. With several targets the calls
+//! go to them in turn.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,7 +41,7 @@ pub async fn paced(drive: Arc<Drive>, mix: Mix, rate: u32, slots: u32, seed: u64
         let (drive, measured) = (drive.clone(), measured.clone());
         calls.spawn(async move {
             let lag = due.elapsed();
-            let made = drive.call(kind, &mut call_rng, lag).await;
+            let made = drive.call(drive.next_target(), kind, &mut call_rng, lag).await;
             drop(slot);
             if due < drive.measure_from {
                 return;
