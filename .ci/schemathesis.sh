@@ -6,7 +6,8 @@
 #
 #   .ci/schemathesis.sh [BINARY]
 #
-# BINARY defaults to target/debug/switchboard, which `cargo test` builds. The daemon runs
+# BINARY defaults to target/debug/switchboard (under CARGO_TARGET_DIR if set), which
+# `cargo test` builds. The daemon runs
 # in a temp folder over a fresh SQLite file with the demo rules, plugins and data, and
 # the demo admin token (a role that may make every call). schemathesis is installed,
 # pinned, into a virtualenv under ~/.cache on first use.
@@ -26,7 +27,7 @@ if ! "$venv/bin/st" --version 2>/dev/null | grep -qF "$ST_VERSION"; then
     "$venv/bin/pip" install --quiet "schemathesis==$ST_VERSION"
 fi
 
-bin=$(realpath "${1:-target/debug/switchboard}")
+bin=$(realpath "${1:-${CARGO_TARGET_DIR:-target}/debug/switchboard}")
 [[ -x $bin ]] || { echo "no $bin: run \`cargo test\` (or \`cargo build\`) first" >&2; exit 2; }
 # The demo rules use the two example plugins.
 if [[ ! -f plugins/dist/vip-scoring.wasm || ! -f plugins/dist/language-match.wasm ]]; then
