@@ -29,10 +29,15 @@ pub struct ChangesPage {
     pub next_after: u64,
 }
 
+/// A position as a client sends it: a non-negative integer the store can hold (≤ 2⁶³−1).
+fn position(text: &str) -> Option<u64> {
+    text.parse::<u64>().ok().filter(|p| i64::try_from(*p).is_ok())
+}
+
 fn after(q: &QueryParams) -> Result<u64, ApiError> {
     q.one("after")
         .map(|v| {
-            v.parse::<u64>().map_err(|_| {
+            position(v).ok_or_else(|| {
                 ApiError::bad_request(format!(
                     "invalid value `{v}` for query parameter `after` (expected a non-negative integer: a position)"
                 ))
@@ -45,8 +50,8 @@ fn after(q: &QueryParams) -> Result<u64, ApiError> {
 /// Changes after a position, in position order: every conversation event, every
 /// create or change of a representative or queue, every rules reload.
 #[utoipa::path(get, path = "/v1/changes", tag = "changes",
-    params(("after" = Option<u64>, Query, description = "A position; the page starts after it (default 0)"),
-        ("limit" = Option<u32>, Query, description = "1-1000, default 100")),
+    params(("after" = Option<u64>, Query, maximum = 9223372036854775807_u64, description = "A position; the page starts after it (default 0)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1-1000, default 100")),
     responses((status = 200, body = ChangesPage), (status = "4XX", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn list(
@@ -80,7 +85,7 @@ pub async fn stream(
     let mut position = after(&q)?;
     if let Some(last) = headers.get("last-event-id") {
         let text = last.to_str().unwrap_or("");
-        position = text.trim().parse::<u64>().map_err(|_| {
+        position = self::position(text.trim()).ok_or_else(|| {
             ApiError::bad_request(format!(
                 "invalid `Last-Event-ID` header `{text}` (expected the `id` of the last event received: a position)"
             ))
