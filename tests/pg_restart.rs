@@ -128,27 +128,7 @@ fn daemons_recover_when_postgresql_restarts() {
 
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut tasks = tokio::task::JoinSet::new();
-        for w in 0..6 {
-            let (c, stop) = (clients[w % 2].clone(), stop.clone());
-            tasks.spawn(async move {
-                let (mut acked, mut unavailable) = (Vec::new(), 0);
-                let mut i = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    i += 1;
-                    let id = format!("w{w}-{i}");
-                    let body = json!({"id": id, "record": {"entity": "case", "id": id}, "queue": "billing"});
-                    match c.try_post("/v1/conversations", INTEGRATION, body).await {
-                        Some(201) => acked.push(id),
-                        Some(503) => {
-                            unavailable += 1;
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                        other => panic!("during a PostgreSQL restart a write got {other:?}; only 201 or 503 are right"),
-                    }
-                }
-                (acked, unavailable)
-            });
-        }
+        load(&clients, &stop, &mut tasks);
         tokio::time::sleep(Duration::from_millis(500)).await;
         tokio::task::spawn_blocking(restart_postgresql).await.unwrap();
         // Both daemons serve writes again, without being restarted.

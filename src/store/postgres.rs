@@ -474,21 +474,31 @@ impl PgTx<'_, '_> {
     }
 }
 
-fn rep_from_row(row: &tokio_postgres::Row) -> Result<Representative, StoreError> {
-    let doc: &str = row.try_get(1)?;
+/// A representative from `REP_COLUMNS`, starting at column `first`.
+fn rep_at(row: &tokio_postgres::Row, first: usize) -> Result<Representative, StoreError> {
+    let doc: &str = row.try_get(first + 1)?;
     rows::representative(RepRow {
-        id: row.try_get(0)?,
+        id: row.try_get(first)?,
         input: Arc::new(rows::decode::<RepresentativeInput>(doc)?),
-        used_capacity: row.try_get(2)?,
-        version: row.try_get(3)?,
-        updated_at: row.try_get(4)?,
-        last_assigned_ms: row.try_get(5)?,
-        revision: row.try_get(6)?,
+        used_capacity: row.try_get(first + 2)?,
+        version: row.try_get(first + 3)?,
+        updated_at: row.try_get(first + 4)?,
+        last_assigned_ms: row.try_get(first + 5)?,
+        revision: row.try_get(first + 6)?,
     })
 }
 
+fn rep_from_row(row: &tokio_postgres::Row) -> Result<Representative, StoreError> {
+    rep_at(row, 0)
+}
+
+/// A queue from `QUEUE_COLUMNS`, starting at column `first`.
+fn queue_at(row: &tokio_postgres::Row, first: usize) -> Result<Queue, StoreError> {
+    rows::queue(row.try_get(first)?, row.try_get(first + 1)?, row.try_get(first + 2)?, row.try_get(first + 3)?)
+}
+
 fn queue_from_row(row: &tokio_postgres::Row) -> Result<Queue, StoreError> {
-    rows::queue(row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?)
+    queue_at(row, 0)
 }
 
 fn change_from_row(row: &tokio_postgres::Row) -> Result<Change, StoreError> {
@@ -794,16 +804,7 @@ impl Store for PostgresStore {
         let after = page.after.unwrap_or(0);
         let rows = conn.query(&stmt, &[&after]).await?;
         scan(&rows, page.limit, |row| {
-            let doc: &str = row.try_get(2)?;
-            let rep = rows::representative(RepRow {
-                id: row.try_get(1)?,
-                input: Arc::new(rows::decode::<RepresentativeInput>(doc)?),
-                used_capacity: row.try_get(3)?,
-                version: row.try_get(4)?,
-                updated_at: row.try_get(5)?,
-                last_assigned_ms: row.try_get(6)?,
-                revision: row.try_get(7)?,
-            })?;
+            let rep = rep_at(row, 1)?;
             Ok(filter.matches(&rep).then_some(rep))
         })
     }
@@ -822,7 +823,7 @@ impl Store for PostgresStore {
         let after = page.after.unwrap_or(0);
         let rows = conn.query(&stmt, &[&after]).await?;
         scan(&rows, page.limit, |row| {
-            let q = rows::queue(row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, row.try_get(4)?)?;
+            let q = queue_at(row, 1)?;
             Ok(filter.matches(&q).then_some(q))
         })
     }

@@ -17,6 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::command::{self, Tx};
+use super::rows::{self, decode};
 use super::{Applied, Change, ChangeKind, Idempotency, NewChange, Outcome, Store, StoreError, WriteRequest};
 use crate::domain::{
     Conversation, ConversationFilter, HistoryEvent, Id, Page, PageRequest, Queue, QueueFilter, QueueInput,
@@ -533,38 +534,30 @@ fn read_changes(conn: &Connection, after: u64, limit: usize) -> Result<Vec<Chang
 /// [`Tx`] on a SQLite savepoint, decoding representatives through the shared cache.
 struct SqliteTx<'a, 'b>(&'a mut rusqlite::Savepoint<'b>, &'a InputCache);
 
-fn decode<T: serde::de::DeserializeOwned>(doc: &str) -> Result<T, StoreError> {
-    Ok(serde_json::from_str(doc)?)
-}
-
 type RepRow = (String, String, i64, i64, String, Option<i64>, i64);
 
 fn representative_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RepRow> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
 }
 
+/// A representative from its row, its document decoded through `inputs` when given.
 fn build_representative(
-    (id, doc, used, version, updated_at, assigned, revision): RepRow,
+    inputs: Option<&InputCache>,
+    (id, doc, used_capacity, version, updated_at, last_assigned_ms, revision): RepRow,
 ) -> Result<Representative, StoreError> {
-    let input: RepresentativeInput = decode(&doc)?;
-    let id = Id::parse(&id).map_err(|e| StoreError::Refused(crate::domain::Refusal::BadRequest(e.to_string())))?;
-    let mut rep = Representative::new(id, input, used, version as u64, updated_at);
-    rep.last_assigned_ms = assigned;
-    rep.revision = revision as u64;
-    Ok(rep)
-}
-
-/// As [`build_representative`], decoding the document through `inputs`.
-fn cached_representative(
-    inputs: &InputCache,
-    (id, doc, used, version, updated_at, assigned, revision): RepRow,
-) -> Result<Representative, StoreError> {
-    let input = inputs.get(&id, version, &doc)?;
-    let id = Id::parse(&id).map_err(|e| StoreError::Refused(crate::domain::Refusal::BadRequest(e.to_string())))?;
-    let mut rep = Representative::with_shared_input(id, input, used, version as u64, updated_at);
-    rep.last_assigned_ms = assigned;
-    rep.revision = revision as u64;
-    Ok(rep)
+    let input = match inputs {
+        Some(cache) => cache.get(&id, version, &doc)?,
+        None => Arc::new(decode(&doc)?),
+    };
+    rows::representative(rows::RepRow {
+        id: &id,
+        input,
+        used_capacity,
+        version,
+        updated_at,
+        last_assigned_ms,
+        revision,
+    })
 }
 
 fn queue_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64, String)> {
@@ -572,9 +565,7 @@ fn queue_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, 
 }
 
 fn build_queue((id, doc, version, updated_at): (String, String, i64, String)) -> Result<Queue, StoreError> {
-    let input: QueueInput = decode(&doc)?;
-    let id = Id::parse(&id).map_err(|e| StoreError::Refused(crate::domain::Refusal::BadRequest(e.to_string())))?;
-    Ok(Queue { id, input, version: version as u64, updated_at })
+    rows::queue(&id, &doc, version, updated_at)
 }
 
 const REP_COLUMNS: &str = "id, doc, used_capacity, version, updated_at, last_assigned_ms, revision";
@@ -583,7 +574,7 @@ const QUEUE_COLUMNS: &str = "id, doc, version, updated_at";
 fn get_representative(conn: &Connection, id: &Id) -> Result<Option<Representative>, StoreError> {
     let sql = format!("SELECT {REP_COLUMNS} FROM representatives WHERE id = ?1");
     let row = conn.prepare_cached(&sql)?.query_row([id.as_str()], representative_from_row).optional()?;
-    row.map(build_representative).transpose()
+    row.map(|r| build_representative(None, r)).transpose()
 }
 
 fn get_queue(conn: &Connection, id: &Id) -> Result<Option<Queue>, StoreError> {
@@ -700,7 +691,7 @@ impl Tx for SqliteTx<'_, '_> {
              RETURNING {REP_COLUMNS}"
         );
         let row = self.0.prepare_cached(&sql)?.query_row(params![id.as_str(), delta, now_ms], representative_from_row);
-        row.optional()?.map(|row| cached_representative(self.1, row)).transpose()
+        row.optional()?.map(|row| build_representative(Some(self.1), row)).transpose()
     }
 
     async fn queue(&mut self, id: &Id) -> Result<Option<Queue>, StoreError> {
@@ -930,14 +921,15 @@ impl Store for SqliteStore {
                         })
                     };
                     let (id, version) = (text(1)?, row.get::<_, i64>(4)?);
-                    let input = inputs.get(id, version, text(2)?)?;
-                    let id = Id::parse(id)
-                        .map_err(|e| StoreError::Refused(crate::domain::Refusal::BadRequest(e.to_string())))?;
-                    let mut rep =
-                        Representative::with_shared_input(id, input, row.get(3)?, version as u64, row.get(5)?);
-                    rep.last_assigned_ms = row.get(6)?;
-                    rep.revision = row.get::<_, i64>(7)? as u64;
-                    Ok(rep)
+                    rows::representative(rows::RepRow {
+                        id,
+                        input: inputs.get(id, version, text(2)?)?,
+                        used_capacity: row.get(3)?,
+                        version,
+                        updated_at: row.get(5)?,
+                        last_assigned_ms: row.get(6)?,
+                        revision: row.get(7)?,
+                    })
                 },
                 |rep| filter.matches(rep),
             )
