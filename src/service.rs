@@ -389,6 +389,30 @@ impl Supervisor {
         if let Some(first) = self.replay(actor, idem.as_ref()).await? {
             return Ok(first);
         }
+        let result = self.decide_and_commit(actor, idem.clone(), id, (kind, target), action, if_match, note).await;
+        if let Err(ServiceError::Refused(_)) = &result
+            && let Some(first) = self.replay(actor, idem.as_ref()).await?
+        {
+            // A copy of this request committed while it was being decided (the decision
+            // saw its effect and refused): the client gets the first answer, as it would
+            // have had it come a moment later. Both are committed at once, so a decision
+            // that saw the effect finds the answer.
+            return Ok(first);
+        }
+        result
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "the parts of one action request, passed through once")]
+    async fn decide_and_commit(
+        &self,
+        actor: &Actor,
+        idem: Option<Idempotency>,
+        id: &Id,
+        (kind, target): (RoutingAction, &Target),
+        action: &SupervisorAction,
+        if_match: Option<u64>,
+        note: Option<Note>,
+    ) -> Result<Outcome, ServiceError> {
         for _ in 0..DECISION_ATTEMPTS {
             let policy = self.routing.snapshot();
             let conv = self.conversation(id).await?;

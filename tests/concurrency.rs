@@ -99,4 +99,48 @@ async fn without_if_match_history_is_one_chain_and_capacity_adds_up() {
         assert_eq!(c.used_capacity(r).await, held.get(r).copied().unwrap_or(0), "{r}");
     }
 }
+
+async fn one_key_sent_many_times_at_once_is_applied_once() {
+    let daemon = Daemon::start().await;
+    let c = daemon.client.clone();
+    c.seed_directory().await;
+    for i in 0..4 {
+        c.put(&format!("/v1/representatives/r{i}"), INTEGRATION, json!({"name": format!("R{i}"), "capacity": 50}))
+            .await
+            .expect(201);
+        c.create(&format!("c{i}")).await;
+    }
+    // Eight copies of each of four requests at once: the copies share a write batch
+    // (and each other's claims on the key) as often as not.
+    let tasks: Vec<_> = (0..32)
+        .map(|i: usize| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let n = i % 4;
+                let key = format!("k{n}");
+                let body = json!({"representative": format!("r{n}")});
+                let path = format!("/v1/conversations/c{n}/assign");
+                (n, c.post_with(&path, SUPERVISOR, &[("idempotency-key", &key)], body).await)
+            })
+        })
+        .collect();
+    let mut answers: Vec<Vec<Value>> = vec![Vec::new(); 4];
+    for t in tasks {
+        let (n, a) = t.await.unwrap();
+        assert_eq!(a.status.as_u16(), 200, "{}", a.text);
+        answers[n].push(a.json);
+    }
+    for (n, answers) in answers.iter().enumerate() {
+        assert!(answers.iter().all(|a| a == &answers[0]), "c{n}: every copy gets the first answer: {answers:?}");
+        let conv = c.get(&format!("/v1/conversations/c{n}"), SUPERVISOR).await.json;
+        assert_eq!(conv["version"], 2, "c{n} was assigned once");
+        let history = c.get(&format!("/v1/conversations/c{n}/history"), SUPERVISOR).await.json;
+        assert_eq!(history["events"].as_array().unwrap().len(), 2, "c{n}: created and assigned: {history}");
+        assert_eq!(conv["representative"], format!("r{n}"));
+        assert_eq!(c.used_capacity(&format!("r{n}")).await, conv["capacity_units"].as_i64().unwrap(), "r{n} counts it once");
+    }
+    let feed = c.get("/v1/changes?limit=1000", SUPERVISOR).await.json;
+    let assigns = feed["items"].as_array().unwrap().iter().filter(|ch| ch["action"] == "assign").count();
+    assert_eq!(assigns, 4, "one change per applied assignment: {feed}");
+}
 }

@@ -22,7 +22,8 @@ use crate::domain::{
 
 /// The primitives a backend offers inside one transaction. Reads of a conversation or a
 /// representative lock its row until the transaction ends where the backend has row
-/// locks (several daemons on one database); [`Tx::lock_queue`] locks a queue's.
+/// locks (several daemons on one database); [`Tx::share_queue`] and
+/// [`Tx::lock_queue`] hold a queue's.
 #[allow(
     async_fn_in_trait,
     reason = "used through generics inside the store only; no Send bound is wanted (SQLite's connection is not Sync)"
@@ -53,8 +54,10 @@ pub trait Tx {
     ) -> Result<Option<Representative>, StoreError>;
 
     async fn queue(&mut self, id: &Id) -> Result<Option<Queue>, StoreError>;
-    /// As [`Tx::queue`], keeping the queue as read until the transaction ends (a write
-    /// that relied on its version).
+    /// As [`Tx::queue`], and no other transaction changes the queue until this one ends
+    /// (a write that relied on its version); others may hold it so too.
+    async fn share_queue(&mut self, id: &Id) -> Result<Option<Queue>, StoreError>;
+    /// As [`Tx::queue`], held for this transaction to change it.
     async fn lock_queue(&mut self, id: &Id) -> Result<Option<Queue>, StoreError>;
     async fn put_queue(&mut self, id: &Id, input: &QueueInput, now: &str) -> Result<Queue, StoreError>;
 
@@ -271,7 +274,7 @@ async fn check_target<T: Tx>(
         }
         Target::Queue(id) => {
             let queue = match expect {
-                Some(_) => tx.lock_queue(id).await?,
+                Some(_) => tx.share_queue(id).await?,
                 None => tx.queue(id).await?,
             };
             let queue = queue.ok_or_else(|| Refusal::NotFound { kind: "queue", id: id.clone() })?;

@@ -1,18 +1,20 @@
 //! The PostgreSQL store: several daemons on one database.
 //!
 //! Writes run the same commands as SQLite's ([`command::execute`]) inside PostgreSQL
-//! transactions, at `READ COMMITTED` with row locks: a command reads the conversation and
-//! the representatives it will change `FOR UPDATE`, so two daemons acting on one
-//! conversation or one representative take turns, and the second sees what the first
-//! committed (its version, its capacity) before it checks anything. The versions and
-//! capacity a routing decision relied on are re-checked under those locks (`Expect`).
+//! transactions, at `READ COMMITTED` with row locks: a transaction locks the
+//! conversations and the representatives its commands will change `FOR UPDATE`, so two
+//! daemons acting on one conversation or one representative take turns, and the second
+//! sees what the first committed (its version, its capacity) before it checks anything.
+//! The versions and capacity a routing decision relied on are re-checked under those
+//! locks (`Expect`); a queue a decision relied on is held `FOR SHARE`.
 //!
 //! Like SQLite's writer, each daemon commits in batches (group commit): a few writer
-//! tasks each take the writes waiting, run them one after another in one transaction and
-//! commit once. Every check of a command comes before its first write, so a refused
-//! command leaves nothing to undo; a database error (a deadlock between two daemons'
-//! batches, a unique key taken by another daemon) rolls the batch back and its writes are
-//! run again one per transaction.
+//! tasks each take the writes waiting and run them in one transaction
+//! ([`batch`]: lock in a fixed order, decide in memory, write in bulk, commit once).
+//! Every check of a command comes before its first write, so a refused command leaves
+//! nothing to undo; a database error (a deadlock with a write the batch did not foresee,
+//! a unique key taken by another daemon) rolls the batch back and its writes are run
+//! again one per transaction.
 //!
 //! The change feed's positions must appear in commit order across daemons. Sequences
 //! cannot give that (a number is taken before the commit, and commits finish in any
@@ -21,6 +23,8 @@
 //! is durable, so the next transaction that numbers changes gets larger numbers and
 //! commits after it: a reader never sees a position and later a smaller one. The lock is
 //! held for one statement and the commit's flush, once per batch, not per write.
+
+mod batch;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -33,12 +37,14 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
-use super::command::{self, Tx};
+use batch::BatchTx;
+
+use super::command;
 use super::rows::{self, RepRow};
-use super::{Applied, Change, ChangeKind, Idempotency, NewChange, Outcome, Store, StoreError, WriteRequest};
+use super::{Applied, Change, ChangeKind, NewChange, Outcome, Store, StoreError, WriteRequest};
 use crate::domain::{
-    Conversation, ConversationFilter, HistoryEvent, Id, Page, PageRequest, Queue, QueueFilter, QueueInput,
-    Representative, RepresentativeFilter, RepresentativeInput,
+    Conversation, ConversationFilter, HistoryEvent, Id, Page, PageRequest, Queue, QueueFilter, Representative,
+    RepresentativeFilter, RepresentativeInput,
 };
 
 /// Schema migrations, applied in order; `switchboard_schema.version` counts those applied.
@@ -373,15 +379,21 @@ fn retryable(e: &StoreError) -> bool {
 async fn run_batch(pool: &Pool, requests: &[&WriteRequest]) -> Result<Vec<Result<Applied, StoreError>>, Failed> {
     let mut conn = client(pool).await.map_err(Failed::RolledBack)?;
     let tx = conn.transaction().await.map_err(|e| Failed::RolledBack(e.into()))?;
+    let requests: Vec<WriteRequest> = requests
+        .iter()
+        .map(|r| {
+            let mut r = (*r).clone();
+            (r.now, r.now_ms) = crate::clock::now();
+            r
+        })
+        .collect();
+    let mut batch = BatchTx::lock(&tx, &requests).await.map_err(Failed::RolledBack)?;
     let mut results = Vec::with_capacity(requests.len());
     let mut changes: Vec<NewChange> = Vec::new();
     // Per result: how many of `changes` are its own.
     let mut counts = Vec::with_capacity(requests.len());
     for request in requests {
-        let mut request = (*request).clone();
-        (request.now, request.now_ms) = crate::clock::now();
-        let mut ptx = PgTx { tx: &tx, claim: None };
-        match command::execute(&mut ptx, request).await {
+        match command::execute(&mut batch, request).await {
             Ok((outcome, effects)) => {
                 counts.push(effects.changes.len());
                 changes.extend(effects.changes);
@@ -394,17 +406,14 @@ async fn run_batch(pool: &Pool, requests: &[&WriteRequest]) -> Result<Vec<Result
             }
             Err(e @ (StoreError::Postgres(_) | StoreError::Unavailable(_))) => return Err(Failed::RolledBack(e)),
             Err(refused) => {
-                if let Some((token, key)) = ptx.claim.take() {
-                    // The key is free again for the client's next try.
-                    tx.execute("DELETE FROM idempotency WHERE token = $1 AND key = $2", &[&token, &key])
-                        .await
-                        .map_err(|e| Failed::RolledBack(e.into()))?;
-                }
+                batch.refused();
                 counts.push(0);
                 results.push(Err(refused));
             }
         }
     }
+    batch.flush().await.map_err(Failed::RolledBack)?;
+    drop(batch);
     if !changes.is_empty() {
         let base = number_changes(&tx, &changes).await.map_err(|e| Failed::RolledBack(e.into()))?;
         let mut next = base;
@@ -455,25 +464,6 @@ async fn number_changes(
     Ok((first - 1) as u64)
 }
 
-/// [`Tx`] on a PostgreSQL transaction.
-struct PgTx<'a, 'b> {
-    tx: &'a deadpool_postgres::Transaction<'b>,
-    /// The idempotency key this write claimed, released if it is refused.
-    claim: Option<(String, String)>,
-}
-
-impl PgTx<'_, '_> {
-    async fn one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<tokio_postgres::Row>, StoreError> {
-        let stmt = self.tx.prepare_cached(sql).await?;
-        Ok(self.tx.query_opt(&stmt, params).await?)
-    }
-
-    async fn exec(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
-        let stmt = self.tx.prepare_cached(sql).await?;
-        Ok(self.tx.execute(&stmt, params).await?)
-    }
-}
-
 /// A representative from `REP_COLUMNS`, starting at column `first`.
 fn rep_at(row: &tokio_postgres::Row, first: usize) -> Result<Representative, StoreError> {
     let doc: &str = row.try_get(first + 1)?;
@@ -514,174 +504,6 @@ fn change_from_row(row: &tokio_postgres::Row) -> Result<Change, StoreError> {
         actor: row.try_get(6)?,
         touched: touched.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect(),
     })
-}
-
-impl Tx for PgTx<'_, '_> {
-    async fn conversation(&mut self, id: &Id) -> Result<Option<Conversation>, StoreError> {
-        let row = self.one("SELECT doc FROM conversations WHERE id = $1 FOR UPDATE", &[&id.as_str()]).await?;
-        row.map(|r| rows::decode(r.try_get(0)?)).transpose()
-    }
-
-    async fn insert_conversation(&mut self, c: &Conversation) -> Result<(), StoreError> {
-        let doc = serde_json::to_string(c)?;
-        self.exec(
-            "INSERT INTO conversations (id, status, queue, representative, entity, intent_based, version, doc)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[
-                &c.id.as_str(),
-                &c.status.as_str(),
-                &c.queue.as_str(),
-                &c.representative.as_ref().map(Id::as_str),
-                &c.record.entity.as_str(),
-                &c.intent_based,
-                &(c.version as i64),
-                &doc,
-            ],
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn update_conversation(&mut self, c: &Conversation) -> Result<(), StoreError> {
-        let doc = serde_json::to_string(c)?;
-        // The version guard makes the update fail loudly if anything raced it.
-        let changed = self
-            .exec(
-                "UPDATE conversations SET status = $2, queue = $3, representative = $4, version = $5, doc = $6
-                 WHERE id = $1 AND version = $5::BIGINT - 1",
-                &[
-                    &c.id.as_str(),
-                    &c.status.as_str(),
-                    &c.queue.as_str(),
-                    &c.representative.as_ref().map(Id::as_str),
-                    &(c.version as i64),
-                    &doc,
-                ],
-            )
-            .await?;
-        if changed == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Commit(format!("conversation `{}` changed under its row lock", c.id)))
-        }
-    }
-
-    async fn last_history_seq(&mut self, id: &Id) -> Result<u64, StoreError> {
-        let row =
-            self.one("SELECT COALESCE(MAX(seq), 0) FROM history WHERE conversation = $1", &[&id.as_str()]).await?;
-        Ok(row.map(|r| r.try_get::<_, i64>(0)).transpose()?.unwrap_or(0) as u64)
-    }
-
-    async fn append_history(&mut self, conversation: &Id, e: &HistoryEvent) -> Result<(), StoreError> {
-        let doc = serde_json::to_string(e)?;
-        self.exec(
-            "INSERT INTO history (conversation, seq, doc) VALUES ($1, $2, $3)",
-            &[&conversation.as_str(), &(e.seq as i64), &doc],
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn representative(&mut self, id: &Id) -> Result<Option<Representative>, StoreError> {
-        let sql = format!("SELECT {REP_COLUMNS} FROM representatives WHERE id = $1 FOR UPDATE");
-        self.one(&sql, &[&id.as_str()]).await?.as_ref().map(rep_from_row).transpose()
-    }
-
-    async fn put_representative(
-        &mut self,
-        id: &Id,
-        input: &RepresentativeInput,
-        now: &str,
-    ) -> Result<Representative, StoreError> {
-        let doc = serde_json::to_string(input)?;
-        let sql = format!(
-            "INSERT INTO representatives (id, version, revision, updated_at, doc) VALUES ($1, 1, 1, $2, $3)
-             ON CONFLICT (id) DO UPDATE SET version = representatives.version + 1,
-                 revision = representatives.revision + 1, updated_at = $2, doc = $3
-             RETURNING {REP_COLUMNS}"
-        );
-        let row = self.one(&sql, &[&id.as_str(), &now, &doc]).await?;
-        row.as_ref().map(rep_from_row).transpose()?.ok_or(StoreError::Commit(format!("representative `{id}` vanished")))
-    }
-
-    async fn add_used_capacity(
-        &mut self,
-        id: &Id,
-        delta: i64,
-        now_ms: i64,
-    ) -> Result<Option<Representative>, StoreError> {
-        let sql = format!(
-            "UPDATE representatives SET used_capacity = used_capacity + $2, revision = revision + 1,
-             last_assigned_ms = CASE WHEN $2 > 0 THEN $3 ELSE last_assigned_ms END WHERE id = $1
-             RETURNING {REP_COLUMNS}"
-        );
-        self.one(&sql, &[&id.as_str(), &delta, &now_ms]).await?.as_ref().map(rep_from_row).transpose()
-    }
-
-    async fn queue(&mut self, id: &Id) -> Result<Option<Queue>, StoreError> {
-        // Not locked: creating a conversation in a queue must not queue behind every
-        // other creation in it. Queues are never deleted.
-        let sql = format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE id = $1");
-        self.one(&sql, &[&id.as_str()]).await?.as_ref().map(queue_from_row).transpose()
-    }
-
-    async fn lock_queue(&mut self, id: &Id) -> Result<Option<Queue>, StoreError> {
-        let sql = format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE id = $1 FOR UPDATE");
-        self.one(&sql, &[&id.as_str()]).await?.as_ref().map(queue_from_row).transpose()
-    }
-
-    async fn put_queue(&mut self, id: &Id, input: &QueueInput, now: &str) -> Result<Queue, StoreError> {
-        let doc = serde_json::to_string(input)?;
-        let sql = format!(
-            "INSERT INTO queues (id, version, updated_at, doc) VALUES ($1, 1, $2, $3)
-             ON CONFLICT (id) DO UPDATE SET version = queues.version + 1, updated_at = $2, doc = $3
-             RETURNING {QUEUE_COLUMNS}"
-        );
-        let row = self.one(&sql, &[&id.as_str(), &now, &doc]).await?;
-        row.as_ref().map(queue_from_row).transpose()?.ok_or(StoreError::Commit(format!("queue `{id}` vanished")))
-    }
-
-    async fn idempotent(&mut self, token: &str, key: &str) -> Result<Option<(String, Outcome)>, StoreError> {
-        // Claim the key: a concurrent request with the same key (on any daemon) waits here
-        // for this transaction, then finds its answer.
-        let claimed = self
-            .exec(
-                "INSERT INTO idempotency (token, key, fingerprint, outcome, created) VALUES ($1, $2, '', NULL, $3)
-                 ON CONFLICT (token, key) DO NOTHING",
-                &[&token, &key, &unix_now()],
-            )
-            .await?;
-        if claimed == 1 {
-            self.claim = Some((token.to_owned(), key.to_owned()));
-            return Ok(None);
-        }
-        let row = self
-            .one("SELECT fingerprint, outcome FROM idempotency WHERE token = $1 AND key = $2", &[&token, &key])
-            .await?;
-        match row {
-            Some(row) => {
-                let outcome: Option<&str> = row.try_get(1)?;
-                match outcome {
-                    Some(outcome) => Ok(Some((row.try_get(0)?, rows::decode(outcome)?))),
-                    // Claimed earlier in this very batch by a write not yet finished: not
-                    // possible (writes run one after another), but never replay nothing.
-                    None => Err(StoreError::Commit(format!("idempotency key `{key}` is claimed without an answer"))),
-                }
-            }
-            None => Err(StoreError::Commit(format!("idempotency key `{key}` vanished while claimed"))),
-        }
-    }
-
-    async fn remember(&mut self, token: &str, key: &Idempotency, outcome: &Outcome) -> Result<(), StoreError> {
-        let outcome = serde_json::to_string(outcome)?;
-        self.exec(
-            "UPDATE idempotency SET fingerprint = $3, outcome = $4, created = $5 WHERE token = $1 AND key = $2",
-            &[&token, &key.key, &key.fingerprint, &outcome, &unix_now()],
-        )
-        .await?;
-        self.claim = None;
-        Ok(())
-    }
 }
 
 #[async_trait]

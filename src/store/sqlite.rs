@@ -698,6 +698,11 @@ impl Tx for SqliteTx<'_, '_> {
         get_queue(self.0, id)
     }
 
+    async fn share_queue(&mut self, id: &Id) -> Result<Option<Queue>, StoreError> {
+        // The writer's transaction already excludes every other writer.
+        get_queue(self.0, id)
+    }
+
     async fn lock_queue(&mut self, id: &Id) -> Result<Option<Queue>, StoreError> {
         // The writer's transaction already excludes every other writer.
         get_queue(self.0, id)
