@@ -412,18 +412,15 @@ async fn run_batch(pool: &Pool, requests: &[&WriteRequest]) -> Result<Vec<Result
             }
         }
     }
-    batch.flush().await.map_err(Failed::RolledBack)?;
+    let base = batch.flush(&changes).await.map_err(Failed::RolledBack)?;
     drop(batch);
-    if !changes.is_empty() {
-        let base = number_changes(&tx, &changes).await.map_err(|e| Failed::RolledBack(e.into()))?;
-        let mut next = base;
-        for (result, n) in results.iter_mut().zip(counts) {
-            if let Ok(applied) = result
-                && n > 0
-            {
-                next += n as u64;
-                applied.position = Some(next);
-            }
+    let mut next = base;
+    for (result, n) in results.iter_mut().zip(counts) {
+        if let Ok(applied) = result
+            && n > 0
+        {
+            next += n as u64;
+            applied.position = Some(next);
         }
     }
     if let Err(e) = tx.commit().await {
@@ -432,36 +429,6 @@ async fn run_batch(pool: &Pool, requests: &[&WriteRequest]) -> Result<Vec<Result
         return Err(Failed::Unknown(e.into()));
     }
     Ok(results)
-}
-
-/// Numbers the batch's changes from the feed's counter and stores them; returns the
-/// position before the first. Last statement before `COMMIT`: the counter's row stays
-/// locked until the commit is durable, which keeps positions in commit order.
-async fn number_changes(
-    tx: &deadpool_postgres::Transaction<'_>,
-    changes: &[NewChange],
-) -> Result<u64, tokio_postgres::Error> {
-    let n = changes.len() as i64;
-    let at: Vec<&str> = changes.iter().map(|c| c.at.as_str()).collect();
-    let kind: Vec<&str> = changes.iter().map(|c| c.kind.as_str()).collect();
-    let id: Vec<&str> = changes.iter().map(|c| c.id.as_str()).collect();
-    let action: Vec<&str> = changes.iter().map(|c| c.action.as_str()).collect();
-    let version: Vec<Option<i64>> = changes.iter().map(|c| c.version.map(|v| v as i64)).collect();
-    let actor: Vec<&str> = changes.iter().map(|c| c.actor.as_str()).collect();
-    let touched: Vec<String> = changes.iter().map(|c| c.touched.join(",")).collect();
-    let stmt = tx
-        .prepare_cached(
-            "WITH head AS (UPDATE feed_head SET position = position + $1 RETURNING position - $1 AS base)
-             INSERT INTO changes (position, at, kind, id, action, version, actor, touched)
-             SELECT head.base + c.n, c.at, c.kind, c.id, c.action, c.version, c.actor, c.touched
-             FROM head, UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[])
-                  WITH ORDINALITY AS c(at, kind, id, action, version, actor, touched, n)
-             RETURNING position",
-        )
-        .await?;
-    let rows = tx.query(&stmt, &[&n, &at, &kind, &id, &action, &version, &actor, &touched]).await?;
-    let first = rows.iter().map(|r| r.get::<_, i64>(0)).min().unwrap_or(1);
-    Ok((first - 1) as u64)
 }
 
 /// A representative from `REP_COLUMNS`, starting at column `first`.

@@ -15,12 +15,13 @@
 //! not make; the conversation's update still carries its version as a guard.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
+use futures_util::future::try_join_all;
 use tokio_postgres::types::ToSql;
 
 use super::super::command::Tx;
-use super::super::{Command, Idempotency, Outcome, StoreError, WriteRequest, rows};
+use super::super::{Command, Idempotency, NewChange, Outcome, StoreError, WriteRequest, rows};
 use super::{QUEUE_COLUMNS, REP_COLUMNS, queue_from_row, rep_from_row, unix_now};
 use crate::domain::{
     Conversation, HistoryEvent, Id, LifecycleEvent, Queue, QueueInput, Representative, RepresentativeInput,
@@ -165,12 +166,43 @@ impl Foreseen {
     }
 }
 
-fn texts<'a, T>(items: &'a [T], f: impl Fn(&'a T) -> &'a str) -> Vec<&'a str> {
-    items.iter().map(f).collect()
+/// One statement of a pipeline: its text and its parameters, owned.
+type Statement = (&'static str, Vec<Box<dyn ToSql + Sync + Send>>);
+
+/// Sends `statements` together (one round trip; PostgreSQL runs them in this order) and
+/// answers each one's rows. Every statement is prepared first (once per connection), so
+/// no statement waits for a preparation while a later one is already sent.
+async fn pipeline(tx: &Transaction<'_>, statements: &[Statement]) -> Result<Vec<Vec<tokio_postgres::Row>>, StoreError> {
+    let prepared = try_join_all(statements.iter().map(|(sql, _)| tx.prepare_cached(sql))).await?;
+    let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements
+        .iter()
+        .map(|(_, params)| params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect())
+        .collect();
+    Ok(try_join_all(prepared.iter().zip(&params).map(|(stmt, params)| tx.query(stmt, params))).await?)
 }
 
+fn strings<T>(items: &[T], f: impl Fn(&T) -> &str) -> Vec<String> {
+    items.iter().map(|i| f(i).to_owned()).collect()
+}
+
+const CLAIM_KEYS: &str = "INSERT INTO idempotency (token, key, fingerprint, outcome, created)
+    SELECT u.t, u.k, '', NULL, $3 FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS u(t, k, n) ORDER BY u.n
+    ON CONFLICT (token, key) DO NOTHING RETURNING token, key";
+const READ_KEYS: &str = "SELECT i.token, i.key, i.fingerprint, i.outcome FROM idempotency i
+    JOIN UNNEST($1::text[], $2::text[]) AS u(t, k) ON i.token = u.t AND i.key = u.k";
+static LOCK_REPRESENTATIVES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {REP_COLUMNS} FROM representatives WHERE id = ANY($1) OR id IN
+         (SELECT representative FROM conversations WHERE id = ANY($2) AND representative IS NOT NULL)
+         ORDER BY id FOR UPDATE OF representatives"
+    )
+});
+const LOCK_CONVERSATIONS: &str = "SELECT c.doc, (SELECT COALESCE(MAX(h.seq), 0) FROM history h WHERE h.conversation = c.id)
+    FROM conversations c WHERE c.id = ANY($1) ORDER BY c.id FOR UPDATE";
+
 impl<'a, 'b> BatchTx<'a, 'b> {
-    /// Locks and reads what `requests` will touch, in the module's lock order.
+    /// Locks and reads what `requests` will touch, in the module's lock order, in one
+    /// round trip.
     pub(super) async fn lock(tx: &'a Transaction<'b>, requests: &[WriteRequest]) -> Result<Self, StoreError> {
         let foreseen = Foreseen::of(requests);
         let mut batch = BatchTx {
@@ -187,105 +219,81 @@ impl<'a, 'b> BatchTx<'a, 'b> {
             keys: HashMap::new(),
             claim: None,
         };
-        batch.claim_keys(&foreseen.keys).await?;
+        let mut statements: Vec<Statement> = Vec::new();
+        let keys: Vec<&KeyId> = foreseen.keys.iter().collect();
+        if !keys.is_empty() {
+            let tokens = strings(&keys, |k| &k.0);
+            let names = strings(&keys, |k| &k.1);
+            statements.push((CLAIM_KEYS, vec![Box::new(tokens.clone()), Box::new(names.clone()), Box::new(unix_now())]));
+            statements.push((READ_KEYS, vec![Box::new(tokens), Box::new(names)]));
+        }
+        let conversations: Vec<String> = foreseen.conversations.iter().map(|id| id.as_str().to_owned()).collect();
+        if !conversations.is_empty() {
+            statements.push((LOCK_CONVERSATIONS, vec![Box::new(conversations.clone())]));
+        }
+        let reps: Vec<String> = foreseen.representatives.iter().map(|id| id.as_str().to_owned()).collect();
+        if !reps.is_empty() || !conversations.is_empty() {
+            // With the conversations' holders, as locked by the statement before.
+            statements.push((&LOCK_REPRESENTATIVES, vec![Box::new(reps.clone()), Box::new(conversations.clone())]));
+        }
+        let mut queue_locks = Vec::new();
+        for lock in [Lock::Update, Lock::Share, Lock::None] {
+            let ids: Vec<String> = foreseen
+                .queues
+                .iter()
+                .filter(|(_, l)| **l == lock)
+                .map(|(id, _)| id.as_str().to_owned())
+                .collect();
+            if !ids.is_empty() {
+                statements.push((queue_sql(lock), vec![Box::new(ids)]));
+                queue_locks.push(lock);
+            }
+        }
 
-        let ids: Vec<&str> = foreseen.conversations.iter().map(Id::as_str).collect();
-        let mut holders = BTreeSet::new();
-        if !ids.is_empty() {
-            let rows = batch
-                .query(
-                    "SELECT c.doc, (SELECT COALESCE(MAX(h.seq), 0) FROM history h WHERE h.conversation = c.id)
-                     FROM conversations c WHERE c.id = ANY($1) ORDER BY c.id FOR UPDATE",
-                    &[&ids],
-                )
-                .await?;
-            for row in rows {
+        let mut answers = pipeline(tx, &statements).await?.into_iter();
+        if !keys.is_empty() {
+            for row in answers.next().unwrap_or_default() {
+                let id = (row.try_get::<_, String>(0)?, row.try_get::<_, String>(1)?);
+                batch.keys.insert(id, Key { inserted: true, state: KeyState::Free });
+            }
+            for row in answers.next().unwrap_or_default() {
+                let id = (row.try_get::<_, String>(0)?, row.try_get::<_, String>(1)?);
+                if batch.keys.contains_key(&id) {
+                    continue;
+                }
+                let state = answered(&id.1, row.try_get(2)?, row.try_get(3)?)?;
+                batch.keys.insert(id, Key { inserted: false, state });
+            }
+        }
+        if !conversations.is_empty() {
+            for row in answers.next().unwrap_or_default() {
                 let conv: Conversation = rows::decode(row.try_get(0)?)?;
                 batch.history_seq.insert(conv.id.clone(), row.try_get::<_, i64>(1)? as u64);
-                if let Some(rep) = &conv.representative {
-                    holders.insert(rep.clone());
-                }
                 batch.conversations.insert(conv.id.clone(), Slot::read(Some(conv), |c| c.version));
             }
             for id in &foreseen.conversations {
                 batch.conversations.entry(id.clone()).or_insert_with(|| Slot::read(None, |c| c.version));
             }
         }
-
-        let mut reps = foreseen.representatives;
-        reps.append(&mut holders);
-        if !reps.is_empty() {
-            let ids: Vec<&str> = reps.iter().map(Id::as_str).collect();
-            let sql = format!("SELECT {REP_COLUMNS} FROM representatives WHERE id = ANY($1) ORDER BY id FOR UPDATE");
-            for row in batch.query(&sql, &[&ids]).await? {
+        if !reps.is_empty() || !conversations.is_empty() {
+            for row in answers.next().unwrap_or_default() {
                 let rep = rep_from_row(&row)?;
                 batch.representatives.insert(rep.id.clone(), Slot::read(Some(rep), |r| r.version));
             }
-            for id in reps {
-                batch.representatives.entry(id).or_insert_with(|| Slot::read(None, |r| r.version));
+            for id in &foreseen.representatives {
+                batch.representatives.entry(id.clone()).or_insert_with(|| Slot::read(None, |r| r.version));
             }
         }
-
-        for lock in [Lock::Update, Lock::Share, Lock::None] {
-            let ids: Vec<&str> =
-                foreseen.queues.iter().filter(|(_, l)| **l == lock).map(|(id, _)| id.as_str()).collect();
-            if ids.is_empty() {
-                continue;
-            }
-            let sql = format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE id = ANY($1) ORDER BY id{}", lock.clause());
-            for row in batch.query(&sql, &[&ids]).await? {
+        for lock in queue_locks {
+            for row in answers.next().unwrap_or_default() {
                 let queue = queue_from_row(&row)?;
                 batch.queues.insert(queue.id.clone(), (Slot::read(Some(queue), |q| q.version), lock));
             }
-            for id in ids {
-                // Ids were valid when the request was parsed.
-                let id = rows::id(id)?;
-                batch.queues.entry(id).or_insert_with(|| (Slot::read(None, |q| q.version), lock));
-            }
+        }
+        for (id, lock) in foreseen.queues {
+            batch.queues.entry(id).or_insert_with(|| (Slot::read(None, |q| q.version), lock));
         }
         Ok(batch)
-    }
-
-    /// Claims the batch's idempotency keys in sorted order: a key another transaction
-    /// holds is waited for, then found answered (or free again, and claimed).
-    async fn claim_keys(&mut self, keys: &BTreeSet<KeyId>) -> Result<(), StoreError> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let tokens: Vec<&str> = keys.iter().map(|(t, _)| t.as_str()).collect();
-        let names: Vec<&str> = keys.iter().map(|(_, k)| k.as_str()).collect();
-        let claimed = self
-            .query(
-                "INSERT INTO idempotency (token, key, fingerprint, outcome, created)
-                 SELECT u.t, u.k, '', NULL, $3 FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS u(t, k, n)
-                 ORDER BY u.n
-                 ON CONFLICT (token, key) DO NOTHING RETURNING token, key",
-                &[&tokens, &names, &unix_now()],
-            )
-            .await?;
-        for row in claimed {
-            let id = (row.try_get::<_, String>(0)?, row.try_get::<_, String>(1)?);
-            self.keys.insert(id, Key { inserted: true, state: KeyState::Free });
-        }
-        if self.keys.len() == keys.len() {
-            return Ok(());
-        }
-        let rows = self
-            .query(
-                "SELECT i.token, i.key, i.fingerprint, i.outcome FROM idempotency i
-                 JOIN UNNEST($1::text[], $2::text[]) AS u(t, k) ON i.token = u.t AND i.key = u.k",
-                &[&tokens, &names],
-            )
-            .await?;
-        for row in rows {
-            let id = (row.try_get::<_, String>(0)?, row.try_get::<_, String>(1)?);
-            if self.keys.contains_key(&id) {
-                continue;
-            }
-            let state = answered(&id.1, row.try_get(2)?, row.try_get(3)?)?;
-            self.keys.insert(id, Key { inserted: false, state });
-        }
-        Ok(())
     }
 
     /// The running command was refused: the key it claimed is free again.
@@ -297,33 +305,63 @@ impl<'a, 'b> BatchTx<'a, 'b> {
         }
     }
 
-    /// Writes everything the batch's commands changed.
-    pub(super) async fn flush(&self) -> Result<(), StoreError> {
-        self.flush_conversations().await?;
-        self.flush_representatives().await?;
-        self.flush_queues().await?;
-        self.flush_keys().await
+    /// Writes everything the batch's commands changed and numbers `changes` for the
+    /// feed, in one round trip; answers the position before the first change.
+    pub(super) async fn flush(&self, changes: &[NewChange]) -> Result<u64, StoreError> {
+        let mut statements = Vec::new();
+        self.write_conversations(&mut statements)?;
+        self.write_representatives(&mut statements)?;
+        self.write_queues(&mut statements)?;
+        self.write_keys(&mut statements)?;
+        let updated = self.conversations.values().filter(|s| s.changed && s.stored.is_some()).count();
+        let numbering = !changes.is_empty();
+        if numbering {
+            statements.push(number_changes(changes));
+        }
+        let answers = pipeline(self.tx, &statements).await?;
+        if updated > 0 {
+            // The conversations' update is the first statement when nothing was created,
+            // else the second; it returns a row per conversation it changed.
+            let at = usize::from(!self.created.is_empty());
+            let n = answers.get(at).map_or(0, Vec::len);
+            if n != updated {
+                return Err(StoreError::Commit(format!(
+                    "{} of {updated} conversations changed under their row locks",
+                    updated.saturating_sub(n)
+                )));
+            }
+        }
+        if !numbering {
+            return Ok(0);
+        }
+        let positions = answers.last().map(|rows| rows.iter().map(|r| r.get::<_, i64>(0)).min()).unwrap_or_default();
+        Ok(positions.map_or(0, |first| (first - 1) as u64))
     }
 
-    async fn flush_conversations(&self) -> Result<(), StoreError> {
+    fn write_conversations(&self, out: &mut Vec<Statement>) -> Result<(), StoreError> {
         let created: Vec<&Conversation> =
             self.created.iter().filter_map(|id| self.conversations.get(id)?.current.as_ref()).collect();
         if !created.is_empty() {
             let docs = created.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>()?;
-            let ids = texts(&created, |c| c.id.as_str());
-            let status = texts(&created, |c| c.status.as_str());
-            let queue = texts(&created, |c| c.queue.as_str());
-            let rep: Vec<Option<&str>> = created.iter().map(|c| c.representative.as_ref().map(Id::as_str)).collect();
-            let entity = texts(&created, |c| c.record.entity.as_str());
+            let rep: Vec<Option<String>> =
+                created.iter().map(|c| c.representative.as_ref().map(|r| r.as_str().to_owned())).collect();
             let intent: Vec<bool> = created.iter().map(|c| c.intent_based).collect();
             let version: Vec<i64> = created.iter().map(|c| c.version as i64).collect();
-            self.exec(
+            out.push((
                 "INSERT INTO conversations (id, status, queue, representative, entity, intent_based, version, doc)
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[],
                                       $7::int8[], $8::text[])",
-                &[&ids, &status, &queue, &rep, &entity, &intent, &version, &docs],
-            )
-            .await?;
+                vec![
+                    Box::new(strings(&created, |c| c.id.as_str())),
+                    Box::new(strings(&created, |c| c.status.as_str())),
+                    Box::new(strings(&created, |c| c.queue.as_str())),
+                    Box::new(rep),
+                    Box::new(strings(&created, |c| c.record.entity.as_str())),
+                    Box::new(intent),
+                    Box::new(version),
+                    Box::new(docs),
+                ],
+            ));
         }
         let updated: Vec<(&Conversation, u64)> = self
             .conversations
@@ -333,45 +371,43 @@ impl<'a, 'b> BatchTx<'a, 'b> {
             .collect();
         if !updated.is_empty() {
             let docs = updated.iter().map(|(c, _)| serde_json::to_string(c)).collect::<Result<Vec<_>, _>>()?;
-            let ids = texts(&updated, |(c, _)| c.id.as_str());
-            let status = texts(&updated, |(c, _)| c.status.as_str());
-            let queue = texts(&updated, |(c, _)| c.queue.as_str());
-            let rep: Vec<Option<&str>> =
-                updated.iter().map(|(c, _)| c.representative.as_ref().map(Id::as_str)).collect();
+            let rep: Vec<Option<String>> =
+                updated.iter().map(|(c, _)| c.representative.as_ref().map(|r| r.as_str().to_owned())).collect();
             let version: Vec<i64> = updated.iter().map(|(c, _)| c.version as i64).collect();
             let stored: Vec<i64> = updated.iter().map(|(_, v)| *v as i64).collect();
-            let n = self
-                .exec(
-                    "UPDATE conversations AS c SET status = v.status, queue = v.queue,
-                         representative = v.representative, version = v.version, doc = v.doc
-                     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::int8[])
-                          AS v(id, status, queue, representative, version, doc, stored)
-                     WHERE c.id = v.id AND c.version = v.stored",
-                    &[&ids, &status, &queue, &rep, &version, &docs, &stored],
-                )
-                .await?;
-            if n != updated.len() as u64 {
-                return Err(StoreError::Commit(format!(
-                    "{} of {} conversations changed under their row locks",
-                    updated.len() as u64 - n,
-                    updated.len()
-                )));
-            }
+            out.push((
+                "UPDATE conversations AS c SET status = v.status, queue = v.queue,
+                     representative = v.representative, version = v.version, doc = v.doc
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::int8[])
+                      AS v(id, status, queue, representative, version, doc, stored)
+                 WHERE c.id = v.id AND c.version = v.stored
+                 RETURNING c.id",
+                vec![
+                    Box::new(strings(&updated, |(c, _)| c.id.as_str())),
+                    Box::new(strings(&updated, |(c, _)| c.status.as_str())),
+                    Box::new(strings(&updated, |(c, _)| c.queue.as_str())),
+                    Box::new(rep),
+                    Box::new(version),
+                    Box::new(docs),
+                    Box::new(stored),
+                ],
+            ));
         }
         if !self.history.is_empty() {
-            let ids = texts(&self.history, |(id, _, _)| id.as_str());
             let seqs: Vec<i64> = self.history.iter().map(|(_, s, _)| *s as i64).collect();
-            let docs = texts(&self.history, |(_, _, d)| d.as_str());
-            self.exec(
+            out.push((
                 "INSERT INTO history (conversation, seq, doc) SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[])",
-                &[&ids, &seqs, &docs],
-            )
-            .await?;
+                vec![
+                    Box::new(strings(&self.history, |(id, _, _)| id.as_str())),
+                    Box::new(seqs),
+                    Box::new(strings(&self.history, |(_, _, d)| d.as_str())),
+                ],
+            ));
         }
         Ok(())
     }
 
-    async fn flush_representatives(&self) -> Result<(), StoreError> {
+    fn write_representatives(&self, out: &mut Vec<Statement>) -> Result<(), StoreError> {
         let created: Vec<&Representative> =
             self.reps_created.iter().filter_map(|id| self.representatives.get(id)?.current.as_ref()).collect();
         let updated: Vec<&Representative> = self
@@ -404,18 +440,27 @@ impl<'a, 'b> BatchTx<'a, 'b> {
                 .iter()
                 .map(|r| self.rep_docs.contains(&r.id).then(|| serde_json::to_string(&*r.input)).transpose())
                 .collect::<Result<Vec<Option<String>>, _>>()?;
-            let ids = texts(&reps, |r| r.id.as_str());
             let used: Vec<i64> = reps.iter().map(|r| r.used_capacity).collect();
             let version: Vec<i64> = reps.iter().map(|r| r.version as i64).collect();
             let revision: Vec<i64> = reps.iter().map(|r| r.revision as i64).collect();
-            let updated_at = texts(&reps, |r| r.updated_at.as_str());
             let last: Vec<Option<i64>> = reps.iter().map(|r| r.last_assigned_ms).collect();
-            self.exec(sql, &[&ids, &used, &version, &revision, &updated_at, &last, &docs]).await?;
+            out.push((
+                sql,
+                vec![
+                    Box::new(strings(&reps, |r| r.id.as_str())),
+                    Box::new(used),
+                    Box::new(version),
+                    Box::new(revision),
+                    Box::new(strings(&reps, |r| r.updated_at.as_str())),
+                    Box::new(last),
+                    Box::new(docs),
+                ],
+            ));
         }
         Ok(())
     }
 
-    async fn flush_queues(&self) -> Result<(), StoreError> {
+    fn write_queues(&self, out: &mut Vec<Statement>) -> Result<(), StoreError> {
         let created: Vec<&Queue> =
             self.queues_created.iter().filter_map(|id| self.queues.get(id)?.0.current.as_ref()).collect();
         let updated: Vec<&Queue> = self
@@ -441,15 +486,21 @@ impl<'a, 'b> BatchTx<'a, 'b> {
                 continue;
             }
             let docs = queues.iter().map(|q| serde_json::to_string(&q.input)).collect::<Result<Vec<_>, _>>()?;
-            let ids = texts(&queues, |q| q.id.as_str());
             let version: Vec<i64> = queues.iter().map(|q| q.version as i64).collect();
-            let updated_at = texts(&queues, |q| q.updated_at.as_str());
-            self.exec(sql, &[&ids, &version, &updated_at, &docs]).await?;
+            out.push((
+                sql,
+                vec![
+                    Box::new(strings(&queues, |q| q.id.as_str())),
+                    Box::new(version),
+                    Box::new(strings(&queues, |q| q.updated_at.as_str())),
+                    Box::new(docs),
+                ],
+            ));
         }
         Ok(())
     }
 
-    async fn flush_keys(&self) -> Result<(), StoreError> {
+    fn write_keys(&self, out: &mut Vec<Statement>) -> Result<(), StoreError> {
         let mut answered: Vec<(&KeyId, &str, String)> = Vec::new();
         let mut freed: Vec<&KeyId> = Vec::new();
         for (id, key) in &self.keys {
@@ -463,38 +514,27 @@ impl<'a, 'b> BatchTx<'a, 'b> {
             }
         }
         if !answered.is_empty() {
-            let tokens = texts(&answered, |(id, _, _)| id.0.as_str());
-            let names = texts(&answered, |(id, _, _)| id.1.as_str());
-            let fingerprints = texts(&answered, |(_, f, _)| f);
-            let outcomes = texts(&answered, |(_, _, o)| o.as_str());
-            self.exec(
+            out.push((
                 "UPDATE idempotency AS i SET fingerprint = v.f, outcome = v.o, created = $5
                  FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS v(t, k, f, o)
                  WHERE i.token = v.t AND i.key = v.k",
-                &[&tokens, &names, &fingerprints, &outcomes, &unix_now()],
-            )
-            .await?;
+                vec![
+                    Box::new(strings(&answered, |(id, _, _)| &id.0)),
+                    Box::new(strings(&answered, |(id, _, _)| &id.1)),
+                    Box::new(strings(&answered, |(_, f, _)| f)),
+                    Box::new(strings(&answered, |(_, _, o)| o)),
+                    Box::new(unix_now()),
+                ],
+            ));
         }
         if !freed.is_empty() {
-            let tokens = texts(&freed, |id| id.0.as_str());
-            let names = texts(&freed, |id| id.1.as_str());
-            self.exec(
+            out.push((
                 "DELETE FROM idempotency AS i USING UNNEST($1::text[], $2::text[]) AS v(t, k)
                  WHERE i.token = v.t AND i.key = v.k",
-                &[&tokens, &names],
-            )
-            .await?;
+                vec![Box::new(strings(&freed, |id| &id.0)), Box::new(strings(&freed, |id| &id.1))],
+            ));
         }
         Ok(())
-    }
-
-    async fn query(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
-        let stmt = self.tx.prepare_cached(sql).await?;
-        self.tx.query(&stmt, params).await
     }
 
     async fn one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<tokio_postgres::Row>, StoreError> {
@@ -736,4 +776,38 @@ impl Tx for BatchTx<'_, '_> {
         self.claim = None;
         Ok(())
     }
+}
+
+fn queue_sql(lock: Lock) -> &'static str {
+    static SQL: LazyLock<[String; 3]> = LazyLock::new(|| {
+        [Lock::None, Lock::Share, Lock::Update]
+            .map(|l| format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE id = ANY($1) ORDER BY id{}", l.clause()))
+    });
+    &SQL[lock as usize]
+}
+
+/// Numbers the batch's changes from the feed's counter and stores them; answers their
+/// positions. The last statement before `COMMIT`: the counter's row stays locked until
+/// the commit is durable, which keeps positions in commit order.
+fn number_changes(changes: &[NewChange]) -> Statement {
+    let version: Vec<Option<i64>> = changes.iter().map(|c| c.version.map(|v| v as i64)).collect();
+    let touched: Vec<String> = changes.iter().map(|c| c.touched.join(",")).collect();
+    (
+        "WITH head AS (UPDATE feed_head SET position = position + $1 RETURNING position - $1 AS base)
+         INSERT INTO changes (position, at, kind, id, action, version, actor, touched)
+         SELECT head.base + c.n, c.at, c.kind, c.id, c.action, c.version, c.actor, c.touched
+         FROM head, UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::text[])
+              WITH ORDINALITY AS c(at, kind, id, action, version, actor, touched, n)
+         RETURNING position",
+        vec![
+            Box::new(changes.len() as i64),
+            Box::new(strings(changes, |c| c.at.as_str())),
+            Box::new(strings(changes, |c| c.kind.as_str())),
+            Box::new(strings(changes, |c| c.id.as_str())),
+            Box::new(strings(changes, |c| c.action.as_str())),
+            Box::new(version),
+            Box::new(strings(changes, |c| c.actor.as_str())),
+            Box::new(touched),
+        ],
+    )
 }
