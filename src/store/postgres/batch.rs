@@ -17,18 +17,19 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, LazyLock};
 
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
 use tokio_postgres::types::ToSql;
 
 use super::super::command::Tx;
 use super::super::{Command, Idempotency, NewChange, Outcome, StoreError, WriteRequest, rows};
-use super::{QUEUE_COLUMNS, REP_COLUMNS, queue_from_row, rep_from_row, unix_now};
+use super::{Failed, QUEUE_COLUMNS, REP_COLUMNS, queue_from_row, rep_from_row, unix_now};
 use crate::domain::{
     Conversation, HistoryEvent, Id, LifecycleEvent, Queue, QueueInput, Representative, RepresentativeInput,
     SupervisorAction, Target,
 };
 
-type Transaction<'b> = deadpool_postgres::Transaction<'b>;
+/// A pooled connection; a batch sends `BEGIN` and `COMMIT` itself, in its pipelines.
+type Conn = deadpool_postgres::ClientWrapper;
 
 /// A row as the batch sees it.
 struct Slot<T> {
@@ -81,8 +82,8 @@ struct Key {
 type KeyId = (String, String);
 
 /// [`Tx`] over the rows a batch locked, in memory; [`BatchTx::flush`] writes them back.
-pub(super) struct BatchTx<'a, 'b> {
-    tx: &'a Transaction<'b>,
+pub(super) struct BatchTx<'a> {
+    conn: &'a Conn,
     conversations: HashMap<Id, Slot<Conversation>>,
     /// Conversations created, in order (their `seq` gives listings their order).
     created: Vec<Id>,
@@ -172,13 +173,13 @@ type Statement = (&'static str, Vec<Box<dyn ToSql + Sync + Send>>);
 /// Sends `statements` together (one round trip; PostgreSQL runs them in this order) and
 /// answers each one's rows. Every statement is prepared first (once per connection), so
 /// no statement waits for a preparation while a later one is already sent.
-async fn pipeline(tx: &Transaction<'_>, statements: &[Statement]) -> Result<Vec<Vec<tokio_postgres::Row>>, StoreError> {
-    let prepared = try_join_all(statements.iter().map(|(sql, _)| tx.prepare_cached(sql))).await?;
+async fn pipeline(conn: &Conn, statements: &[Statement]) -> Result<Vec<Vec<tokio_postgres::Row>>, StoreError> {
+    let prepared = try_join_all(statements.iter().map(|(sql, _)| conn.prepare_cached(sql))).await?;
     let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements
         .iter()
         .map(|(_, params)| params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect())
         .collect();
-    Ok(try_join_all(prepared.iter().zip(&params).map(|(stmt, params)| tx.query(stmt, params))).await?)
+    Ok(try_join_all(prepared.iter().zip(&params).map(|(stmt, params)| conn.query(stmt, params))).await?)
 }
 
 fn strings<T>(items: &[T], f: impl Fn(&T) -> &str) -> Vec<String> {
@@ -197,16 +198,18 @@ static LOCK_REPRESENTATIVES: LazyLock<String> = LazyLock::new(|| {
          ORDER BY id FOR UPDATE OF representatives"
     )
 });
-const LOCK_CONVERSATIONS: &str = "SELECT c.doc, (SELECT COALESCE(MAX(h.seq), 0) FROM history h WHERE h.conversation = c.id)
+const LOCK_CONVERSATIONS: &str =
+    "SELECT c.doc, (SELECT COALESCE(MAX(h.seq), 0) FROM history h WHERE h.conversation = c.id)
     FROM conversations c WHERE c.id = ANY($1) ORDER BY c.id FOR UPDATE";
 
-impl<'a, 'b> BatchTx<'a, 'b> {
-    /// Locks and reads what `requests` will touch, in the module's lock order, in one
-    /// round trip.
-    pub(super) async fn lock(tx: &'a Transaction<'b>, requests: &[WriteRequest]) -> Result<Self, StoreError> {
+impl<'a> BatchTx<'a> {
+    /// Begins a transaction on `conn` and locks and reads what `requests` will touch, in
+    /// the module's lock order, in one round trip. On `Err` the connection may be inside
+    /// an aborted transaction: it must not go back to the pool.
+    pub(super) async fn lock(conn: &'a Conn, requests: &[WriteRequest]) -> Result<Self, StoreError> {
         let foreseen = Foreseen::of(requests);
         let mut batch = BatchTx {
-            tx,
+            conn,
             conversations: HashMap::new(),
             created: Vec::new(),
             history_seq: HashMap::new(),
@@ -219,12 +222,13 @@ impl<'a, 'b> BatchTx<'a, 'b> {
             keys: HashMap::new(),
             claim: None,
         };
-        let mut statements: Vec<Statement> = Vec::new();
+        let mut statements: Vec<Statement> = vec![("BEGIN", Vec::new())];
         let keys: Vec<&KeyId> = foreseen.keys.iter().collect();
         if !keys.is_empty() {
             let tokens = strings(&keys, |k| &k.0);
             let names = strings(&keys, |k| &k.1);
-            statements.push((CLAIM_KEYS, vec![Box::new(tokens.clone()), Box::new(names.clone()), Box::new(unix_now())]));
+            statements
+                .push((CLAIM_KEYS, vec![Box::new(tokens.clone()), Box::new(names.clone()), Box::new(unix_now())]));
             statements.push((READ_KEYS, vec![Box::new(tokens), Box::new(names)]));
         }
         let conversations: Vec<String> = foreseen.conversations.iter().map(|id| id.as_str().to_owned()).collect();
@@ -238,19 +242,15 @@ impl<'a, 'b> BatchTx<'a, 'b> {
         }
         let mut queue_locks = Vec::new();
         for lock in [Lock::Update, Lock::Share, Lock::None] {
-            let ids: Vec<String> = foreseen
-                .queues
-                .iter()
-                .filter(|(_, l)| **l == lock)
-                .map(|(id, _)| id.as_str().to_owned())
-                .collect();
+            let ids: Vec<String> =
+                foreseen.queues.iter().filter(|(_, l)| **l == lock).map(|(id, _)| id.as_str().to_owned()).collect();
             if !ids.is_empty() {
                 statements.push((queue_sql(lock), vec![Box::new(ids)]));
                 queue_locks.push(lock);
             }
         }
 
-        let mut answers = pipeline(tx, &statements).await?.into_iter();
+        let mut answers = pipeline(conn, &statements).await?.into_iter().skip(1);
         if !keys.is_empty() {
             for row in answers.next().unwrap_or_default() {
                 let id = (row.try_get::<_, String>(0)?, row.try_get::<_, String>(1)?);
@@ -305,36 +305,65 @@ impl<'a, 'b> BatchTx<'a, 'b> {
         }
     }
 
-    /// Writes everything the batch's commands changed and numbers `changes` for the
-    /// feed, in one round trip; answers the position before the first change.
-    pub(super) async fn flush(&self, changes: &[NewChange]) -> Result<u64, StoreError> {
+    /// Writes everything the batch's commands changed, numbers `changes` for the feed and
+    /// commits, in one round trip; answers the position before the first change. On `Err`
+    /// the connection must not go back to the pool.
+    pub(super) async fn commit(&self, changes: &[NewChange]) -> Result<u64, Failed> {
         let mut statements = Vec::new();
-        self.write_conversations(&mut statements)?;
-        self.write_representatives(&mut statements)?;
-        self.write_queues(&mut statements)?;
-        self.write_keys(&mut statements)?;
+        self.write_conversations(&mut statements).map_err(Failed::RolledBack)?;
+        self.write_representatives(&mut statements).map_err(Failed::RolledBack)?;
+        self.write_queues(&mut statements).map_err(Failed::RolledBack)?;
+        self.write_keys(&mut statements).map_err(Failed::RolledBack)?;
         let updated = self.conversations.values().filter(|s| s.changed && s.stored.is_some()).count();
         let numbering = !changes.is_empty();
         if numbering {
             statements.push(number_changes(changes));
         }
-        let answers = pipeline(self.tx, &statements).await?;
+        statements.push(("COMMIT", Vec::new()));
+        let prepared = try_join_all(statements.iter().map(|(sql, _)| self.conn.prepare_cached(sql)))
+            .await
+            .map_err(|e| Failed::RolledBack(e.into()))?;
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements
+            .iter()
+            .map(|(_, params)| params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect())
+            .collect();
+        let mut answers =
+            join_all(prepared.iter().zip(&params).map(|(stmt, params)| self.conn.query(stmt, params))).await;
+        let committed = answers.pop().unwrap_or(Ok(Vec::new()));
+        let mut unknown = None;
+        let mut writes = Vec::with_capacity(answers.len());
+        for answer in answers {
+            match answer {
+                // The server refused a statement: the transaction is aborted, and the
+                // COMMIT sent behind it rolled it back.
+                Err(e) if e.as_db_error().is_some() => return Err(Failed::RolledBack(e.into())),
+                Err(e) => unknown = Some(e),
+                Ok(rows) => writes.push(rows),
+            }
+        }
+        match committed {
+            // Even an error answered to COMMIT itself (the server ending the session as it
+            // commits, say) leaves the outcome open: the commit may be durable.
+            Err(e) => return Err(Failed::Unknown(e.into())),
+            Ok(_) if unknown.is_some() => {
+                return Err(Failed::Unknown(unknown.map_or(StoreError::Closed, StoreError::from)));
+            }
+            Ok(_) => {}
+        }
         if updated > 0 {
             // The conversations' update is the first statement when nothing was created,
-            // else the second; it returns a row per conversation it changed.
+            // else the second; it returns a row per conversation it changed. Under the
+            // row locks anything else is a bug, but the batch is committed by now.
             let at = usize::from(!self.created.is_empty());
-            let n = answers.get(at).map_or(0, Vec::len);
+            let n = writes.get(at).map_or(0, Vec::len);
             if n != updated {
-                return Err(StoreError::Commit(format!(
-                    "{} of {updated} conversations changed under their row locks",
-                    updated.saturating_sub(n)
-                )));
+                tracing::error!(updated, n, "conversations changed under their row locks");
             }
         }
         if !numbering {
             return Ok(0);
         }
-        let positions = answers.last().map(|rows| rows.iter().map(|r| r.get::<_, i64>(0)).min()).unwrap_or_default();
+        let positions = writes.last().map(|rows| rows.iter().map(|r| r.get::<_, i64>(0)).min()).unwrap_or_default();
         Ok(positions.map_or(0, |first| (first - 1) as u64))
     }
 
@@ -538,13 +567,13 @@ impl<'a, 'b> BatchTx<'a, 'b> {
     }
 
     async fn one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<tokio_postgres::Row>, StoreError> {
-        let stmt = self.tx.prepare_cached(sql).await?;
-        Ok(self.tx.query_opt(&stmt, params).await?)
+        let stmt = self.conn.prepare_cached(sql).await?;
+        Ok(self.conn.query_opt(&stmt, params).await?)
     }
 
     async fn exec(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
-        let stmt = self.tx.prepare_cached(sql).await?;
-        Ok(self.tx.execute(&stmt, params).await?)
+        let stmt = self.conn.prepare_cached(sql).await?;
+        Ok(self.conn.execute(&stmt, params).await?)
     }
 
     async fn rep_slot(&mut self, id: &Id) -> Result<&mut Slot<Representative>, StoreError> {
@@ -577,7 +606,7 @@ fn answered(key: &str, fingerprint: String, outcome: Option<String>) -> Result<K
     }
 }
 
-impl Tx for BatchTx<'_, '_> {
+impl Tx for BatchTx<'_> {
     async fn conversation(&mut self, id: &Id) -> Result<Option<Conversation>, StoreError> {
         if !self.conversations.contains_key(id) {
             let row = self
