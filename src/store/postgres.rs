@@ -387,8 +387,8 @@ fn retryable(e: &StoreError) -> bool {
 /// Runs the writes in one transaction and commits it. A refused write is answered and
 /// the others go on (it wrote nothing); a database error rolls the whole batch back.
 async fn run_batch(pool: &Pool, requests: &[&WriteRequest]) -> Result<Vec<Result<Applied, StoreError>>, Failed> {
-    let mut conn = client(pool).await.map_err(Failed::RolledBack)?;
-    let tx = conn.transaction().await.map_err(|e| Failed::RolledBack(e.into()))?;
+    let mut session = Session(Some(client(pool).await.map_err(Failed::RolledBack)?));
+    let Some(conn) = session.0.as_deref() else { return Err(Failed::RolledBack(StoreError::Closed)) };
     let requests: Vec<WriteRequest> = requests
         .iter()
         .map(|r| {
@@ -397,7 +397,7 @@ async fn run_batch(pool: &Pool, requests: &[&WriteRequest]) -> Result<Vec<Result
             r
         })
         .collect();
-    let mut batch = BatchTx::lock(&tx, &requests).await.map_err(Failed::RolledBack)?;
+    let mut batch = BatchTx::lock(conn, &requests).await.map_err(Failed::RolledBack)?;
     let mut results = Vec::with_capacity(requests.len());
     let mut changes: Vec<NewChange> = Vec::new();
     // Per result: how many of `changes` are its own.
@@ -422,9 +422,8 @@ async fn run_batch(pool: &Pool, requests: &[&WriteRequest]) -> Result<Vec<Result
             }
         }
     }
-    let base = batch.flush(&changes).await.map_err(Failed::RolledBack)?;
+    let mut next = batch.commit(&changes).await?;
     drop(batch);
-    let mut next = base;
     for (result, n) in results.iter_mut().zip(counts) {
         if let Ok(applied) = result
             && n > 0
@@ -433,12 +432,28 @@ async fn run_batch(pool: &Pool, requests: &[&WriteRequest]) -> Result<Vec<Result
             applied.position = Some(next);
         }
     }
-    if let Err(e) = tx.commit().await {
-        // Whatever state the connection is in, it does not go back to the pool.
-        drop(deadpool_postgres::Client::take(conn));
-        return Err(Failed::Unknown(e.into()));
-    }
+    session.finished();
     Ok(results)
+}
+
+/// A writer's connection for one batch. Unless the batch committed, the connection may be
+/// inside a transaction (open or aborted): it is closed instead of going back to the pool,
+/// and the server rolls back whatever it held.
+struct Session(Option<deadpool_postgres::Client>);
+
+impl Session {
+    /// The batch committed: the connection is idle and goes back to the pool.
+    fn finished(&mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(deadpool_postgres::Client::take(conn));
+        }
+    }
 }
 
 /// A representative from `REP_COLUMNS`, starting at column `first`.

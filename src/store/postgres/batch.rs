@@ -193,9 +193,10 @@ const READ_KEYS: &str = "SELECT i.token, i.key, i.fingerprint, i.outcome FROM id
     JOIN UNNEST($1::text[], $2::text[]) AS u(t, k) ON i.token = u.t AND i.key = u.k";
 static LOCK_REPRESENTATIVES: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {REP_COLUMNS} FROM representatives WHERE id = ANY($1) OR id IN
-         (SELECT representative FROM conversations WHERE id = ANY($2) AND representative IS NOT NULL)
-         ORDER BY id FOR UPDATE OF representatives"
+        "SELECT {REP_COLUMNS} FROM representatives WHERE id = ANY(ARRAY(
+             SELECT unnest($1::text[])
+             UNION SELECT representative FROM conversations WHERE id = ANY($2) AND representative IS NOT NULL))
+         ORDER BY id FOR UPDATE"
     )
 });
 const LOCK_CONVERSATIONS: &str =
