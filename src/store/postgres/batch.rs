@@ -168,6 +168,11 @@ impl Foreseen {
 }
 
 /// One statement of a pipeline: its text and its parameters, owned.
+///
+/// The writer's sessions plan each statement once (`force_generic_plan`), often while the
+/// tables are still empty, so every statement selects its rows through an index
+/// condition (`id = ANY($1)`, also beside a join with `UNNEST`): a plan made for an empty
+/// table would otherwise scan the whole table on every batch from then on.
 type Statement = (&'static str, Vec<Box<dyn ToSql + Sync + Send>>);
 
 /// Sends `statements` together (one round trip; PostgreSQL runs them in this order) and
@@ -190,7 +195,8 @@ const CLAIM_KEYS: &str = "INSERT INTO idempotency (token, key, fingerprint, outc
     SELECT u.t, u.k, '', NULL, $3 FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS u(t, k, n) ORDER BY u.n
     ON CONFLICT (token, key) DO NOTHING RETURNING token, key";
 const READ_KEYS: &str = "SELECT i.token, i.key, i.fingerprint, i.outcome FROM idempotency i
-    JOIN UNNEST($1::text[], $2::text[]) AS u(t, k) ON i.token = u.t AND i.key = u.k";
+    JOIN UNNEST($1::text[], $2::text[]) AS u(t, k) ON i.token = u.t AND i.key = u.k
+    WHERE i.token = ANY($1) AND i.key = ANY($2)";
 static LOCK_REPRESENTATIVES: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {REP_COLUMNS} FROM representatives WHERE id = ANY(ARRAY(
@@ -410,7 +416,7 @@ impl<'a> BatchTx<'a> {
                      representative = v.representative, version = v.version, doc = v.doc
                  FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::int8[])
                       AS v(id, status, queue, representative, version, doc, stored)
-                 WHERE c.id = v.id AND c.version = v.stored
+                 WHERE c.id = v.id AND c.version = v.stored AND c.id = ANY($1)
                  RETURNING c.id",
                 vec![
                     Box::new(strings(&updated, |(c, _)| c.id.as_str())),
@@ -459,7 +465,7 @@ impl<'a> BatchTx<'a> {
                      doc = COALESCE(v.doc, r.doc)
                  FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::text[], $6::int8[], $7::text[])
                       AS v(id, used_capacity, version, revision, updated_at, last_assigned_ms, doc)
-                 WHERE r.id = v.id",
+                 WHERE r.id = v.id AND r.id = ANY($1)",
             ),
         ] {
             if reps.is_empty() {
@@ -509,7 +515,7 @@ impl<'a> BatchTx<'a> {
                 updated,
                 "UPDATE queues AS q SET version = v.version, updated_at = v.updated_at, doc = v.doc
                  FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::text[]) AS v(id, version, updated_at, doc)
-                 WHERE q.id = v.id",
+                 WHERE q.id = v.id AND q.id = ANY($1)",
             ),
         ] {
             if queues.is_empty() {
@@ -547,7 +553,7 @@ impl<'a> BatchTx<'a> {
             out.push((
                 "UPDATE idempotency AS i SET fingerprint = v.f, outcome = v.o, created = $5
                  FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS v(t, k, f, o)
-                 WHERE i.token = v.t AND i.key = v.k",
+                 WHERE i.token = v.t AND i.key = v.k AND i.token = ANY($1) AND i.key = ANY($2)",
                 vec![
                     Box::new(strings(&answered, |(id, _, _)| &id.0)),
                     Box::new(strings(&answered, |(id, _, _)| &id.1)),
@@ -560,7 +566,7 @@ impl<'a> BatchTx<'a> {
         if !freed.is_empty() {
             out.push((
                 "DELETE FROM idempotency AS i USING UNNEST($1::text[], $2::text[]) AS v(t, k)
-                 WHERE i.token = v.t AND i.key = v.k",
+                 WHERE i.token = v.t AND i.key = v.k AND i.token = ANY($1) AND i.key = ANY($2)",
                 vec![Box::new(strings(&freed, |id| &id.0)), Box::new(strings(&freed, |id| &id.1))],
             ));
         }
