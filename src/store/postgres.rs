@@ -8,8 +8,8 @@
 //! The versions and capacity a routing decision relied on are re-checked under those
 //! locks (`Expect`); a queue a decision relied on is held `FOR SHARE`.
 //!
-//! Like SQLite's writer, each daemon commits in batches (group commit): a few writer
-//! tasks each take the writes waiting and run them in one transaction
+//! Like SQLite's writer, each daemon commits in batches (group commit): its writer task
+//! takes the writes waiting and runs them in one transaction
 //! ([`batch`]: lock in a fixed order, decide in memory, write in bulk, commit once).
 //! Every check of a command comes before its first write, so a refused command leaves
 //! nothing to undo; a database error (a deadlock with a write the batch did not foresee,
@@ -120,7 +120,7 @@ const MIGRATION_LOCK: i64 = 0x5357_4254_4348; // "SWBTCH"
 
 /// Writer tasks per daemon, each with its own connection and batches. One: on two cores
 /// a single writer's batches grow with the load (group commit) and cost the server the
-/// least per write; 2 and 4 writers measured 8% and 40% fewer actions/s
+/// least per write; 2 and 4 writers measured about 10% and 33% fewer actions/s
 /// (docs/performance.md, "Several daemons on PostgreSQL").
 const WRITERS: usize = 1;
 /// Writes committed together at most.
