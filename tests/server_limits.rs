@@ -1,6 +1,7 @@
 //! The server's limits over real sockets: a client slow with its headers is closed, a
-//! slow body is `408`, connections over the cap get `503` with `Retry-After`, and a
-//! stalled client cannot hold a graceful shutdown open.
+//! slow body is `408`, connections over the cap get `503` with `Retry-After`, an answer
+//! given before the body was read reaches the client, and a stalled client cannot hold a
+//! graceful shutdown open.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -115,6 +116,34 @@ async fn a_body_that_does_not_arrive_in_time_is_408() {
     // Nothing was created, and the server serves.
     let list = d.client.get("/v1/conversations", SUPERVISOR).await.expect(200);
     assert_eq!(list.json["items"].as_array().unwrap().len(), 0, "{}", list.text);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn an_answer_given_before_the_body_was_read_reaches_a_client_still_sending_it() {
+    let d = Daemon::start().await;
+    let mut s = connect(addr(&d)).await;
+    // No token: `401` from the head alone. The client sends the start of a 2 MiB body,
+    // gives the server time to answer and finish with the connection, then sends the rest
+    // (as a client streaming a large body does) and only then reads.
+    let total = 2 << 20;
+    let head = format!(
+        "POST /v1/conversations HTTP/1.1\r\nHost: sb\r\nContent-Type: application/json\r\n\
+         Content-Length: {total}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b'x'; 64 << 10];
+    s.write_all(&chunk).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut sent = chunk.len();
+    while sent < total {
+        // A server that closed with bytes unread has reset the connection by now.
+        s.write_all(&chunk).await.expect("the server reset the connection while the client sent its body");
+        sent += chunk.len();
+    }
+    let answer = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{answer}");
+    assert_eq!(body(&answer)["code"], "unauthorized");
     d.stop().await;
 }
 

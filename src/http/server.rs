@@ -16,6 +16,10 @@
 //!
 //! Shutdown stops accepting, lets requests in flight finish and closes idle
 //! connections; whatever is still open after `shutdown_timeout_ms` is cut off.
+//!
+//! A connection closes gracefully: its write side first, then what the client still
+//! sends is read and dropped for a moment ([`linger`]), so an answer given before the
+//! request's body was read (`401`, `413`) reaches the client instead of a reset.
 
 use std::future::Future;
 use std::io;
@@ -221,21 +225,64 @@ async fn connection(
     let service = hyper::service::service_fn(move |req: Request<Incoming>| router.clone().oneshot(req.map(Body::new)));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout());
-    let mut conn = pin!(builder.serve_connection(io, service));
+    let mut conn = builder.serve_connection(io, service);
     let stop = async move {
         // Dropping the watch's guard before anything else is awaited.
         let _ = stopping.wait_for(|stop| *stop).await.map(|_| ());
     };
-    let outcome = tokio::select! {
-        outcome = conn.as_mut() => outcome,
-        () = stop => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let mut stop = pin!(stop);
+    let mut stopping_now = false;
+    // Served without closing the socket at the end, so the socket can linger (below).
+    let outcome = std::future::poll_fn(|cx| {
+        if !stopping_now && stop.as_mut().poll(cx).is_ready() {
+            stopping_now = true;
+            Pin::new(&mut conn).graceful_shutdown();
         }
-    };
+        Pin::new(&mut conn).poll_without_shutdown(cx)
+    })
+    .await;
     if let Err(e) = outcome {
         tracing::debug!(error = %e, "connection closed");
+        return;
     }
+    let parts = conn.into_parts();
+    linger(parts.io.into_inner().inner, !parts.read_buf.is_empty()).await;
+}
+
+/// At most this long and this much of what a client still sends after the last answer is
+/// read and dropped before the connection closes.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 4 << 20;
+
+/// Closes a connection whose last answer is sent: the write side first, then, when the
+/// client still has bytes on their way (`unread`: some the server took in and never
+/// used), reads and drops what it sends (briefly, a bounded amount) until it closes its
+/// side. A client still sending a body that was answered early (`401`, `413`, a refusal
+/// decided from the head) then reads that answer; closing with its bytes unread makes
+/// the kernel reset the connection, and the client sees a broken pipe instead. An idle
+/// client (nothing pending) is not waited for.
+async fn linger(mut stream: TcpStream, unread: bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut buf = vec![0; 64 << 10];
+    match stream.try_read(&mut buf) {
+        Ok(0) => return,
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && unread => {}
+        Err(_) => return,
+    }
+    let drain = async {
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
 /// Answers the one request of a connection over `max_connections` with `503`.
