@@ -3,6 +3,8 @@
 //!
 //! `cargo bench --bench store`. Before the criterion groups, a paced run measures the
 //! latency distribution (p50/p99) of actions arriving at a steady 1,000 per second.
+//! `cargo bench --bench store -- wal_bound` measures the SQLite files after 1,000,000
+//! writes under load instead.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -191,7 +193,76 @@ fn paced_latency() {
     );
 }
 
+/// The SQLite files after `writes` durable writes under load (64 writers and a reader
+/// paging the view without pause): the largest WAL seen, and the files against the
+/// database's own size. Issue #11's figure: WAL ≤ 64 MiB, files ≤ 1.5 × the database.
+fn wal_bound(writes: usize) {
+    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let size = |name: &str| std::fs::metadata(dir.path().join(name)).map_or(0, |m| m.len());
+    let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    let convs = 20_000;
+    let (largest, elapsed, files) = rt.block_on(async {
+        let store = populated(dir.path(), 10, convs).await;
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (store, done) = (store.clone(), done.clone());
+            tokio::spawn(async move {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let page = PageRequest { after: None, limit: 50 };
+                    let _ = store.conversations(ConversationFilter::default(), page).await;
+                }
+            })
+        };
+        let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let largest = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let start = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        let writers = 64;
+        for w in 0..writers {
+            let (store, written, largest) = (store.clone(), written.clone(), largest.clone());
+            let wal = dir.path().join("bench.db-wal");
+            tasks.spawn(async move {
+                // Each writer moves its own conversations between the two queues.
+                let mine: Vec<usize> = (w..convs).step_by(writers).collect();
+                for i in 0..(writes - convs) / writers {
+                    write(store.as_ref(), action(mine[i % mine.len()], (i / mine.len()).is_multiple_of(2))).await;
+                    if written.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1_000 == 0 {
+                        let now = std::fs::metadata(&wal).map_or(0, |m| m.len());
+                        largest.fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        let elapsed = start.elapsed();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = reader.await;
+        let files = (size("bench.db"), size("bench.db-wal"), size("bench.db-shm"));
+        drop(store);
+        (largest.load(std::sync::atomic::Ordering::Relaxed), elapsed, files)
+    });
+    let (db, wal, shm) = files;
+    println!(
+        "wal_bound/{writes}_writes: {:.0} writes/s under load; largest WAL {:.1} MiB; at the end database {:.1} MiB, \
+         WAL {:.1} MiB, shm {:.1} MiB: files {:.2}x the database; after a clean stop WAL {:.1} MiB",
+        (writes - convs) as f64 / elapsed.as_secs_f64(),
+        mib(largest),
+        mib(db),
+        mib(wal),
+        mib(shm),
+        (db + wal + shm) as f64 / db as f64,
+        mib(size("bench.db-wal")),
+    );
+}
+
 fn main() {
+    // `cargo bench --bench store -- wal_bound` runs only the WAL measurement (1,000,000
+    // writes, a few minutes; not part of the default run).
+    if std::env::args().any(|a| a == "wal_bound") {
+        wal_bound(1_000_000);
+        return;
+    }
     // `cargo bench --bench store -- paced_latency` runs only the paced measurement.
     // It runs first: the criterion groups leave large WAL files whose final checkpoint
     // would compete for the disk.

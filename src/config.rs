@@ -92,6 +92,25 @@ pub struct Config {
     pub tokens: Tokens,
 }
 
+/// Where `key = ...` starts in the table whose header is at `table`: the first line of
+/// that table (before the next header) that assigns `key`.
+fn key_offset(src: &str, table: usize, key: &str) -> Option<usize> {
+    let mut offset = table;
+    for (i, line) in src.get(table..)?.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim_start();
+        if i > 0 && trimmed.starts_with('[') {
+            return None;
+        }
+        if let Some(rest) = trimmed.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            return Some(offset + (line.len() - trimmed.len()));
+        }
+        offset += line.len();
+    }
+    None
+}
+
 fn line_col(src: &str, offset: usize) -> (usize, usize) {
     let before = &src[..offset.min(src.len())];
     let line = before.matches('\n').count() + 1;
@@ -126,8 +145,10 @@ impl Config {
             Some(limits) => {
                 let span = limits.span();
                 let limits = limits.into_inner();
-                if let Some(problem) = limits.problems().into_iter().next() {
-                    return Err(invalid(span.start, format!("[server_limits]: {problem}")));
+                if let Some((keys, problem)) = limits.problems().into_iter().next() {
+                    // At the key the file sets (the first that it does), else the table.
+                    let at = keys.iter().find_map(|k| key_offset(src, span.start, k)).unwrap_or(span.start);
+                    return Err(invalid(at, format!("[server_limits]: {problem}")));
                 }
                 limits
             }
@@ -219,15 +240,20 @@ mod tests {
         assert_eq!(c.server_limits.header_timeout_ms, 10_000);
         let err = parse("[server_limits]\nheader_timeout = 5\n").unwrap_err().to_string();
         assert!(err.starts_with("sb.toml:2:1: unknown field `header_timeout`"), "{err}");
-        let err = parse("\n[server_limits]\nbody_timeout_ms = 90000\n").unwrap_err().to_string();
+        let err =
+            parse("\n[server_limits]\nshutdown_timeout_ms = 5\n  body_timeout_ms = 90000\n").unwrap_err().to_string();
         assert!(
             err.starts_with(
-                "sb.toml:2:1: [server_limits]: `body_timeout_ms` (90000) must be less than `request_timeout_ms` (60000)"
+                "sb.toml:4:3: [server_limits]: `body_timeout_ms` (90000) must be less than `request_timeout_ms` (60000)"
             ),
             "{err}"
         );
-        let err = parse("[server_limits]\nmax_connections = 0\n").unwrap_err().to_string();
-        assert!(err.contains("`max_connections` must be at least 1"), "{err}");
+        // Only the other key of the pair is in the file: it is the one pointed at.
+        let err = parse("[server_limits]\nrequest_timeout_ms = 10\n").unwrap_err().to_string();
+        assert!(err.starts_with("sb.toml:2:1: [server_limits]: `body_timeout_ms` (30000)"), "{err}");
+        let err =
+            parse("listen = \"127.0.0.1:1\"\n\n[server_limits]\n# slots\nmax_connections=0\n").unwrap_err().to_string();
+        assert!(err.starts_with("sb.toml:5:1: [server_limits]: `max_connections` must be at least 1"), "{err}");
     }
 
     #[test]

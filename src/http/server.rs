@@ -108,26 +108,30 @@ impl Default for ServerLimits {
 }
 
 impl ServerLimits {
-    /// Every problem with these values, one sentence each (none when they are usable).
-    pub fn problems(&self) -> Vec<String> {
+    /// Every problem with these values, one sentence each (none when they are usable),
+    /// with the keys it concerns, the one to point at first.
+    pub fn problems(&self) -> Vec<(&'static [&'static str], String)> {
         let mut out = Vec::new();
         for (key, value) in [
-            ("header_timeout_ms", self.header_timeout_ms),
-            ("body_timeout_ms", self.body_timeout_ms),
-            ("request_timeout_ms", self.request_timeout_ms),
-            ("shutdown_timeout_ms", self.shutdown_timeout_ms),
+            (&["header_timeout_ms"], self.header_timeout_ms),
+            (&["body_timeout_ms"], self.body_timeout_ms),
+            (&["request_timeout_ms"], self.request_timeout_ms),
+            (&["shutdown_timeout_ms"], self.shutdown_timeout_ms),
         ] {
             if value == 0 {
-                out.push(format!("`{key}` must be at least 1"));
+                out.push((key as &[&str], format!("`{}` must be at least 1", key[0])));
             }
         }
         if self.max_connections == 0 {
-            out.push("`max_connections` must be at least 1".to_owned());
+            out.push((&["max_connections"], "`max_connections` must be at least 1".to_owned()));
         }
         if self.body_timeout_ms >= self.request_timeout_ms {
-            out.push(format!(
-                "`body_timeout_ms` ({}) must be less than `request_timeout_ms` ({}): a slow client gets 408 before the request deadline answers 503",
-                self.body_timeout_ms, self.request_timeout_ms
+            out.push((
+                &["body_timeout_ms", "request_timeout_ms"],
+                format!(
+                    "`body_timeout_ms` ({}) must be less than `request_timeout_ms` ({}): a slow client gets 408 before the request deadline answers 503",
+                    self.body_timeout_ms, self.request_timeout_ms
+                ),
             ));
         }
         out
@@ -381,7 +385,7 @@ mod tests {
         assert!(ServerLimits::default().problems().is_empty());
         let bad =
             ServerLimits { header_timeout_ms: 0, max_connections: 0, body_timeout_ms: 60_000, ..Default::default() };
-        let problems = bad.problems();
+        let problems: Vec<String> = bad.problems().into_iter().map(|(_, p)| p).collect();
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems[0].starts_with("`header_timeout_ms` must be at least 1"), "{problems:?}");
         assert!(problems[1].starts_with("`max_connections` must be at least 1"), "{problems:?}");
