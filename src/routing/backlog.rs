@@ -12,11 +12,12 @@
 //! the store may add one the backlog does not hold.
 //!
 //! Memory (64-bit): per conversation a map entry (a shared id pointer, 16 bytes, and
-//! [`Entry`], 40 bytes, in a hash table at most 7/8 full: about 65 bytes), the id itself
-//! once (16 bytes of counts plus its length, about 64 bytes for a UUID), and for an `open`
-//! one a place in its queue's order (24 bytes in a B-tree, about 35 with the nodes' slack):
-//! about 165 bytes for an open conversation with a UUID id, 130 for the others; 1,000,000
-//! open conversations take about 165 MB.
+//! [`Entry`], 40 bytes, in a hash table whose bucket count is the next power of two
+//! above 8/7 of the entries), the id itself once (16 bytes of counts plus its length), and
+//! for an `open` one a place in its queue's order (24 bytes in a B-tree, plus the nodes'
+//! slack). Measured (`cargo bench --bench bulk`, UUID ids, 3 in 4 open): about 220 bytes
+//! per conversation, 1,000,000 conversations in about 220 MB; of that, the hash table's
+//! buckets are about 115.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
