@@ -6,12 +6,15 @@
 //! - [`http`] (axum) authenticates the bearer token, checks the role, parses the body,
 //!   path and query into domain values, and maps results to JSON or problem+json.
 //! - [`service::Supervisor`] is one method per operation: assign, transfer, release,
-//!   remove, lifecycle events, the directory, candidates. It takes the routing snapshot
-//!   in force once per request, decides eligibility off the store's writer, and commits
-//!   with the facts the decision relied on as preconditions.
+//!   remove (one or in bulk), distribution, lifecycle events, the directory, candidates,
+//!   statistics. It takes the routing snapshot in force once per request, decides
+//!   eligibility off the store's writer, and commits with the facts the decision relied
+//!   on as preconditions.
 //! - [`routing`] holds the routing state in memory ([`routing::Directory`]: every
 //!   representative and queue, compiled into the rules' columns and kept current by
-//!   each write) and decides which targets are eligible and how they rank (no rules: all).
+//!   each write; [`routing::Backlog`]: the conversations not closed, per queue, for
+//!   statistics and distribution) and decides which targets are eligible and how they
+//!   rank (no rules: all).
 //! - [`store`] applies each change in one durable transaction (SQLite, group commit),
 //!   running the status table of [`domain`] inside it and re-checking the decision's
 //!   preconditions, and serves reads. It knows no routing policy.

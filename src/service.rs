@@ -9,6 +9,10 @@
 //! times). Every committed write's changed representatives and queues are applied to the
 //! directory before the answer is sent.
 
+mod bulk;
+mod distribute;
+mod stats;
+
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
@@ -19,13 +23,16 @@ use crate::domain::{
     PageRequest, Queue, QueueFilter, QueueInput, QueuePatch, Refusal, Representative, RepresentativeFilter,
     RepresentativeInput, RepresentativePatch, RoutingAction, SupervisorAction, Target, TargetKind,
 };
-use crate::routing::{CapacityReliance, Directory, Policy, Routing, RoutingContext, Verdict};
+use crate::routing::{Backlog, CapacityReliance, Directory, Policy, Routing, RoutingContext, Verdict};
 use crate::store::{
     Applied, Author, Change, ChangeKind, Command, Expect, Store, StoreError, UsedCapacity, WriteRequest,
 };
 
 pub use crate::routing::{Candidate, CandidateQuery, Candidates, Excluded};
 pub use crate::store::{Idempotency, Outcome};
+pub use bulk::BulkRequest;
+pub use distribute::DistributeRequest;
+pub use stats::{ConversationCounts, QueueStats, Stats};
 
 /// Why a call failed: the domain refused it, or something broke inside.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +61,8 @@ pub struct Supervisor {
     store: Arc<dyn Store>,
     routing: Arc<Routing>,
     directory: Arc<Directory>,
+    /// The conversations that are not closed, per queue (statistics, distribution).
+    backlog: Arc<Backlog>,
     /// Bounds the routing decisions (rules and plugins) running at once.
     deciders: Arc<Semaphore>,
     /// The last change-feed position this daemon knows of: its own commits, and (on a
@@ -110,8 +119,15 @@ impl Supervisor {
         // Decisions are CPU work (the rules' pass, matchers): one per core, so a matcher's
         // wall-clock deadline is not spent waiting for a core another decision holds.
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let started = std::time::Instant::now();
+        let backlog = Arc::new(Backlog::load(open_conversations(store.as_ref()).await?));
+        tracing::info!(
+            conversations = backlog.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "conversations not closed loaded from the store"
+        );
         let (feed_tip, _) = tokio::sync::watch::channel(head);
-        Ok(Self { store, routing, directory, deciders: Arc::new(Semaphore::new(cores)), feed_tip })
+        Ok(Self { store, routing, directory, backlog, deciders: Arc::new(Semaphore::new(cores)), feed_tip })
     }
 
     /// On a shared database, follows the change feed for as long as the supervisor
@@ -154,15 +170,26 @@ impl Supervisor {
         loop {
             let items = self.store.changes(after, 1000).await?;
             let Some(last) = items.last().map(|c| c.position) else { return Ok(after) };
-            let (mut reps, mut queues) = (Vec::new(), Vec::new());
+            let (mut reps, mut queues, mut convs) = (Vec::new(), Vec::new(), Vec::new());
             for item in &items {
                 match item.kind {
                     ChangeKind::Representative => reps.push(item.id.as_str()),
                     ChangeKind::Queue => queues.push(item.id.as_str()),
-                    ChangeKind::Conversation => reps.extend(item.touched.iter().map(String::as_str)),
+                    ChangeKind::Conversation => {
+                        reps.extend(item.touched.iter().map(String::as_str));
+                        // Read again only what the backlog does not hold as new already.
+                        let held = self.backlog.version(&item.id);
+                        let closes = matches!(item.action.as_str(), "remove" | "resolve");
+                        if held.is_some_and(|v| v < item.version.unwrap_or(u64::MAX)) || (held.is_none() && !closes) {
+                            convs.push(item.id.as_str());
+                        }
+                    }
                     ChangeKind::Rules => {}
                 }
             }
+            convs.sort_unstable();
+            convs.dedup();
+            self.reread_conversations(convs).await?;
             reps.sort_unstable();
             reps.dedup();
             queues.sort_unstable();
@@ -176,6 +203,23 @@ impl Supervisor {
                 return Ok(after);
             }
         }
+    }
+
+    /// Reads the named conversations from the store into the backlog.
+    async fn reread_conversations(&self, ids: Vec<&str>) -> Result<(), StoreError> {
+        for chunk in ids.chunks(64) {
+            let reads = chunk.iter().filter_map(|id| Id::parse(id).ok()).map(|id| async move {
+                let read = self.store.conversation(&id).await;
+                (id, read)
+            });
+            for (id, read) in futures_util::future::join_all(reads).await {
+                match read? {
+                    Some(conv) => self.backlog.apply_read(&conv),
+                    None => self.backlog.forget(&id),
+                }
+            }
+        }
+        Ok(())
     }
 
     fn advance_feed(&self, position: u64) {
@@ -246,6 +290,9 @@ impl Supervisor {
         };
         let Applied { outcome, position, representatives, queues } = self.store.write(request).await?;
         self.directory.apply(representatives, queues);
+        if let Outcome::Conversation { conversation, .. } = &outcome {
+            self.backlog.apply(conversation);
+        }
         if let Some(position) = position {
             self.advance_feed(position);
         }
@@ -291,58 +338,25 @@ impl Supervisor {
         conv: &Conversation,
         target: &Target,
     ) -> Result<Expect, ServiceError> {
-        let conversation_version = conv.version;
-        let (verdict, target_version, used_capacity) = match target {
-            Target::Representative(id) => {
-                let rep = self
-                    .directory
-                    .representative(id)
-                    .ok_or_else(|| Refusal::NotFound { kind: "representative", id: id.clone() })?;
-                if conv.representative.as_ref() == Some(id) && conv.status != domain::Status::Open {
-                    return Err(
-                        Refusal::SameHolder { conversation: conv.id.clone(), representative: id.clone() }.into()
-                    );
-                }
-                let (policy, conv, decided) = (policy.clone(), conv.clone(), rep.clone());
-                let (verdict, reliance) = self
-                    .decide(move || {
-                        let ctx = RoutingContext { action, conversation: &conv, explain: true };
-                        (policy.representatives(ctx, &[&decided]).pop(), policy.capacity_reliance(&ctx))
-                    })
-                    .await?;
-                let used = match reliance {
-                    CapacityReliance::None => UsedCapacity::Any,
-                    CapacityReliance::FreeAtLeast(n) => UsedCapacity::AtMost(i64::from(rep.input.capacity) - n),
-                    CapacityReliance::Exact => UsedCapacity::Exactly(rep.used_capacity),
-                };
-                (verdict, rep.version, used)
-            }
-            Target::Queue(id) => {
-                let queue =
-                    self.directory.queue(id).ok_or_else(|| Refusal::NotFound { kind: "queue", id: id.clone() })?;
-                let (policy, conv, decided) = (policy.clone(), conv.clone(), queue.clone());
-                let verdict = self
-                    .decide(move || {
-                        let ctx = RoutingContext { action, conversation: &conv, explain: true };
-                        policy.queues(ctx, &[&decided]).pop()
-                    })
-                    .await?;
-                (verdict, queue.version, UsedCapacity::Any)
-            }
-        };
-        let reasons = match verdict {
-            Some(Verdict::Eligible { .. }) => {
-                return Ok(Expect { conversation_version, target_version, used_capacity });
-            }
-            Some(Verdict::Excluded { reasons }) => reasons,
-            None => Vec::new(),
-        };
-        let kind = match target.kind() {
-            TargetKind::Representative => "representative",
-            TargetKind::Queue => "queue",
-        };
-        Err(Refusal::NotEligible { kind, id: target.id().clone(), ruleset: policy.version().to_owned(), reasons }
-            .into())
+        let resolved = self.resolve(target)?;
+        let (policy, conv) = (policy.clone(), conv.clone());
+        Ok(self.decide(move || judge(&policy, action, &conv, &resolved, 0)).await??)
+    }
+
+    /// The target as the routing state in memory holds it (`404` when it does not exist).
+    fn resolve(&self, target: &Target) -> Result<Resolved, Refusal> {
+        match target {
+            Target::Representative(id) => self
+                .directory
+                .representative(id)
+                .map(Resolved::Representative)
+                .ok_or_else(|| Refusal::NotFound { kind: "representative", id: id.clone() }),
+            Target::Queue(id) => self
+                .directory
+                .queue(id)
+                .map(Resolved::Queue)
+                .ok_or_else(|| Refusal::NotFound { kind: "queue", id: id.clone() }),
+        }
     }
 
     pub async fn create_conversation(
@@ -591,5 +605,76 @@ impl Supervisor {
             excluded: query.explain.then_some(ranked.excluded),
             excluded_total: query.explain.then_some(ranked.excluded_total),
         })
+    }
+}
+
+/// A routing target found in the routing state.
+#[derive(Clone)]
+enum Resolved {
+    Representative(Arc<Representative>),
+    Queue(Arc<Queue>),
+}
+
+/// Whether `conv` may go to `target`, the target not being its holder (409) and being
+/// eligible under `policy` (422), as if the representative already used `planned` more
+/// capacity units (decisions taken one after another before any of them commits). Returns
+/// what the decision relied on. Runs the policy: call it off the async workers.
+fn judge(
+    policy: &Arc<Box<dyn Policy>>,
+    action: RoutingAction,
+    conv: &Conversation,
+    target: &Resolved,
+    planned: i64,
+) -> Result<Expect, Refusal> {
+    let ctx = RoutingContext { action, conversation: conv, explain: true };
+    let (verdict, target_version, used_capacity, id, kind) = match target {
+        Resolved::Representative(rep) => {
+            if conv.representative.as_ref() == Some(&rep.id) && conv.status != domain::Status::Open {
+                return Err(Refusal::SameHolder { conversation: conv.id.clone(), representative: rep.id.clone() });
+            }
+            let planned_rep;
+            let judged: &Representative = if planned == 0 {
+                rep.as_ref()
+            } else {
+                let mut r = (**rep).clone();
+                r.used_capacity += planned;
+                r.free_capacity -= planned;
+                planned_rep = r;
+                &planned_rep
+            };
+            let verdict = policy.representatives(ctx, &[judged]).pop();
+            let used = match policy.capacity_reliance(&ctx) {
+                CapacityReliance::None => UsedCapacity::Any,
+                CapacityReliance::FreeAtLeast(n) => UsedCapacity::AtMost(i64::from(rep.input.capacity) - n),
+                CapacityReliance::Exact => UsedCapacity::Exactly(rep.used_capacity + planned),
+            };
+            (verdict, rep.version, used, &rep.id, "representative")
+        }
+        Resolved::Queue(queue) => {
+            let verdict = policy.queues(ctx, &[queue.as_ref()]).pop();
+            (verdict, queue.version, UsedCapacity::Any, &queue.id, "queue")
+        }
+    };
+    let reasons = match verdict {
+        Some(Verdict::Eligible { .. }) => {
+            return Ok(Expect { conversation_version: conv.version, target_version, used_capacity });
+        }
+        Some(Verdict::Excluded { reasons }) => reasons,
+        None => Vec::new(),
+    };
+    Err(Refusal::NotEligible { kind, id: id.clone(), ruleset: policy.version().to_owned(), reasons })
+}
+
+/// Every conversation that is not closed, as the store holds it now.
+async fn open_conversations(store: &dyn Store) -> Result<Vec<Conversation>, StoreError> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.conversations(ConversationFilter::default(), PageRequest { after, limit: 10_000 }).await?;
+        all.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(all),
+        }
     }
 }

@@ -113,11 +113,25 @@ pub enum Kind {
     Create,
     /// `PUT /v1/queues/{id}`: one of the run's queues, with its body or its priority changed.
     PutQueue,
+    /// `POST /v1/conversations/bulk`: up to 20 held conversations released at once.
+    Bulk,
+    /// `POST /v1/queues/{id}/distribute`: up to 20 of a run queue's open conversations
+    /// to their best candidates.
+    Distribute,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] =
-        [Kind::Candidates, Kind::Assign, Kind::Transfer, Kind::Release, Kind::Remove, Kind::Create, Kind::PutQueue];
+    pub const ALL: [Kind; 9] = [
+        Kind::Candidates,
+        Kind::Assign,
+        Kind::Transfer,
+        Kind::Release,
+        Kind::Remove,
+        Kind::Create,
+        Kind::PutQueue,
+        Kind::Bulk,
+        Kind::Distribute,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -128,12 +142,14 @@ impl Kind {
             Kind::Remove => "remove",
             Kind::Create => "create",
             Kind::PutQueue => "put_queue",
+            Kind::Bulk => "bulk",
+            Kind::Distribute => "distribute",
         }
     }
 
     /// Whether a call of this kind acts on one of the run's conversations.
     pub fn needs_conversation(self) -> bool {
-        !matches!(self, Kind::Create | Kind::PutQueue)
+        !matches!(self, Kind::Create | Kind::PutQueue | Kind::Bulk | Kind::Distribute)
     }
 }
 
@@ -358,6 +374,12 @@ mod tests {
         let writes = parse_mix("put_queue=1,create=1").unwrap();
         assert_eq!((writes.pick(0), writes.pick(1)), (Kind::Create, Kind::PutQueue));
         assert!(!Kind::PutQueue.needs_conversation() && Kind::Remove.needs_conversation());
+        let batches = parse_mix("bulk=1,distribute=3").unwrap();
+        assert_eq!(
+            (batches.pick(0), batches.pick(1), batches.pick(3)),
+            (Kind::Bulk, Kind::Distribute, Kind::Distribute)
+        );
+        assert_eq!(batches.to_string(), "bulk=1,distribute=3");
     }
 
     #[test]

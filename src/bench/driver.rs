@@ -18,6 +18,12 @@
 //! - **create**: a new conversation, which joins the pool.
 //! - **put_queue**: `PUT` one of the run's queues, half the time with its priority
 //!   changed: a directory write that no conversation waits on.
+//! - **bulk**: up to [`BULK_BATCH`] held conversations released in one
+//!   `POST /v1/conversations/bulk`; each goes back to the pool as its item shows it.
+//! - **distribute**: `POST /v1/queues/{id}/distribute` of up to [`BULK_BATCH`] open
+//!   conversations of one of the run's queues. It acts on the queue, not on conversations
+//!   taken out of the pool: a worker holding one it assigned gets a `412` on its next
+//!   action and re-reads it (a refusal, as below).
 //!
 //! The main group runs closed loop here ([`Drive::worker`]: each worker waits for its
 //! answer before the next call) or open loop in [`super::pace`]; both use [`Drive::call`].
@@ -130,10 +136,23 @@ impl Pool {
                 .or_else(|| take_any(&mut [open_ready], rng)),
             Kind::Release => take_any(&mut [held, held_ready], rng),
             Kind::Remove => take_any(&mut [open, open_ready, held, held_ready], rng),
-            Kind::Create | Kind::PutQueue => None,
+            Kind::Create | Kind::PutQueue | Kind::Bulk | Kind::Distribute => None,
         }
     }
+
+    /// Up to `n` held conversations.
+    pub fn take_held(&mut self, n: usize) -> Vec<Conv> {
+        let mut out: Vec<Conv> = Vec::with_capacity(n);
+        for list in [&mut self.held, &mut self.held_ready] {
+            let k = list.len().min(n - out.len());
+            out.extend(list.drain(list.len() - k..));
+        }
+        out
+    }
 }
+
+/// How many conversations one `bulk` or `distribute` call of the run takes at most.
+pub const BULK_BATCH: usize = 20;
 
 /// Live counters for the progress bar.
 #[derive(Default)]
@@ -214,6 +233,32 @@ impl Drive {
             if let Some(conv) = self.act(api, kind, conv, rng, &mut calls).await {
                 lock(&self.pool).put(conv);
             }
+        } else if kind == Kind::Bulk {
+            let convs = lock(&self.pool).take_held(BULK_BATCH);
+            if convs.is_empty() {
+                return None;
+            }
+            let ids: Vec<&str> = convs.iter().map(|c| c.id.as_str()).collect();
+            let body = json!({"action": "release", "ids": ids});
+            let answer = api.call(Method::POST, "/v1/conversations/bulk", Role::Supervisor, None, Some(&body)).await;
+            let results = answer.body["results"].as_array().cloned().unwrap_or_default();
+            for conv in convs {
+                let item = results.iter().find(|r| r["id"] == conv.id.as_str());
+                let back = match item.map(|r| &r["conversation"]) {
+                    Some(body) if body.is_object() => Conv::from_body(body),
+                    _ => self.reread(api, &conv.id).await,
+                };
+                if let Some(back) = back {
+                    lock(&self.pool).put(back);
+                }
+            }
+            self.count(Kind::Bulk, answer, &mut calls);
+        } else if kind == Kind::Distribute {
+            let q = self.center.queue_id(rng.below(self.center.queues));
+            let body = json!({"max": BULK_BATCH});
+            let path = format!("/v1/queues/{q}/distribute");
+            let answer = api.call(Method::POST, &path, Role::Supervisor, None, Some(&body)).await;
+            self.count(Kind::Distribute, answer, &mut calls);
         } else if kind == Kind::PutQueue {
             let q = rng.below(self.center.queues);
             let mut body = self.center.queue(q);
@@ -279,8 +324,8 @@ impl Drive {
                 let path = format!("/v1/conversations/{id}/{}", kind.as_str());
                 api.call(Method::POST, &path, Role::Supervisor, Some(conv.version), Some(&body)).await
             }
-            // Not calls on a conversation: `Drive::call` makes them.
-            Kind::Create | Kind::PutQueue => return Some(conv),
+            // Not calls on one conversation: `Drive::call` makes them.
+            Kind::Create | Kind::PutQueue | Kind::Bulk | Kind::Distribute => return Some(conv),
             Kind::Release | Kind::Remove => {
                 let path = format!("/v1/conversations/{id}/{}", kind.as_str());
                 api.call(Method::POST, &path, Role::Supervisor, Some(conv.version), None).await

@@ -4,7 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::domain::{Reason, Refusal};
+use crate::domain::{Reason, Refusal, RefusalKind, RefusalRecord};
 use crate::rules::RuleError;
 use crate::service::ServiceError;
 
@@ -123,43 +123,27 @@ impl From<ServiceError> for ApiError {
             ServiceError::Internal(e) => {
                 // The detail is logged where it happened; clients get a generic sentence.
                 tracing::error!(error = %e, "internal error");
-                let detail = match e {
-                    crate::store::StoreError::Commit(_) => {
-                        "the database failed while committing: the change may or may not be applied; read it \
-                         back, or retry with the same Idempotency-Key"
-                    }
-                    _ => "the store could not complete the request; it was not applied, retry it",
-                };
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+                Self::unavailable(matches!(e, crate::store::StoreError::Commit(_)))
             }
         }
     }
 }
 
-impl From<Refusal> for ApiError {
-    fn from(r: Refusal) -> Self {
-        let detail = r.to_string();
-        let (status, code) = match &r {
-            Refusal::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
-            Refusal::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Refusal::VersionMismatch { .. } => (StatusCode::PRECONDITION_FAILED, "version_mismatch"),
-            Refusal::InvalidTransition(_) | Refusal::SameHolder { .. } => (StatusCode::CONFLICT, "invalid_transition"),
-            Refusal::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
-            Refusal::IdempotencyKeyReused(_) => (StatusCode::CONFLICT, "idempotency_key_reused"),
-            Refusal::NotEligible { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "not_eligible"),
-            Refusal::Contended { .. } => (StatusCode::CONFLICT, "conflict"),
+impl ApiError {
+    /// The store failed; `uncertain`: while committing, so the change may be applied.
+    pub fn unavailable(uncertain: bool) -> Self {
+        let detail = if uncertain {
+            "the database failed while committing: the change may or may not be applied; read it \
+             back, or retry with the same Idempotency-Key"
+        } else {
+            "the store could not complete the request; it was not applied, retry it"
         };
-        let reasons = match r {
-            Refusal::NotEligible { reasons, .. } => Some(reasons),
-            _ => None,
-        };
-        Self { status, code, detail, reasons, errors: None }
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
     }
-}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let problem = Problem {
+    /// The problem document this error answers with.
+    pub fn problem(self) -> Problem {
+        Problem {
             kind: "about:blank",
             title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
@@ -167,15 +151,44 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             reasons: self.reasons,
             errors: self.errors,
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        RefusalRecord::from(r).into()
+    }
+}
+
+impl From<RefusalRecord> for ApiError {
+    fn from(r: RefusalRecord) -> Self {
+        let (status, code) = match r.kind {
+            RefusalKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            RefusalKind::BadRequest => (StatusCode::BAD_REQUEST, "bad_request"),
+            RefusalKind::VersionMismatch => (StatusCode::PRECONDITION_FAILED, "version_mismatch"),
+            RefusalKind::InvalidTransition => (StatusCode::CONFLICT, "invalid_transition"),
+            RefusalKind::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
+            RefusalKind::IdempotencyKeyReused => (StatusCode::CONFLICT, "idempotency_key_reused"),
+            RefusalKind::NotEligible => (StatusCode::UNPROCESSABLE_ENTITY, "not_eligible"),
+            RefusalKind::Contended => (StatusCode::CONFLICT, "conflict"),
         };
+        Self { status, code, detail: r.detail, reasons: r.reasons, errors: None }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status;
+        let problem = self.problem();
         let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let mut response = (self.status, body).into_response();
+        let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-        if self.status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if self.status == StatusCode::REQUEST_TIMEOUT {
+        if status == StatusCode::REQUEST_TIMEOUT {
             // The rest of the body may still come: the connection cannot carry another request.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

@@ -223,6 +223,18 @@ impl WriteParts {
     pub fn if_match(&self) -> Result<Option<u64>, ApiError> {
         if_match(&self.headers)
     }
+
+    /// `400` when the request carries `If-Match` (on a route that acts on many
+    /// conversations, each at its own version).
+    pub fn refuse_if_match(&self) -> Result<(), ApiError> {
+        if self.headers.contains_key(header::IF_MATCH) {
+            return Err(ApiError::bad_request(
+                "If-Match is not accepted here: this request acts on many conversations, each at its current \
+                 version; leave the header out (or use the single action to act on one version)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for WriteParts {

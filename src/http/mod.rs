@@ -2,9 +2,11 @@
 //!
 //! Handlers are thin: extract, call one [`Supervisor`] method, map the result.
 
+mod bulk;
 mod changes;
 mod conversations;
 mod directory;
+mod distribute;
 mod error;
 mod extract;
 mod meta;
@@ -12,6 +14,7 @@ mod openapi;
 mod query;
 mod rules;
 mod server;
+mod stats;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -97,6 +100,7 @@ pub fn router(state: AppState) -> Router {
     let request_timeout = state.limits.request_timeout();
     let v1 = Router::new()
         .route("/v1/conversations", get(conversations::list).post(conversations::create))
+        .route("/v1/conversations/bulk", post(bulk::bulk))
         .route("/v1/conversations/{id}", get(conversations::get))
         .route("/v1/conversations/{id}/history", get(conversations::history))
         .route("/v1/conversations/{id}/candidates", get(conversations::candidates))
@@ -117,6 +121,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rules", get(rules::status))
         .route("/v1/rules/reload", post(rules::reload))
         .route("/v1/queues", get(directory::list_queues))
+        .route("/v1/queues/{id}/stats", get(stats::queue))
+        .route("/v1/queues/{id}/distribute", post(distribute::distribute))
+        .route("/v1/stats", get(stats::all))
         .route("/v1/queues/{id}", get(directory::get_queue).put(directory::put_queue).patch(directory::patch_queue));
     Router::new()
         .merge(v1)
@@ -214,6 +221,8 @@ fn outcome_response(outcome: Outcome) -> Response {
         Outcome::Rules { version } => {
             (json(StatusCode::OK, &serde_json::json!({ "version": version })), String::new(), false)
         }
+        Outcome::Bulk { items } => (bulk::view(items.clone()), String::new(), false),
+        Outcome::Distribution(d) => (json(StatusCode::OK, d), String::new(), false),
     };
     if created && let Ok(v) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, v);

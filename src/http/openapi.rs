@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{changes, conversations, directory, meta, rules};
+use super::{bulk, changes, conversations, directory, distribute, meta, rules, stats};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,10 +13,10 @@ use super::{changes, conversations, directory, meta, rules};
     paths(
         conversations::create, conversations::list, conversations::get, conversations::history,
         conversations::candidates, conversations::assign, conversations::transfer, conversations::release,
-        conversations::remove, conversations::event,
+        conversations::remove, conversations::event, bulk::bulk,
         directory::put_representative, directory::patch_representative, directory::get_representative,
         directory::list_representatives, directory::put_queue, directory::patch_queue, directory::get_queue,
-        directory::list_queues,
+        directory::list_queues, stats::queue, stats::all, distribute::distribute,
         rules::status, rules::reload, changes::list, changes::stream,
         meta::healthz, meta::metrics, meta::openapi,
     ),

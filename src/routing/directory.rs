@@ -22,8 +22,17 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::candidates::Ranked;
 use super::{Candidate, Excluded, Policy, RoutingContext, Verdict};
-use crate::domain::{Id, Queue, QueueFilter, Reason, Representative, RepresentativeFilter};
+use crate::domain::{Id, Presence, Queue, QueueFilter, Reason, Representative, RepresentativeFilter};
 use crate::rules::{RepTable, TableRows};
+
+/// A queue's members: representatives listing it, those `available`, and those
+/// `available` or `busy` with free capacity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Members {
+    pub members: u64,
+    pub available: u64,
+    pub with_free_capacity: u64,
+}
 
 /// The routing state of one daemon.
 #[derive(Default)]
@@ -202,6 +211,48 @@ impl Directory {
     pub fn records(&self) -> (Vec<Representative>, Vec<Queue>) {
         let s = self.read();
         (s.reps.iter().map(|r| (**r).clone()).collect(), s.queues.iter().map(|q| (**q).clone()).collect())
+    }
+
+    /// The members of each queue (representatives listing it), counted in one pass.
+    pub fn members(&self) -> HashMap<Id, Members> {
+        let s = self.read();
+        let mut out: HashMap<Id, Members> = HashMap::with_capacity(s.queues.len());
+        for rep in &s.reps {
+            let available = rep.input.presence == Presence::Available;
+            let reachable = available || rep.input.presence == Presence::Busy;
+            let free = reachable && rep.free_capacity > 0;
+            for queue in &rep.input.queues {
+                let m = out.entry(queue.clone()).or_default();
+                m.members += 1;
+                m.available += u64::from(available);
+                m.with_free_capacity += u64::from(free);
+            }
+        }
+        out
+    }
+
+    /// Every queue, in id order.
+    pub fn queue_ids(&self) -> Vec<Id> {
+        let mut ids: Vec<Id> = self.read().queues.iter().map(|q| q.id.clone()).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// A copy of the state (records are shared, the rules' table copied), to plan on:
+    /// what the copy is told does not reach this one.
+    pub fn snapshot(&self) -> Self {
+        let s = self.read();
+        let copy = Self::default();
+        {
+            let mut w = copy.write();
+            w.reps = s.reps.clone();
+            w.rep_slots = s.rep_slots.clone();
+            w.queues = s.queues.clone();
+            w.queue_slots = s.queue_slots.clone();
+            w.name_rank = s.name_rank.clone();
+            w.compiled = s.compiled.as_ref().map(|c| Compiled { policy: c.policy.clone(), table: c.table.clone() });
+        }
+        copy
     }
 
     /// How many representatives and queues are held.

@@ -7,6 +7,7 @@
 //! snapshot in force and records why in `last_error`. With no rule files the policy
 //! lets every target through, as the contract says.
 
+mod backlog;
 mod candidates;
 mod directory;
 
@@ -21,8 +22,9 @@ use crate::domain::{Conversation, Queue, Representative, RoutingAction};
 use crate::plugins::{PluginHost, PluginSet, PluginStats};
 use crate::rules::{RuleError, RuleSet};
 
+pub use backlog::{Backlog, QueueCounts};
 pub use candidates::{Candidate, CandidateQuery, Candidates, Excluded, Ranked};
-pub use directory::Directory;
+pub use directory::{Directory, Members};
 
 /// What a policy evaluates a batch of targets for.
 #[derive(Clone, Copy, Debug)]

@@ -25,9 +25,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Conversation, ConversationFilter, ConversationInput, HistoryEvent, Id, LifecycleEvent, Note, Page, PageRequest,
-    Queue, QueueFilter, QueueInput, QueuePatch, Refusal, Representative, RepresentativeFilter, RepresentativeInput,
-    RepresentativePatch, SupervisorAction,
+    BulkItem, Conversation, ConversationFilter, ConversationInput, Distribution, HistoryEvent, Id, LifecycleEvent,
+    Note, Page, PageRequest, Queue, QueueFilter, QueueInput, QueuePatch, Refusal, Representative, RepresentativeFilter,
+    RepresentativeInput, RepresentativePatch, SupervisorAction,
 };
 
 pub use feed::{Change, ChangeKind, NewChange};
@@ -123,6 +123,9 @@ pub enum Command {
     RulesReloaded {
         version: String,
     },
+    /// Remembers an answer under the write's `Idempotency-Key` and changes nothing else
+    /// (a bulk request's whole answer, once its items are committed).
+    Remember(Box<Outcome>),
 }
 
 /// What a routing decision read, re-checked inside the write's transaction.
@@ -194,10 +197,27 @@ pub struct Applied {
     reason = "one Outcome per write, moved once to its caller; boxing would add an allocation per write"
 )]
 pub enum Outcome {
-    Conversation { conversation: Conversation, created: bool },
-    Representative { representative: Representative, created: bool },
-    Queue { queue: Queue, created: bool },
-    Rules { version: String },
+    Conversation {
+        conversation: Conversation,
+        created: bool,
+    },
+    Representative {
+        representative: Representative,
+        created: bool,
+    },
+    Queue {
+        queue: Queue,
+        created: bool,
+    },
+    Rules {
+        version: String,
+    },
+    /// A bulk request's answer, item by item (each item committed as its own write).
+    Bulk {
+        items: Vec<BulkItem>,
+    },
+    /// A queue distribution's answer.
+    Distribution(Distribution),
 }
 
 /// The store the service runs on. SQLite is the embedded default.

@@ -155,7 +155,7 @@ impl Foreseen {
                     }
                 }
                 Command::PutQueue { id, .. } | Command::PatchQueue { id, .. } => f.queue(id, Lock::Update),
-                Command::RulesReloaded { .. } => {}
+                Command::RulesReloaded { .. } | Command::Remember(_) => {}
             }
         }
         f
