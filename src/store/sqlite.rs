@@ -181,6 +181,9 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Each write of a batch runs in a savepoint, whose journal SQLite otherwise keeps
+        // in a temporary file it opens, writes and closes per batch.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.busy_timeout(Duration::from_secs(5))?;
         migrate(&mut conn)?;
         purge_expired_keys(&conn)?;
