@@ -205,19 +205,17 @@ impl Supervisor {
         }
     }
 
-    /// Reads the named conversations from the store into the backlog.
+    /// Reads the named conversations from the store into the backlog, in one read.
     async fn reread_conversations(&self, ids: Vec<&str>) -> Result<(), StoreError> {
-        for chunk in ids.chunks(64) {
-            let reads = chunk.iter().filter_map(|id| Id::parse(id).ok()).map(|id| async move {
-                let read = self.store.conversation(&id).await;
-                (id, read)
-            });
-            for (id, read) in futures_util::future::join_all(reads).await {
-                match read? {
-                    Some(conv) => self.backlog.apply_read(&conv),
-                    None => self.backlog.forget(&id),
-                }
-            }
+        let ids: Vec<Id> = ids.into_iter().filter_map(|id| Id::parse(id).ok()).collect();
+        let found = self.store.conversations_named(&ids).await?;
+        let mut missing: std::collections::HashSet<&Id> = ids.iter().collect();
+        for conv in &found {
+            missing.remove(&conv.id);
+            self.backlog.apply_read(conv);
+        }
+        for id in missing {
+            self.backlog.forget(id);
         }
         Ok(())
     }

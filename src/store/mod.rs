@@ -273,6 +273,15 @@ pub trait Store: Send + Sync + 'static {
         Ok(found)
     }
 
+    /// The named conversations as stored now (unknown ids are left out).
+    async fn conversations_named(&self, ids: &[Id]) -> Result<Vec<Conversation>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            found.extend(self.conversation(id).await?);
+        }
+        Ok(found)
+    }
+
     /// Whether the store can take writes: `Err` says why not (its writer stopped).
     fn health(&self) -> Result<(), String> {
         Ok(())

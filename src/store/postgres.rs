@@ -692,6 +692,16 @@ impl Store for PostgresStore {
         Ok(found)
     }
 
+    async fn conversations_named(&self, ids: &[Id]) -> Result<Vec<Conversation>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.conn().await?;
+        let ids: Vec<&str> = ids.iter().map(Id::as_str).collect();
+        let stmt = conn.prepare_cached("SELECT doc FROM conversations WHERE id = ANY($1)").await?;
+        conn.query(&stmt, &[&ids]).await?.iter().map(|row| rows::decode(row.try_get(0)?)).collect()
+    }
+
     fn shared(&self) -> bool {
         true
     }
