@@ -17,6 +17,10 @@ use super::driver::Drive;
 use super::report::{LATE, Pace, Stats};
 use super::synthetic::Rng;
 
+/// Draws of the mix for one slot of the schedule before it is given up (every kind drawn
+/// had no conversation in a status it allows).
+const REDRAWS: usize = 16;
+
 /// Runs one open-loop group until the drive's end (or a stop): its measurements and how
 /// it kept its schedule.
 pub async fn paced(drive: Arc<Drive>, mix: Mix, rate: u32, slots: u32, seed: u64) -> anyhow::Result<(Stats, Pace)> {
@@ -36,25 +40,33 @@ pub async fn paced(drive: Arc<Drive>, mix: Mix, rate: u32, slots: u32, seed: u64
             slot = slots.clone().acquire_owned() => slot.context("the slots of the open loop closed")?,
             () = tokio::time::sleep_until(drive.until.into()) => break,
         };
-        let kind = mix.pick(rng.below(mix.total()));
         let mut call_rng = Rng::new(rng.next_u64());
-        let (drive, measured) = (drive.clone(), measured.clone());
+        let (drive, measured, mix) = (drive.clone(), measured.clone(), mix.clone());
         calls.spawn(async move {
             let lag = due.elapsed();
-            let made = drive.call(drive.next_target(), kind, &mut call_rng, lag).await;
+            // A kind with no conversation in a status it allows is drawn again, as the
+            // closed loop does, so the schedule's slot still makes a call.
+            let mut skipped = Vec::new();
+            let mut made = None;
+            for _ in 0..REDRAWS {
+                let kind = mix.pick(call_rng.below(mix.total()));
+                made = drive.call(drive.next_target(), kind, &mut call_rng, lag).await;
+                if made.is_some() {
+                    break;
+                }
+                skipped.push(kind);
+            }
             drop(slot);
             if due < drive.measure_from {
                 return;
             }
             let mut guard = measured.lock().unwrap_or_else(|e| e.into_inner());
             let (stats, pace) = &mut *guard;
-            match made {
-                Some(made) => {
-                    pace.started += 1;
-                    pace.late += u64::from(lag >= LATE);
-                    made.iter().for_each(|(kind, answer)| stats.record(*kind, answer));
-                }
-                None => stats.skip(kind),
+            skipped.into_iter().for_each(|kind| stats.skip(kind));
+            if let Some(made) = made {
+                pace.started += 1;
+                pace.late += u64::from(lag >= LATE);
+                made.iter().for_each(|(kind, answer)| stats.record(*kind, answer));
             }
         });
         // Reap the finished calls as we go (a panic surfaces here).
