@@ -401,59 +401,57 @@ impl Supervisor {
         if let Some(first) = self.replay(actor, idem.as_ref()).await? {
             return Ok(first);
         }
-        let result = self.decide_and_commit(actor, idem.clone(), id, (kind, target), action, if_match, note).await;
-        if let Err(ServiceError::Refused(_)) = &result
-            && let Some(first) = self.replay(actor, idem.as_ref()).await?
-        {
-            // A copy of this request committed while it was being decided (the decision
-            // saw its effect and refused): the client gets the first answer, as it would
-            // have had it come a moment later. Both are committed at once, so a decision
-            // that saw the effect finds the answer.
-            return Ok(first);
+        let decided: Result<Outcome, ServiceError> = async {
+            for _ in 0..DECISION_ATTEMPTS {
+                let policy = self.routing.snapshot();
+                let conv = self.conversation(id).await?;
+                if let Some(expected) = if_match
+                    && expected != conv.version
+                {
+                    return Err(Refusal::VersionMismatch { id: id.clone(), expected, current: conv.version }.into());
+                }
+                domain::supervise(&conv, action).map_err(Refusal::from)?;
+                let expect = self.decide_target(&policy, kind, &conv, target).await?;
+                let command = Command::Supervise {
+                    id: id.clone(),
+                    action: action.clone(),
+                    if_match,
+                    note: note.clone(),
+                    expect: Some(expect),
+                };
+                match self.commit(actor, idem.clone(), command, policy.version().to_owned()).await {
+                    Err(ServiceError::Internal(StoreError::Stale(what))) => {
+                        metrics::counter!("switchboard_decisions_retried_total").increment(1);
+                        tracing::debug!(conversation = %id, "{what} changed before the commit; deciding again");
+                        // Another daemon may have made the change, and this one's feed reader
+                        // may not have brought it yet: read the target as stored now.
+                        self.refresh(target).await?;
+                    }
+                    other => return other,
+                }
+            }
+            Err(Refusal::Contended { id: id.clone(), attempts: DECISION_ATTEMPTS }.into())
         }
-        result
+        .await;
+        self.first_answer_if_refused(actor, idem.as_ref(), decided).await?
     }
 
-    #[expect(clippy::too_many_arguments, reason = "the parts of one action request, passed through once")]
-    async fn decide_and_commit(
+    /// `result`, unless it is a refusal and a copy of the request (the same
+    /// `Idempotency-Key`) committed while this one was being decided: then the copy's
+    /// answer, as the client would have had it a moment later. The copy's effect and its
+    /// answer are committed together, so a decision that saw the one finds the other.
+    async fn first_answer_if_refused(
         &self,
         actor: &Actor,
-        idem: Option<Idempotency>,
-        id: &Id,
-        (kind, target): (RoutingAction, &Target),
-        action: &SupervisorAction,
-        if_match: Option<u64>,
-        note: Option<Note>,
-    ) -> Result<Outcome, ServiceError> {
-        for _ in 0..DECISION_ATTEMPTS {
-            let policy = self.routing.snapshot();
-            let conv = self.conversation(id).await?;
-            if let Some(expected) = if_match
-                && expected != conv.version
-            {
-                return Err(Refusal::VersionMismatch { id: id.clone(), expected, current: conv.version }.into());
-            }
-            domain::supervise(&conv, action).map_err(Refusal::from)?;
-            let expect = self.decide_target(&policy, kind, &conv, target).await?;
-            let command = Command::Supervise {
-                id: id.clone(),
-                action: action.clone(),
-                if_match,
-                note: note.clone(),
-                expect: Some(expect),
-            };
-            match self.commit(actor, idem.clone(), command, policy.version().to_owned()).await {
-                Err(ServiceError::Internal(StoreError::Stale(what))) => {
-                    metrics::counter!("switchboard_decisions_retried_total").increment(1);
-                    tracing::debug!(conversation = %id, "{what} changed before the commit; deciding again");
-                    // Another daemon may have made the change, and this one's feed reader
-                    // may not have brought it yet: read the target as stored now.
-                    self.refresh(target).await?;
-                }
-                other => return other,
-            }
+        idem: Option<&Idempotency>,
+        result: Result<Outcome, ServiceError>,
+    ) -> Result<Result<Outcome, ServiceError>, ServiceError> {
+        if let Err(ServiceError::Refused(_)) = &result
+            && let Some(first) = self.replay(actor, idem).await?
+        {
+            return Ok(Ok(first));
         }
-        Err(Refusal::Contended { id: id.clone(), attempts: DECISION_ATTEMPTS }.into())
+        Ok(result)
     }
 
     /// Reads `target` from the store into the routing state.

@@ -94,13 +94,9 @@ impl Supervisor {
         let mut items = Vec::with_capacity(answers.len());
         let mut remembered = true;
         for ((id, answer), key) in request.ids.into_iter().zip(answers).zip(&keys) {
-            let mut result = answer.unwrap_or_else(|| Err(Refusal::Contended { id: id.clone(), attempts: 0 }.into()));
-            if let Err(ServiceError::Refused(_)) = &result
-                && let Some(first) = self.replay(actor, key.as_ref()).await?
-            {
-                // A copy of this request committed the item meanwhile: its answer.
-                result = Ok(first);
-            }
+            let result = answer.unwrap_or_else(|| Err(Refusal::Contended { id: id.clone(), attempts: 0 }.into()));
+            // A copy of this request may have committed the item meanwhile.
+            let result = self.first_answer_if_refused(actor, key.as_ref(), result).await?;
             let result = self.finish(label, result);
             let result = match result {
                 Ok(Outcome::Conversation { conversation, .. }) => ItemResult::Applied(conversation),

@@ -179,12 +179,22 @@ type Statement = (&'static str, Vec<Box<dyn ToSql + Sync + Send>>);
 /// answers each one's rows. Every statement is prepared first (once per connection), so
 /// no statement waits for a preparation while a later one is already sent.
 async fn pipeline(conn: &Conn, statements: &[Statement]) -> Result<Vec<Vec<tokio_postgres::Row>>, StoreError> {
+    send(conn, statements).await?.into_iter().map(|answer| answer.map_err(StoreError::from)).collect()
+}
+
+/// [`pipeline`]'s sending, with each statement's own answer (after an error PostgreSQL
+/// answers the statements behind it with errors too). `Err`: a statement could not be
+/// prepared, and nothing was run.
+async fn send(
+    conn: &Conn,
+    statements: &[Statement],
+) -> Result<Vec<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>>, tokio_postgres::Error> {
     let prepared = try_join_all(statements.iter().map(|(sql, _)| conn.prepare_cached(sql))).await?;
     let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements
         .iter()
         .map(|(_, params)| params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect())
         .collect();
-    Ok(try_join_all(prepared.iter().zip(&params).map(|(stmt, params)| conn.query(stmt, params))).await?)
+    Ok(join_all(prepared.iter().zip(&params).map(|(stmt, params)| conn.query(stmt, params))).await)
 }
 
 fn strings<T>(items: &[T], f: impl Fn(&T) -> &str) -> Vec<String> {
@@ -197,6 +207,9 @@ const CLAIM_KEYS: &str = "INSERT INTO idempotency (token, key, fingerprint, outc
 const READ_KEYS: &str = "SELECT i.token, i.key, i.fingerprint, i.outcome FROM idempotency i
     JOIN UNNEST($1::text[], $2::text[]) AS u(t, k) ON i.token = u.t AND i.key = u.k
     WHERE i.token = ANY($1) AND i.key = ANY($2)";
+/// No ids, for a statement's array parameter.
+const NO_IDS: &[&str] = &[];
+
 static LOCK_REPRESENTATIVES: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {REP_COLUMNS} FROM representatives WHERE id = ANY(ARRAY(
@@ -327,15 +340,7 @@ impl<'a> BatchTx<'a> {
             statements.push(number_changes(changes));
         }
         statements.push(("COMMIT", Vec::new()));
-        let prepared = try_join_all(statements.iter().map(|(sql, _)| self.conn.prepare_cached(sql)))
-            .await
-            .map_err(|e| Failed::RolledBack(e.into()))?;
-        let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements
-            .iter()
-            .map(|(_, params)| params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect())
-            .collect();
-        let mut answers =
-            join_all(prepared.iter().zip(&params).map(|(stmt, params)| self.conn.query(stmt, params))).await;
+        let mut answers = send(self.conn, &statements).await.map_err(|e| Failed::RolledBack(e.into()))?;
         let committed = answers.pop().unwrap_or(Ok(Vec::new()));
         let mut unknown = None;
         let mut writes = Vec::with_capacity(answers.len());
@@ -573,6 +578,11 @@ impl<'a> BatchTx<'a> {
         Ok(())
     }
 
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let stmt = self.conn.prepare_cached(sql).await?;
+        Ok(self.conn.query(&stmt, params).await?)
+    }
+
     async fn one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<tokio_postgres::Row>, StoreError> {
         let stmt = self.conn.prepare_cached(sql).await?;
         Ok(self.conn.query_opt(&stmt, params).await?)
@@ -586,9 +596,10 @@ impl<'a> BatchTx<'a> {
     async fn rep_slot(&mut self, id: &Id) -> Result<&mut Slot<Representative>, StoreError> {
         let mut read = None;
         if !self.representatives.contains_key(id) {
-            // Not foreseen: read and lock it now.
-            let sql = format!("SELECT {REP_COLUMNS} FROM representatives WHERE id = $1 FOR UPDATE");
-            read = self.one(&sql, &[&id.as_str()]).await?.as_ref().map(rep_from_row).transpose()?;
+            // Not foreseen: read and lock it now, as the batch's lock did.
+            let ids: &[&str] = &[id.as_str()];
+            let rows = self.query(&LOCK_REPRESENTATIVES, &[&ids, &NO_IDS]).await?;
+            read = rows.first().map(rep_from_row).transpose()?;
         }
         Ok(self.representatives.entry(id.clone()).or_insert_with(|| Slot::read(read, |r| r.version)))
     }
@@ -597,8 +608,8 @@ impl<'a> BatchTx<'a> {
         let held = self.queues.get(id).map(|(s, l)| (*l, s.changed));
         // A queue this batch changed is already held for update.
         if held.is_none_or(|(l, changed)| l < lock && !changed) {
-            let sql = format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE id = $1{}", lock.clause());
-            let queue = self.one(&sql, &[&id.as_str()]).await?.as_ref().map(queue_from_row).transpose()?;
+            let ids: &[&str] = &[id.as_str()];
+            let queue = self.query(queue_sql(lock), &[&ids]).await?.first().map(queue_from_row).transpose()?;
             self.queues.insert(id.clone(), (Slot::read(queue, |q| q.version), lock));
         }
         Ok(&mut self.queues.entry(id.clone()).or_insert_with(|| (Slot::read(None, |q| q.version), lock)).0)
@@ -616,14 +627,9 @@ fn answered(key: &str, fingerprint: String, outcome: Option<String>) -> Result<K
 impl Tx for BatchTx<'_> {
     async fn conversation(&mut self, id: &Id) -> Result<Option<Conversation>, StoreError> {
         if !self.conversations.contains_key(id) {
-            let row = self
-                .one(
-                    "SELECT c.doc, (SELECT COALESCE(MAX(h.seq), 0) FROM history h WHERE h.conversation = c.id)
-                     FROM conversations c WHERE c.id = $1 FOR UPDATE",
-                    &[&id.as_str()],
-                )
-                .await?;
-            let conv = match row {
+            let ids: &[&str] = &[id.as_str()];
+            let rows = self.query(LOCK_CONVERSATIONS, &[&ids]).await?;
+            let conv = match rows.first() {
                 Some(row) => {
                     self.history_seq.insert(id.clone(), row.try_get::<_, i64>(1)? as u64);
                     Some(rows::decode::<Conversation>(row.try_get(0)?)?)
