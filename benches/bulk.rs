@@ -221,12 +221,21 @@ fn backlog_at_a_million() -> (Duration, u64) {
     (median(took), bytes)
 }
 
+/// Whether to run `part` (`release`, `distribute`, `stats`): every part, or those named
+/// on the command line (`cargo bench --bench bulk -- release`).
+fn wanted(part: &str) -> bool {
+    let named: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    named.is_empty() || named.iter().any(|n| part.contains(n.as_str()))
+}
+
 fn main() {
-    let (counts, bytes) = backlog_at_a_million();
-    println!(
-        "queue statistics at 1,000,000 conversations: a queue's counts {counts:.2?} (median of 1,000); \
-         backlog memory about {bytes} bytes per conversation"
-    );
+    if wanted("stats") {
+        let (counts, bytes) = backlog_at_a_million();
+        println!(
+            "queue statistics at 1,000,000 conversations: a queue's counts {counts:.2?} (median of 1,000); \
+             backlog memory about {bytes} bytes per conversation"
+        );
+    }
     let (dir, plugins) = workdir();
     let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
     runtime.block_on(async {
@@ -243,27 +252,36 @@ fn main() {
         if !plugins {
             println!("(plugins/dist has no built matchers: the demo rules run without plugins.toml)");
         }
-        let (single, bulk) = releases(&http).await;
-        let (single, bulk) = (median(single), median(bulk));
-        println!(
-            "release 1,000 held conversations: 1,000 single calls at concurrency {CONCURRENCY} {single:.1?}, \
-             one bulk call {bulk:.1?} (median of 5): {:.1}x",
-            single.as_secs_f64() / bulk.as_secs_f64()
-        );
-        let (dry, real, assigned) = distributions(&http).await;
-        println!(
-            "distribute 1,000 open conversations over 10,000 representatives ({assigned} assigned): \
-             dry run {:.1?}, real run {:.1?} (median of 3)",
-            median(dry),
-            median(real)
-        );
-        let mut took = Vec::new();
-        for _ in 0..200 {
-            let start = Instant::now();
-            http.must(reqwest::Method::GET, "/v1/queues/dist/stats", SUPERVISOR, Value::Null).await;
-            took.push(start.elapsed());
+        if wanted("release") {
+            let (single, bulk) = releases(&http).await;
+            let (single, bulk) = (median(single), median(bulk));
+            println!(
+                "release 1,000 held conversations: 1,000 single calls at concurrency {CONCURRENCY} {single:.1?}, \
+                 one bulk call {bulk:.1?} (median of 5): {:.1}x",
+                single.as_secs_f64() / bulk.as_secs_f64()
+            );
         }
-        println!("GET /v1/queues/{{id}}/stats over HTTP, 10,000 representatives: {:.2?} (median of 200)", median(took));
+        if wanted("distribute") || wanted("stats") {
+            let (dry, real, assigned) = distributions(&http).await;
+            println!(
+                "distribute 1,000 open conversations over 10,000 representatives ({assigned} assigned): \
+                 dry run {:.1?}, real run {:.1?} (median of 3)",
+                median(dry),
+                median(real)
+            );
+        }
+        if wanted("stats") {
+            let mut took = Vec::new();
+            for _ in 0..200 {
+                let start = Instant::now();
+                http.must(reqwest::Method::GET, "/v1/queues/dist/stats", SUPERVISOR, Value::Null).await;
+                took.push(start.elapsed());
+            }
+            println!(
+                "GET /v1/queues/{{id}}/stats over HTTP, 10,000 representatives: {:.2?} (median of 200)",
+                median(took)
+            );
+        }
         let _ = stop.send(());
         let _ = server.await;
     });
