@@ -34,6 +34,17 @@ pub struct Members {
     pub with_free_capacity: u64,
 }
 
+impl Members {
+    /// Counts `rep`, a member of the queue.
+    fn count(&mut self, rep: &Representative) {
+        let available = rep.input.presence == Presence::Available;
+        let reachable = available || rep.input.presence == Presence::Busy;
+        self.members += 1;
+        self.available += u64::from(available);
+        self.with_free_capacity += u64::from(reachable && rep.free_capacity > 0);
+    }
+}
+
 /// The routing state of one daemon.
 #[derive(Default)]
 pub struct Directory {
@@ -218,17 +229,21 @@ impl Directory {
         let s = self.read();
         let mut out: HashMap<Id, Members> = HashMap::with_capacity(s.queues.len());
         for rep in &s.reps {
-            let available = rep.input.presence == Presence::Available;
-            let reachable = available || rep.input.presence == Presence::Busy;
-            let free = reachable && rep.free_capacity > 0;
             for queue in &rep.input.queues {
-                let m = out.entry(queue.clone()).or_default();
-                m.members += 1;
-                m.available += u64::from(available);
-                m.with_free_capacity += u64::from(free);
+                out.entry(queue.clone()).or_default().count(rep);
             }
         }
         out
+    }
+
+    /// The members of one queue: a pass over the representatives that builds no table.
+    pub fn members_of(&self, queue: &Id) -> Members {
+        let s = self.read();
+        let mut members = Members::default();
+        for rep in s.reps.iter().filter(|r| r.input.queues.contains(queue)) {
+            members.count(rep);
+        }
+        members
     }
 
     /// Every queue, in id order.

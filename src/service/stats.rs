@@ -56,7 +56,7 @@ impl Supervisor {
         if self.directory.queue(id).is_none() {
             return Err(Refusal::NotFound { kind: "queue", id: id.clone() }.into());
         }
-        let members = self.directory.members().remove(id).unwrap_or_default();
+        let members = self.directory.members_of(id);
         let at = crate::clock::now().0;
         Ok(queue_stats(id.clone(), self.backlog.counts(id), members, &at))
     }
