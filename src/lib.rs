@@ -33,6 +33,7 @@ pub mod plugins;
 pub mod reload;
 pub mod routing;
 pub mod rules;
+pub mod ruletest;
 pub mod seed;
 pub mod service;
 pub mod store;

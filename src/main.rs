@@ -1,4 +1,4 @@
-//! The `switchboard` command: `serve`, `migrate`, `check`, `schema`, `bench`, `token new`.
+//! The `switchboard` command: `serve`, `migrate`, `check`, `test`, `schema`, `bench`, `token new`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,9 +36,27 @@ enum Cmd {
     },
     /// Validate the routing rules (like `nginx -t`): exit 0 with a summary, or 1 with every error.
     Check {
-        /// The config file (TOML) naming `rules_dir`.
+        /// The config file (TOML) naming `rules_dir` and `plugins_dir`.
         #[arg(long, default_value = "switchboard.toml")]
         config: PathBuf,
+        /// Check this rules folder (a draft) instead of the config's `rules_dir`, with the config's plugins.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+    /// Run the rule tests of `<rules>/tests/*.toml`: one line per test, a diff per failure; exit 1 on failure.
+    Test {
+        /// The config file (TOML) naming `rules_dir` and `plugins_dir`.
+        #[arg(long, default_value = "switchboard.toml")]
+        config: PathBuf,
+        /// Test this rules folder (a draft) instead of the config's `rules_dir`; its `tests/` are run.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Run only the tests whose name or file contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+        /// `text` (default) or `json` (for tooling).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Print the JSON Schema of rule files (for editors; `rules/schema.json` is this output).
     Schema,
@@ -51,6 +69,12 @@ enum Cmd {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum TokenCmd {
     /// Print a fresh random token once, and the `[[tokens]]` stanza that holds its SHA-256.
@@ -61,6 +85,21 @@ enum TokenCmd {
         #[arg(long, value_enum)]
         role: Role,
     },
+}
+
+/// The config, with `rules` (a draft folder) in place of its `rules_dir` when given.
+fn config_with_rules(path: &std::path::Path, rules: Option<PathBuf>) -> anyhow::Result<Config> {
+    let mut config = Config::load(path)?;
+    if let Some(rules) = rules {
+        anyhow::ensure!(rules.is_dir(), "--rules `{}` is not a folder of rule files", rules.display());
+        config.rules_dir = rules;
+    }
+    Ok(config)
+}
+
+/// Loads the rules and plugins `config` names, or every error of them.
+fn load_routing(config: &Config) -> anyhow::Result<switchboard::routing::Routing> {
+    Ok(switchboard::routing::Routing::load(daemon::sources(config)?).map_err(daemon::RulesInvalid)?)
 }
 
 fn main() -> ExitCode {
@@ -84,10 +123,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Cmd::Check { config } => {
-            let config = Config::load(&config)?;
-            let routing =
-                switchboard::routing::Routing::load(daemon::sources(&config)?).map_err(daemon::RulesInvalid)?;
+        Cmd::Check { config, rules } => {
+            let config = config_with_rules(&config, rules)?;
+            let routing = load_routing(&config)?;
             let status = routing.status();
             let plugins: Vec<String> = status.plugins.iter().map(|p| p.name.clone()).collect();
             println!(
@@ -99,6 +137,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 if plugins.is_empty() { "none".to_owned() } else { plugins.join(", ") },
                 status.version
             );
+            Ok(())
+        }
+        Cmd::Test { config, rules, filter, format } => {
+            let config = config_with_rules(&config, rules)?;
+            let routing = load_routing(&config)?;
+            let report = switchboard::ruletest::run(&routing.snapshot(), &config.rules_dir, filter.as_deref())
+                .map_err(|errors| {
+                    let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+                    anyhow::anyhow!("the rule tests are invalid ({} errors):\n{}", errors.len(), lines.join("\n"))
+                })?;
+            match format {
+                Format::Text => print!("{}", report.text()),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
+            anyhow::ensure!(report.failed == 0, "{} of {} rule tests failed", report.failed, report.tests.len());
+            anyhow::ensure!(!report.tests.is_empty(), "no rule test matched the filter");
             Ok(())
         }
         Cmd::Migrate { config } => {
