@@ -37,6 +37,9 @@ pub fn test_dir(rules_dir: &Path) -> std::path::PathBuf {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TestFile {
+    /// The clock of every test in the file (RFC 3339); default: the real one.
+    #[serde(default)]
+    now: Option<Spanned<String>>,
     #[serde(default)]
     representative: Vec<FixtureRep>,
     #[serde(default)]
@@ -116,6 +119,9 @@ struct FixtureConversation {
     status: Spanned<Status>,
     #[serde(default)]
     representative: Option<Spanned<Id>>,
+    /// Minutes since it entered its queue, at the file's `now` (default 0).
+    #[serde(default)]
+    waiting_minutes: u32,
 }
 
 fn default_conversation_id() -> Id {
@@ -152,6 +158,7 @@ struct Case {
     action: RoutingAction,
     target: TargetKind,
     conversation: Conversation,
+    now_ms: i64,
     directory: Arc<Directory>,
     eligible: Option<Vec<Id>>,
     excluded: Vec<(Id, String)>,
@@ -234,6 +241,14 @@ fn parse_file(file: &str, text: &str) -> Result<Vec<Case>, Vec<RuleError>> {
     let parsed: TestFile =
         toml::from_str(text).map_err(|e| vec![at(e.span().map_or(0, |s| s.start), e.message().trim().to_owned())])?;
     let mut errors = Vec::new();
+    let now_ms = match &parsed.now {
+        None => crate::clock::now_ms(),
+        Some(now) => crate::clock::parse_ms(now.get_ref()).unwrap_or_else(|| {
+            let message = format!("`now` `{}` is not an RFC 3339 time (e.g. \"2026-12-07T09:30:00Z\")", now.get_ref());
+            errors.push(at(now.span().start, message));
+            crate::clock::now_ms()
+        }),
+    };
     let mut reps = Vec::new();
     let mut rep_ids = HashSet::new();
     for r in parsed.representative {
@@ -241,7 +256,7 @@ fn parse_file(file: &str, text: &str) -> Result<Vec<Case>, Vec<RuleError>> {
             errors.push(at(r.id.span().start, format!("representative `{}` is declared twice", r.id.get_ref())));
             continue;
         }
-        reps.push(representative(r));
+        reps.push(representative(r, now_ms));
     }
     let mut queues = Vec::new();
     let mut queue_ids = HashSet::new();
@@ -311,7 +326,7 @@ fn parse_file(file: &str, text: &str) -> Result<Vec<Case>, Vec<RuleError>> {
             }
         }
         let conv_span = def.conversation.span();
-        match conversation(def.conversation.into_inner(), def.action, &rep_ids) {
+        match conversation(def.conversation.into_inner(), def.action, &rep_ids, now_ms) {
             Ok(conversation) => cases.push(Case {
                 file: file.to_owned(),
                 line: RuleError::at(file, text, start, String::new()).line,
@@ -319,6 +334,7 @@ fn parse_file(file: &str, text: &str) -> Result<Vec<Case>, Vec<RuleError>> {
                 action: def.action,
                 target: def.target,
                 conversation,
+                now_ms,
                 directory: directory.clone(),
                 eligible,
                 excluded,
@@ -330,7 +346,7 @@ fn parse_file(file: &str, text: &str) -> Result<Vec<Case>, Vec<RuleError>> {
     if errors.is_empty() { Ok(cases) } else { Err(errors) }
 }
 
-fn representative(r: FixtureRep) -> Representative {
+fn representative(r: FixtureRep, now_ms: i64) -> Representative {
     let input = RepresentativeInput {
         name: r.name,
         presence: r.presence,
@@ -349,7 +365,7 @@ fn representative(r: FixtureRep) -> Representative {
         used_capacity: used,
         version: 1,
         updated_at: String::new(),
-        last_assigned_ms: r.idle_minutes.map(|m| crate::clock::now_ms() - i64::from(m) * 60_000),
+        last_assigned_ms: r.idle_minutes.map(|m| now_ms - i64::from(m) * 60_000),
         revision: 1,
     }
 }
@@ -360,6 +376,7 @@ fn conversation(
     c: FixtureConversation,
     action: RoutingAction,
     reps: &HashSet<Id>,
+    now_ms: i64,
 ) -> Result<Conversation, (usize, String)> {
     let input = ConversationInput {
         id: Some(c.id.clone()),
@@ -371,7 +388,8 @@ fn conversation(
         intent: c.intent,
         attributes: c.attributes,
     };
-    let mut conv = Conversation::create(c.id, input, crate::clock::now().0);
+    let queued_at = crate::clock::format_ms(now_ms - i64::from(c.waiting_minutes) * 60_000);
+    let mut conv = Conversation::create(c.id, input, queued_at);
     conv.status = *c.status.get_ref();
     if let Some(holder) = &c.representative {
         if !reps.contains(holder.get_ref()) {
@@ -433,7 +451,8 @@ pub fn run(policy: &Arc<Box<dyn Policy>>, rules_dir: &Path, filter: Option<&str>
 }
 
 fn run_case(policy: &Arc<Box<dyn Policy>>, case: &Case) -> Outcome {
-    let ctx = RoutingContext { action: case.action, conversation: &case.conversation, explain: true };
+    let ctx =
+        RoutingContext { action: case.action, conversation: &case.conversation, explain: true, now_ms: case.now_ms };
     let held = case.conversation.status != Status::Open;
     let holder = case.conversation.representative.as_ref().filter(|_| held && case.action == RoutingAction::Transfer);
     let ranked: Ranked = match case.target {

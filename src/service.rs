@@ -580,7 +580,12 @@ impl Supervisor {
         let ruleset = policy.version().to_owned();
         let (conv, query, ranked) = self
             .decide(move || {
-                let ctx = RoutingContext { action: query.action, conversation: &conv, explain: query.explain };
+                let ctx = RoutingContext {
+                    action: query.action,
+                    conversation: &conv,
+                    explain: query.explain,
+                    now_ms: crate::clock::now_ms(),
+                };
                 let ranked = match query.target {
                     TargetKind::Representative => {
                         let holder = conv.representative.as_ref().filter(|_| query.action == RoutingAction::Transfer);
@@ -622,7 +627,7 @@ fn judge(
     target: &Resolved,
     planned: i64,
 ) -> Result<Expect, Refusal> {
-    let ctx = RoutingContext { action, conversation: conv, explain: true };
+    let ctx = RoutingContext { action, conversation: conv, explain: true, now_ms: crate::clock::now_ms() };
     let (verdict, target_version, used_capacity, id, kind) = match target {
         Resolved::Representative(rep) => {
             if conv.representative.as_ref() == Some(&rep.id) && conv.status != domain::Status::Open {

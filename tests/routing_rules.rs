@@ -41,7 +41,7 @@ fn queue(id: &str, json: Value) -> Queue {
 /// Which of `reps` the rules let through for `action`.
 fn eligible(set: &RuleSet, action: RoutingAction, c: &Conversation, reps: &[Representative]) -> Vec<String> {
     let refs: Vec<&Representative> = reps.iter().collect();
-    let ctx = RoutingContext { action, conversation: c, explain: true };
+    let ctx = RoutingContext { action, conversation: c, explain: true, now_ms: switchboard::clock::now_ms() };
     set.representatives(ctx, &refs)
         .into_iter()
         .zip(reps)
@@ -221,8 +221,15 @@ weight = 0.5
         rep("d", json!({"presence": "available", "capacity": 9, "skills": {"billing": 2}}), 0),
     ];
     let refs: Vec<&Representative> = reps.iter().collect();
-    let verdicts =
-        set.representatives(RoutingContext { action: RoutingAction::Assign, conversation: &c, explain: true }, &refs);
+    let verdicts = set.representatives(
+        RoutingContext {
+            action: RoutingAction::Assign,
+            conversation: &c,
+            explain: true,
+            now_ms: switchboard::clock::now_ms(),
+        },
+        &refs,
+    );
     // a: 2×2 free + 4 skill + 0.5×0 = 8; b: 2×1 + 9 + 0.5×(−5) = 8.5
     assert_eq!(verdicts[0], Verdict::Eligible { score: 8.0 });
     assert_eq!(verdicts[1], Verdict::Eligible { score: 8.5 });
@@ -261,7 +268,15 @@ by = "queue_priority"
         queue("other", json!({"name": "Other"})),
     ];
     let refs: Vec<&Queue> = qs.iter().collect();
-    let v = set.queues(RoutingContext { action: RoutingAction::Transfer, conversation: &c, explain: true }, &refs);
+    let v = set.queues(
+        RoutingContext {
+            action: RoutingAction::Transfer,
+            conversation: &c,
+            explain: true,
+            now_ms: switchboard::clock::now_ms(),
+        },
+        &refs,
+    );
     assert_eq!(v[0], Verdict::Eligible { score: -2.0 });
     assert_eq!(v[1], Verdict::Eligible { score: 0.0 });
     let detail = |v: &Verdict| match v {
@@ -343,4 +358,105 @@ async fn rules_in_force_over_http_reload_and_history() {
     let ok = c.post("/v1/rules/reload", ADMIN, json!({})).await.expect(200).json;
     assert_eq!(ok["last_error"], Value::Null);
     assert_eq!(ok["version"], version.as_str(), "same files, same version");
+}
+
+/// Which of `reps` the rules let through at `now` (RFC 3339), and the reasons of the rest.
+fn at_time(set: &RuleSet, c: &Conversation, reps: &[Representative], now: &str) -> Vec<Verdict> {
+    let refs: Vec<&Representative> = reps.iter().collect();
+    let now_ms = switchboard::clock::parse_ms(now).unwrap();
+    set.representatives(RoutingContext { action: RoutingAction::Assign, conversation: c, explain: true, now_ms }, &refs)
+}
+
+#[test]
+fn waiting_minutes_relax_a_rule_as_the_conversation_waits() {
+    let set = ruleset(
+        r#"
+[[rule]]
+id = "tier-2-first"
+target = "representative"
+[rule.when]
+waiting_minutes = { max = 4 }
+[rule.require]
+user_groups_any = ["tier-2"]
+"#,
+    );
+    let mut c = conv(json!({}));
+    c.queued_at = Some("2026-12-07T10:00:00.000Z".into());
+    let reps = [rep("t1", json!({"user_groups": ["tier-1"]}), 0), rep("t2", json!({"user_groups": ["tier-2"]}), 0)];
+    let eligible = |now| -> Vec<bool> {
+        at_time(&set, &c, &reps, now).iter().map(|v| matches!(v, Verdict::Eligible { .. })).collect()
+    };
+    assert_eq!(eligible("2026-12-07T10:04:59Z"), [false, true], "minute 4: tier-2 only");
+    assert_eq!(eligible("2026-12-07T10:05:00Z"), [true, true], "minute 5: anyone");
+    // The explanation says which time condition made the rule apply.
+    let Verdict::Excluded { reasons } = &at_time(&set, &c, &reps, "2026-12-07T10:03:10Z")[0] else { panic!() };
+    assert!(reasons[0].detail.ends_with("(applies: waiting 3 min, at most 4)"), "{reasons:?}");
+    // Release puts it back in its queue: waiting counts again from then (the store sets
+    // queued_at; without one, created_at stands in).
+    let mut old = c.clone();
+    old.queued_at = None;
+    old.created_at = "2026-12-07T09:00:00.000Z".into();
+    assert_eq!(old.waiting_minutes(switchboard::clock::parse_ms("2026-12-07T10:00:00Z").unwrap()), 60);
+}
+
+#[test]
+fn opening_hours_in_a_time_zone_including_a_window_past_midnight() {
+    let set = ruleset(
+        r#"
+[[rule]]
+id = "lisbon-office-hours"
+target = "representative"
+[rule.when]
+hours = { zone = "Europe/Lisbon", days = ["mon", "tue", "wed", "thu", "fri"], from = "09:00", to = "18:00" }
+[rule.require]
+attributes = { site = { one_of = ["lisbon"] } }
+
+[[rule]]
+id = "night-shift"
+target = "representative"
+[rule.when]
+hours = { zone = "America/New_York", days = ["fri"], from = "22:00", to = "06:00" }
+[rule.require]
+user_groups_any = ["night"]
+"#,
+    );
+    let c = conv(json!({}));
+    let reps = [
+        rep("lis", json!({"attributes": {"site": "lisbon"}, "user_groups": ["night"]}), 0),
+        rep("mad", json!({"attributes": {"site": "madrid"}}), 0),
+    ];
+    let mad = |now| matches!(at_time(&set, &c, &reps, now)[1], Verdict::Eligible { .. });
+    // 2026-07-06 is a Monday; Lisbon is UTC+1 in summer.
+    assert!(!mad("2026-07-06T08:30:00Z"), "09:30 in Lisbon: office hours, Lisbon only");
+    assert!(mad("2026-07-06T07:30:00Z"), "08:30 in Lisbon: before opening");
+    assert!(mad("2026-07-06T17:00:00Z"), "18:00 in Lisbon: closed (the end is not inside)");
+    assert!(mad("2026-07-11T10:00:00Z"), "a Saturday");
+    // Winter: UTC+0. 2026-12-07 is a Monday.
+    assert!(!mad("2026-12-07T17:59:00Z"), "17:59 in Lisbon in December");
+    // Friday 22:00 to Saturday 06:00 in New York (UTC-4 in July): Saturday 03:00 local.
+    assert!(!mad("2026-07-11T07:00:00Z"), "the night after a Friday, still in the window");
+    assert!(mad("2026-07-12T07:00:00Z"), "the night after a Saturday is not");
+    let Verdict::Excluded { reasons } = &at_time(&set, &c, &reps, "2026-07-06T08:30:00Z")[1] else { panic!() };
+    assert!(
+        reasons[0].detail.ends_with("(applies: Mon 09:30 within mon,tue,wed,thu,fri 09:00-18:00 Europe/Lisbon)"),
+        "{reasons:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_conversation_starts_waiting_again_when_it_reenters_a_queue() {
+    let daemon = Daemon::start().await;
+    let c = &daemon.client;
+    c.seed_directory().await;
+    let created = c.create("w1").await.expect(201).json;
+    assert_eq!(created["queued_at"], created["created_at"], "created: it waits from then");
+    let queued = |v: &Value| v["queued_at"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let held = c.post("/v1/conversations/w1/assign", SUPERVISOR, json!({"representative": "ann"})).await.expect(200);
+    assert_eq!(queued(&held.json), queued(&created), "held: no longer waiting, the mark is kept");
+    let released = c.post("/v1/conversations/w1/release", SUPERVISOR, json!({})).await.expect(200).json;
+    assert!(queued(&released) > queued(&created), "released: back in its queue, waiting from now: {released}");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let moved = c.post("/v1/conversations/w1/assign", SUPERVISOR, json!({"queue": "support"})).await.expect(200).json;
+    assert!(queued(&moved) > queued(&released), "moved to another queue: waiting from now: {moved}");
 }

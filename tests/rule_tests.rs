@@ -163,3 +163,87 @@ excluded = { q = "some-rule" }
         "another file's error too: {stderr}"
     );
 }
+
+#[test]
+fn time_rules_are_tested_at_a_fixed_clock() {
+    let (_dir, rules) = draft();
+    std::fs::write(
+        rules.join("after-hours.toml"),
+        r#"[[rule]]
+id = "night-needs-tier-2"
+target = "representative"
+[rule.when]
+hours = { zone = "Europe/Lisbon", from = "20:00", to = "08:00" }
+waiting_minutes = { max = 9 }
+[rule.require]
+user_groups_any = ["tier-2"]
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("tests/after-hours.toml"),
+        r#"now = "2026-12-07T22:30:00Z"   # a Monday, 22:30 in Lisbon
+
+[[queue]]
+id = "q"
+name = "Q"
+
+[[representative]]
+id = "ann"
+name = "Ann"
+presence = "available"
+capacity = 2
+user_groups = ["tier-2"]
+
+[[representative]]
+id = "bob"
+name = "Bob"
+presence = "available"
+capacity = 2
+
+[[test]]
+name = "at night, tier-2 first"
+action = "assign"
+target = "representative"
+[test.conversation]
+record = { entity = "case", id = "C-1" }
+queue = "q"
+waiting_minutes = 9
+[test.expect]
+eligible = ["ann"]
+excluded = { bob = "night-needs-tier-2" }
+
+[[test]]
+name = "after ten minutes, anyone"
+action = "assign"
+target = "representative"
+[test.conversation]
+record = { entity = "case", id = "C-2" }
+queue = "q"
+waiting_minutes = 10
+[test.expect]
+eligible = ["ann", "bob"]
+"#,
+    )
+    .unwrap();
+    let rules_arg = rules.display().to_string();
+    let (out, stdout, stderr) = switchboard(&[
+        "test",
+        "--config",
+        &demo_config(),
+        "--rules",
+        &rules_arg,
+        "--filter",
+        "after-hours",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["passed"], 2, "{report}");
+    let reason = report["tests"][0]["excluded"][0]["reasons"][0].as_str().unwrap();
+    assert!(
+        reason.ends_with("(applies: waiting 9 min, at most 9; Mon 22:30 within every day 20:00-08:00 Europe/Lisbon)"),
+        "the explanation names the time conditions: {reason}"
+    );
+}

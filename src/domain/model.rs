@@ -421,6 +421,11 @@ pub struct Conversation {
     pub version: u64,
     pub created_at: String,
     pub updated_at: String,
+    /// When it last entered its queue as `open`: created, released, or moved to a queue
+    /// (routing rules count waiting minutes from it). Records written before this field
+    /// existed have none; their `created_at` stands in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<String>,
 }
 
 impl Conversation {
@@ -441,8 +446,15 @@ impl Conversation {
             closed_reason: None,
             version: 1,
             created_at: now.clone(),
-            updated_at: now,
+            updated_at: now.clone(),
+            queued_at: Some(now),
         }
+    }
+
+    /// Whole minutes it has waited in its queue at `now_ms` (Unix milliseconds).
+    pub fn waiting_minutes(&self, now_ms: i64) -> u32 {
+        let since = crate::clock::parse_ms(self.queued_at.as_deref().unwrap_or(&self.created_at));
+        since.map_or(0, |at| u32::try_from((now_ms - at).max(0) / 60_000).unwrap_or(u32::MAX))
     }
 
     /// The representative whose capacity this conversation spends, if any.

@@ -33,6 +33,9 @@ pub struct RoutingContext<'a> {
     pub conversation: &'a Conversation,
     /// Whether excluded targets need their reasons (explain, or a `422`).
     pub explain: bool,
+    /// The request's clock (Unix milliseconds): idle time, waiting minutes and opening
+    /// hours are measured at it, so one request sees one instant (and tests can set it).
+    pub now_ms: i64,
 }
 
 /// A policy's answer for one target.

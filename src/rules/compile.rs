@@ -8,8 +8,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::RuleError;
-use super::eval::{Cond, Rank, Req, Rule, RuleSet, Val, WhenMatch};
-use super::schema::{Condition, PluginRefDef, RankBy, RankDef, RuleDef, Scalar, TargetKindDef};
+use super::eval::{Cond, HoursMatch, Rank, Req, Rule, RuleSet, Val, WhenMatch};
+use super::schema::{self, Condition, PluginRefDef, RankBy, RankDef, RuleDef, Scalar, TargetKindDef};
 use crate::domain::{Id, Presence, RoutingAction, TargetKind};
 use crate::plugins::{PluginSet, PluginUse};
 use std::sync::Arc;
@@ -183,6 +183,67 @@ fn check_id(ctx: &mut Ctx<'_>, id: &Spanned<String>, seen: &mut HashMap<String, 
 }
 
 /// Adds how to fix it to the parser's message where the fix is not obvious.
+/// `when.hours`, checked: a known time zone, `HH:MM` times, a window of some length, at
+/// least one day.
+fn hours(ctx: &mut Ctx<'_>, id: &str, h: &schema::Hours) -> Option<HoursMatch> {
+    let zone = match jiff::tz::TimeZone::get(h.zone.get_ref()) {
+        Ok(zone) => Some(zone),
+        Err(_) => {
+            let message = format!(
+                "rule `{id}`: `when.hours.zone` `{}` is not a known time zone (use an IANA name such as \"Europe/Lisbon\" or \"UTC\")",
+                h.zone.get_ref()
+            );
+            ctx.error(h.zone.span(), message);
+            None
+        }
+    };
+    let mut minute = |key: &str, t: &Spanned<String>| {
+        let parsed = t.get_ref().split_once(':').and_then(|(hh, mm)| {
+            let ok = hh.len() == 2 && mm.len() == 2;
+            let (hh, mm) = (hh.parse::<u16>().ok()?, mm.parse::<u16>().ok()?);
+            (ok && mm < 60 && (hh < 24 || (hh == 24 && mm == 0))).then_some(hh * 60 + mm)
+        });
+        if parsed.is_none() {
+            ctx.error(
+                t.span(),
+                format!(
+                    "rule `{id}`: `when.hours.{key}` `{}` is not a time of day (write HH:MM, 24-hour, e.g. \"09:00\")",
+                    t.get_ref()
+                ),
+            );
+        }
+        parsed
+    };
+    let (from, to) = (minute("from", &h.from), minute("to", &h.to));
+    if let (Some(f), Some(t)) = (from, to)
+        && f == t
+    {
+        ctx.error(
+            h.to.span(),
+            format!("rule `{id}`: `when.hours` runs from {0} to {0}, an empty window (for whole days write from = \"00:00\", to = \"24:00\")", h.from.get_ref()),
+        );
+    }
+    let mut days = 0u8;
+    match &h.days {
+        Some(list) if list.get_ref().is_empty() => {
+            ctx.error(list.span(), format!("rule `{id}`: `when.hours.days` is empty, so the rule could never apply (list at least one day, or leave `days` out for every day)"));
+        }
+        Some(list) => list.get_ref().iter().for_each(|d| days |= 1 << (*d as u8)),
+        None => days = 0x7f,
+    }
+    let text = format!(
+        "{} {}-{} {}",
+        h.days.as_ref().map_or_else(
+            || "every day".to_owned(),
+            |d| { d.get_ref().iter().map(|x| format!("{x:?}").to_lowercase()).collect::<Vec<_>>().join(",") }
+        ),
+        h.from.get_ref(),
+        h.to.get_ref(),
+        h.zone.get_ref()
+    );
+    Some(HoursMatch { zone: zone?, days, from: from?, to: to?, text })
+}
+
 fn with_hint(message: &str) -> String {
     let hint = match message {
         "missing field `target`" => " (add target = \"representative\" or target = \"queue\")",
@@ -340,6 +401,15 @@ fn compile_rule(
     {
         ctx.error(r.span(), format!("rule `{id}`: `when.priority` has min above max, {never} (swap min and max)"));
     }
+    if let Some(r) = &w.waiting_minutes
+        && r.get_ref().min.zip(r.get_ref().max).is_some_and(|(lo, hi)| lo > hi)
+    {
+        ctx.error(
+            r.span(),
+            format!("rule `{id}`: `when.waiting_minutes` has min above max, {never} (swap min and max)"),
+        );
+    }
+    let hours = w.hours.as_ref().and_then(|h| hours(ctx, &id, h.get_ref()));
     let when_attrs: Vec<Cond> =
         w.attributes.iter().map(|(k, c)| condition(ctx, &id, "when.attributes", k, c, symbols)).collect();
     let when = WhenMatch {
@@ -350,6 +420,8 @@ fn compile_rule(
         intent: w.intent,
         intent_based: w.intent_based,
         attributes: when_attrs,
+        waiting_minutes: w.waiting_minutes.map(Spanned::into_inner),
+        hours,
     };
 
     // Requirements, each checked against the rule's target kind.

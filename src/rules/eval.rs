@@ -69,6 +69,70 @@ pub struct WhenMatch {
     pub intent: Option<IntentPattern>,
     pub intent_based: Option<bool>,
     pub attributes: Vec<Cond>,
+    pub waiting_minutes: Option<Range>,
+    pub hours: Option<HoursMatch>,
+}
+
+/// `when.hours`, compiled: local minutes of the day in `zone`, days as bits (Monday 0).
+#[derive(Debug, Clone)]
+pub struct HoursMatch {
+    pub zone: jiff::tz::TimeZone,
+    pub days: u8,
+    pub from: u16,
+    pub to: u16,
+    /// As written, for explanations: `mon,tue 09:00-18:00 Europe/Lisbon`.
+    pub text: String,
+}
+
+impl HoursMatch {
+    /// The local weekday (Monday 0) and minute of the day at `now_ms`.
+    fn local(&self, now_ms: i64) -> Option<(u8, u16, String)> {
+        let at = self.zone.to_datetime(jiff::Timestamp::from_millisecond(now_ms).ok()?);
+        let day = at.weekday().to_monday_zero_offset() as u8;
+        let minute = at.hour() as u16 * 60 + at.minute() as u16;
+        Some((day, minute, at.strftime("%a %H:%M").to_string()))
+    }
+
+    /// Whether `now_ms` falls in the window: on one of `days` from `from` until `to`, or
+    /// for a window past midnight, until `to` on the day after one of `days`.
+    fn holds(&self, now_ms: i64) -> bool {
+        let Some((day, minute, _)) = self.local(now_ms) else { return false };
+        let on = |d: u8| self.days & (1 << d) != 0;
+        if self.from < self.to {
+            on(day) && (self.from..self.to).contains(&minute)
+        } else {
+            (on(day) && minute >= self.from) || (on((day + 6) % 7) && minute < self.to)
+        }
+    }
+}
+
+impl WhenMatch {
+    /// What the time conditions saw, when the rule has any (for explanations).
+    pub fn time_note(&self, conv: &Conversation, now_ms: i64) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(r) = &self.waiting_minutes {
+            let bounds = match (r.min, r.max) {
+                (Some(lo), Some(hi)) => format!("{lo}-{hi}"),
+                (Some(lo), None) => format!("at least {lo}"),
+                (None, Some(hi)) => format!("at most {hi}"),
+                (None, None) => "any".to_owned(),
+            };
+            parts.push(format!("waiting {} min, {bounds}", conv.waiting_minutes(now_ms)));
+        }
+        if let Some(h) = &self.hours {
+            let local = h.local(now_ms).map_or_else(String::new, |(_, _, text)| text);
+            parts.push(format!("{local} within {}", h.text));
+        }
+        (!parts.is_empty()).then(|| format!("applies: {}", parts.join("; ")))
+    }
+}
+
+/// `detail`, followed by which time condition made `rule` apply, if it has one.
+fn with_time(rule: &Rule, conv: &Conversation, now_ms: i64, detail: String) -> String {
+    match rule.when.time_note(conv, now_ms) {
+        Some(note) => format!("{detail} ({note})"),
+        None => detail,
+    }
 }
 
 fn in_range(r: &Range, v: u32) -> bool {
@@ -477,6 +541,8 @@ impl RuleSet {
                 let v = c.attributes.iter().find(|(k, _)| k.as_str() == cond.key).map(|(_, v)| self.val(v));
                 cond.holds(v)
             })
+            && w.waiting_minutes.as_ref().is_none_or(|r| in_range(r, c.waiting_minutes(ctx.now_ms)))
+            && w.hours.as_ref().is_none_or(|h| h.holds(ctx.now_ms))
     }
 
     /// The rules that apply to this request and target kind: chosen once per request.
@@ -673,7 +739,7 @@ impl RuleSet {
         for req in derived {
             self.narrow(req, t, &conv, units, &mut eligible);
         }
-        RepPass { rules, eligible, conv, units, now_ms: crate::clock::now_ms() }
+        RepPass { rules, eligible, conv, units, now_ms: ctx.now_ms }
     }
 
     /// The eligibility pass alone, into `out` (for benches comparing evaluators).
@@ -741,10 +807,10 @@ impl RuleSet {
         pass.rules
             .iter()
             .flat_map(|rule| {
-                rule.reqs
-                    .iter()
-                    .filter(|q| !self.rep_passes(q, t, &pass.conv, i, pass.units))
-                    .map(|q| Reason { rule: rule.id.clone(), detail: self.explain_rep(rule, q, conv, rep) })
+                rule.reqs.iter().filter(|q| !self.rep_passes(q, t, &pass.conv, i, pass.units)).map(|q| Reason {
+                    rule: rule.id.clone(),
+                    detail: with_time(rule, conv, pass.now_ms, self.explain_rep(rule, q, conv, rep)),
+                })
             })
             .collect()
     }
@@ -1019,7 +1085,7 @@ impl Policy for RuleSet {
         let mut eligible: Vec<bool> = failures.iter().map(Vec::is_empty).collect();
         let mut scores = vec![0.0; queues.len()];
         let mut reasons = vec![Vec::new(); queues.len()];
-        let now = crate::clock::now_ms();
+        let now = ctx.now_ms;
         for rule in rules.iter().filter(|r| r.plugin.is_some()) {
             consult_queues(rule, &mut eligible, &mut scores, &mut reasons, ctx.explain, |using, batch| {
                 let chosen: Vec<&Queue> = batch.iter().map(|&i| queues[i]).collect();
@@ -1047,7 +1113,10 @@ impl Policy for RuleSet {
                     let reasons = if ctx.explain {
                         failed
                             .into_iter()
-                            .map(|(r, q)| Reason { rule: r.id.clone(), detail: Self::explain_queue(q, queues[i]) })
+                            .map(|(r, q)| Reason {
+                                rule: r.id.clone(),
+                                detail: with_time(r, ctx.conversation, ctx.now_ms, Self::explain_queue(q, queues[i])),
+                            })
                             .collect()
                     } else {
                         Vec::new()

@@ -140,6 +140,45 @@ pub struct When {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, Condition>")]
     pub attributes: BTreeMap<String, Spanned<Condition>>,
+    /// Whole minutes since the conversation entered its queue (created, released or moved
+    /// to a queue) are within this range, e.g. `{ min = 5 }`: relax or redirect as it waits.
+    #[schemars(with = "Option<Range>")]
+    pub waiting_minutes: Option<Spanned<Range>>,
+    /// The request falls within these opening hours (its clock, in `zone`).
+    #[schemars(with = "Option<Hours>")]
+    pub hours: Option<Spanned<Hours>>,
+}
+
+/// Opening hours: on `days`, from `from` until `to` (local time in `zone`). A window
+/// whose `to` is not after `from` runs past midnight into the next day.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hours {
+    /// An IANA time zone, e.g. `Europe/Lisbon`.
+    #[schemars(with = "String")]
+    pub zone: Spanned<String>,
+    /// The days the window starts on (default every day).
+    #[schemars(with = "Option<Vec<Weekday>>")]
+    pub days: Option<Spanned<Vec<Weekday>>>,
+    /// `HH:MM`, 24-hour, local time.
+    #[schemars(with = "String")]
+    pub from: Spanned<String>,
+    /// `HH:MM`, 24-hour, local time (`24:00` is the end of the day).
+    #[schemars(with = "String")]
+    pub to: Spanned<String>,
+}
+
+/// A day of the week.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
 }
 
 /// The depth to which a representative must handle the conversation's intent.

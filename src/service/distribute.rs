@@ -232,7 +232,12 @@ fn plan_on(scratch: &Directory, policy: &Arc<Box<dyn Policy>>, convs: &[Conversa
     convs
         .iter()
         .map(|conv| {
-            let ctx = RoutingContext { action: RoutingAction::Assign, conversation: conv, explain: false };
+            let ctx = RoutingContext {
+                action: RoutingAction::Assign,
+                conversation: conv,
+                explain: false,
+                now_ms: crate::clock::now_ms(),
+            };
             let ranked = scratch.rank_representatives(policy, ctx, &everyone, None, Some(1));
             let Some(best) = ranked.candidates.into_iter().next() else {
                 return Step::Leave { reason: no_candidate(scratch, policy, conv) };
@@ -268,7 +273,12 @@ fn planned(rep: &Representative, conv: &Conversation, now_ms: i64) -> Representa
 /// Why no representative can take `conv`: the rules' reasons for the first excluded (by
 /// name), or that there is no representative at all.
 fn no_candidate(scratch: &Directory, policy: &Arc<Box<dyn Policy>>, conv: &Conversation) -> String {
-    let ctx = RoutingContext { action: RoutingAction::Assign, conversation: conv, explain: true };
+    let ctx = RoutingContext {
+        action: RoutingAction::Assign,
+        conversation: conv,
+        explain: true,
+        now_ms: crate::clock::now_ms(),
+    };
     let ranked = scratch.rank_representatives(policy, ctx, &RepresentativeFilter::default(), None, Some(1));
     let Some(first) = ranked.excluded.first() else {
         return "no eligible representative: there are no representatives".to_owned();

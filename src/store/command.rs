@@ -317,6 +317,9 @@ async fn change<T: Tx>(
     after.closed_reason = next.closed_reason;
     after.version += 1;
     after.updated_at = at.clone();
+    if after.status == domain::Status::Open && (before.status != domain::Status::Open || before.queue != after.queue) {
+        after.queued_at = Some(at.clone());
+    }
     tx.update_conversation(&after).await?;
     let mut touched = Vec::new();
     for (rep, delta) in domain::capacity_moves(&before, &after) {
