@@ -30,7 +30,12 @@ fn demo_rules(extra_inapplicable: usize) -> RuleSet {
 fn eligibility(c: &mut Criterion) {
     let set = demo_rules(0);
     let conv = conversation();
-    let ctx = RoutingContext { action: RoutingAction::Assign, conversation: &conv, explain: false };
+    let ctx = RoutingContext {
+        action: RoutingAction::Assign,
+        conversation: &conv,
+        explain: false,
+        now_ms: switchboard::clock::now_ms(),
+    };
     let applicable = set.applicable(&ctx, TargetKind::Representative);
     let conditions: usize = applicable.iter().map(|r| r.reqs.len()).sum();
     println!("demo rules: {} applicable, {} conditions in all", applicable.len(), conditions);
@@ -72,7 +77,12 @@ fn eligibility(c: &mut Criterion) {
 /// rule set `rule_set(k)`; prints how many are eligible with each.
 fn rule_counts_10k(c: &mut Criterion, name: &str, counts: [usize; 4], rule_set: fn(usize) -> RuleSet) {
     let conv = conversation();
-    let ctx = RoutingContext { action: RoutingAction::Assign, conversation: &conv, explain: false };
+    let ctx = RoutingContext {
+        action: RoutingAction::Assign,
+        conversation: &conv,
+        explain: false,
+        now_ms: switchboard::clock::now_ms(),
+    };
     let reps = representatives(10_000, 7);
     let refs: Vec<&Representative> = reps.iter().collect();
     let mut group = c.benchmark_group(name);

@@ -164,7 +164,12 @@ pub fn demo_rules() -> RuleSet {
 
 /// The context of an assignment of `conv`.
 pub fn assign(conv: &Conversation) -> RoutingContext<'_> {
-    RoutingContext { action: RoutingAction::Assign, conversation: conv, explain: false }
+    RoutingContext {
+        action: RoutingAction::Assign,
+        conversation: conv,
+        explain: false,
+        now_ms: switchboard::clock::now_ms(),
+    }
 }
 
 /// Switchboard's eligible set, sorted: the applicable rules, the candidate table and the
