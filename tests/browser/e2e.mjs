@@ -41,8 +41,9 @@ async function newPage(url, viewport = { width: 1280, height: 800 }) {
     // A refused request logs an error in the console; the page handles those itself.
     if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`);
   });
+  const origin = new globalThis.URL(url).origin;
   page.on('request', (r) => {
-    if (!r.url().startsWith(url)) problems.push(`a request outside the daemon: ${r.url()}`);
+    if (new globalThis.URL(r.url()).origin !== origin) problems.push(`a request outside the daemon: ${r.url()}`);
   });
   await page.goto(url);
   return page;
@@ -56,6 +57,7 @@ async function signIn(page, token) {
   await page.waitForSelector('#live[data-state="live"]');
 }
 
+const closed = (page, dialog) => page.waitForSelector(`#${dialog}[open]`, { state: 'detached' });
 const row = (page, id) => page.locator(`#rows tr[data-id="${id}"]`);
 async function cells(page, id) {
   return row(page, id).evaluate((tr) => ({
@@ -140,7 +142,7 @@ try {
   await a.screenshot({ path: join(SHOTS, 'assign-dialog.png') });
   await a.check('#cand-list input[value="ann"]');
   await a.click('#target-ok');
-  await a.waitForSelector('#target-dialog:not([open])');
+  await closed(a, 'target-dialog');
   await waitRow(a, 'c-1', { status: 'Active', rep: 'Ann Lee' }, 'after assigning c-1');
   step(`assign c-1: top candidate ann, bob excluded (${bob.replace(/\s+/g, ' ').trim().slice(0, 90)}…), row now Active · Ann Lee`);
 
@@ -158,11 +160,13 @@ try {
   await b.fill('#target-note', 'back to billing');
   const sent = Date.now();
   await b.click('#target-ok');
-  await b.waitForSelector('#target-dialog:not([open])');
+  await closed(b, 'target-dialog');
   await waitRow(a, 'c-4', { status: 'Open', queue: 'Billing', rep: '—' }, 'the first page after the second transferred c-4');
   const followMs = Date.now() - sent;
   assert(followMs < 2000, `the first page followed within 2 s (took ${followMs} ms)`);
   step(`a second context transfers c-4 to billing: the first page shows it in ${followMs} ms, without a reload`);
+  // The counts follow too (Billing: c-4 open).
+  await a.waitForFunction(() => document.querySelector('#counts tr[data-queue="billing"]')?.cells[1].textContent === '1');
   await a.screenshot({ path: join(SHOTS, 'grid.png') });
 
   // ---- a stale row: the second context acts first, the first is told plainly
@@ -174,7 +178,7 @@ try {
   await b.waitForSelector('#target-dialog[open] #cand-list input[value="ann"]');
   await b.check('#cand-list input[value="ann"]');
   await b.click('#target-ok');
-  await b.waitForSelector('#target-dialog:not([open])');
+  await closed(b, 'target-dialog');
   await a.check('#cand-list input[value="ann"]');
   await a.click('#target-ok');
   await a.waitForFunction(() => document.querySelector('#target-result').textContent.length > 0);
@@ -184,7 +188,7 @@ try {
   assert(await a.isDisabled('#target-ok'), 'the stale assignment cannot be sent again');
   await a.screenshot({ path: join(SHOTS, 'conflict.png') });
   await a.keyboard.press('Escape');
-  await a.waitForSelector('#target-dialog:not([open])');
+  await closed(a, 'target-dialog');
   await waitRow(a, 'c-5', { status: 'Active', rep: 'Ann Lee' }, 'the stale row after the conflict');
   step(`a stale row: "${conflict.slice(0, 120)}…"`);
 
@@ -205,7 +209,10 @@ try {
   step(`bulk release of c-1 and c-2: ${results.join(', ')}`);
 
   // ---- keyboard only: assign c-7 to its top candidate
-  await a.evaluate(() => document.activeElement?.blur());
+  // From a fresh load (the token stays in sessionStorage for the tab), with the keyboard only.
+  await a.reload();
+  await a.waitForSelector('#rows tr[data-id="c-7"]');
+  await a.waitForSelector('#live[data-state="live"]');
   await a.keyboard.press('Tab'); // the skip link
   assert(await a.evaluate(() => document.activeElement.classList.contains('skip')), 'Tab reaches the skip link first');
   await a.keyboard.press('Enter');
@@ -234,7 +241,7 @@ try {
   }
   assert(await a.evaluate(() => document.activeElement.id) === 'target-ok', 'Tab reaches the Assign button');
   await a.keyboard.press('Enter');
-  await a.waitForSelector('#target-dialog:not([open])');
+  await closed(a, 'target-dialog');
   await waitRow(a, 'c-7', { status: 'Active', rep: 'Carla Ruiz' }, 'c-7 after the keyboard-only assign');
   assert(await a.evaluate(() => document.activeElement !== document.body), 'focus is given back after the dialog');
   // Tab stays inside an open dialog.
@@ -247,7 +254,7 @@ try {
     assert(await a.evaluate(() => document.activeElement.closest('#target-dialog') !== null), 'Tab stays in the dialog');
   }
   await a.keyboard.press('Escape');
-  await a.waitForSelector('#target-dialog:not([open])');
+  await closed(a, 'target-dialog');
   assert(await a.evaluate(() => document.activeElement.dataset.action) === 'transfer', 'focus returns to Transfer');
   step('keyboard only: skip link, arrows, Space, Shift+Tab to Assign, Tab to carla, Space, Enter; focus trapped and restored');
 

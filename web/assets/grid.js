@@ -50,7 +50,8 @@ export class Grid {
     const rec = cells[1];
     rec.children[0].textContent = c.record.entity;
     rec.children[1].textContent = c.record.id;
-    rec.children[2].textContent = c.record.title || '';
+    rec.children[2].textContent = c.id;
+    rec.children[3].textContent = c.record.title || '';
     cells[2].textContent = this.opts.queueName(c.queue);
     const status = cells[3].firstElementChild;
     status.textContent = STATUS_LABEL[c.status] || c.status;
