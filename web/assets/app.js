@@ -149,10 +149,12 @@ async function loadPage() {
     if (first) {
       state.firstRender = false;
       performance.mark('sb:rendered');
+      performance.measure('sb:fetch', 'sb:list-request', 'sb:list-response');
       performance.measure('sb:build', 'sb:list-response', 'sb:rendered');
       // Two frames later the rows have been laid out and painted.
       requestAnimationFrame(() => requestAnimationFrame(() => {
         performance.mark('sb:painted');
+        performance.measure('sb:paint', 'sb:rendered', 'sb:painted');
         performance.measure('sb:first-render', 'sb:list-request', 'sb:painted');
         document.body.dataset.firstRender = String(page.items.length);
       }));
