@@ -46,7 +46,10 @@ async fn the_page_needs_no_token_and_carries_a_strict_policy() {
     let html = &page.text;
     assert!(html.contains("<script type=\"module\" src=\"/assets/app.js\"></script>"), "{html}");
     assert_eq!(html.matches("<script").count(), 1, "one script, loaded from /assets");
-    assert!(!html.contains("<style") && !html.contains(" style=") && !html.contains(" onclick="), "inline style or handler");
+    assert!(
+        !html.contains("<style") && !html.contains(" style=") && !html.contains(" onclick="),
+        "inline style or handler"
+    );
     assert!(!html.contains("http://") && !html.contains("https://"), "the page loads nothing from elsewhere");
 
     // A browser's revalidation: 304 without a body while the binary serves the same bytes.
@@ -228,7 +231,8 @@ fn the_web_view_works_in_a_real_browser() {
     }
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     if !browser_dir.join("node_modules/playwright-core").exists() {
-        let out = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&browser_dir).output().unwrap();
+        let out =
+            Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&browser_dir).output().unwrap();
         assert!(
             out.status.success(),
             "`npm ci` in tests/browser failed:\n{}{}",

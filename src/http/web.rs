@@ -36,8 +36,11 @@ macro_rules! asset {
 const JS: &str = "text/javascript; charset=utf-8";
 
 /// The page.
-pub const PAGE: Asset =
-    Asset { name: "index.html", content_type: "text/html; charset=utf-8", bytes: include_bytes!("../../web/index.html") };
+pub const PAGE: Asset = Asset {
+    name: "index.html",
+    content_type: "text/html; charset=utf-8",
+    bytes: include_bytes!("../../web/index.html"),
+};
 
 /// Everything the page loads, in `web/assets/`.
 pub const ASSETS: &[Asset] = &[
@@ -90,13 +93,16 @@ pub async fn page(no_query: NoQuery, headers: HeaderMap) -> Result<Response, Api
     responses((status = 200, description = "The file, with its content type (`text/javascript`, `text/css`, `image/svg+xml`)"),
         (status = 304, description = "Not modified (`If-None-Match` names the current `ETag`)"),
         (status = "4XX", body = super::Problem, content_type = "application/problem+json")))]
-pub async fn asset(no_query: NoQuery, file: Result<Path<String>, PathRejection>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn asset(
+    no_query: NoQuery,
+    file: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     no_query.check()?;
     let name = file.map(|p| p.0).unwrap_or_default();
-    let index = ASSETS
-        .iter()
-        .position(|a| a.name == name)
-        .ok_or_else(|| ApiError::not_found(format!("no asset `{name}` (the web view's files are listed in its page)")))?;
+    let index = ASSETS.iter().position(|a| a.name == name).ok_or_else(|| {
+        ApiError::not_found(format!("no asset `{name}` (the web view's files are listed in its page)"))
+    })?;
     Ok(serve(&ASSETS[index], &etags()[index + 1], &headers))
 }
 
@@ -109,8 +115,7 @@ fn serve(asset: &Asset, etag: &HeaderValue, request: &HeaderMap) -> Response {
         .flat_map(|v| v.split(','))
         .map(|tag| tag.trim().trim_start_matches("W/"))
         .any(|tag| tag == "*" || tag.as_bytes() == etag.as_bytes());
-    let mut response =
-        if fresh { StatusCode::NOT_MODIFIED.into_response() } else { asset.bytes.into_response() };
+    let mut response = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { asset.bytes.into_response() };
     let h = response.headers_mut();
     if !fresh {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
