@@ -132,7 +132,7 @@ try {
   await a.waitForSelector('#target-dialog[open] #cand-list input[name="target"]');
   await a.click('#why-not');
   await a.waitForSelector('#excluded-list li[data-id="bob"]');
-  const bob = await a.textContent('#excluded-list li[data-id="bob"]');
+  const bob = await a.innerText('#excluded-list li[data-id="bob"]');
   assert(/exact-skill-match|vip-cases-to-tier-2/.test(bob), `bob's exclusion names its rule: ${bob}`);
   assert(await a.locator('#cand-list input[value="bob"]').count() === 0, 'bob cannot be chosen');
   assert(await a.locator('#excluded input').count() === 0, 'the excluded list offers nothing to choose');
