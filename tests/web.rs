@@ -260,6 +260,7 @@ fn the_web_view_works_in_a_real_browser() {
         .env("SB_INTEGRATION_TOKEN", INTEGRATION)
         .env("SB_CHROMIUM", CHROMIUM)
         .env("SB_SCREENSHOTS", &shots)
+        .env("SB_RULES_DIR", demo_dir.path().join("rules"))
         .output()
         .unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

@@ -6,6 +6,7 @@
 
 import { chromium } from 'playwright-core';
 import { join } from 'node:path';
+import { unlinkSync, writeFileSync } from 'node:fs';
 
 const env = (name) => {
   const v = process.env[name];
@@ -17,6 +18,7 @@ const PERF_URL = env('SB_PERF_URL');
 const SUPERVISOR = env('SB_SUPERVISOR_TOKEN');
 const INTEGRATION = env('SB_INTEGRATION_TOKEN');
 const SHOTS = env('SB_SCREENSHOTS');
+const RULES_DIR = env('SB_RULES_DIR');
 const TIMEOUT = 10_000;
 
 const problems = [];
@@ -57,6 +59,16 @@ async function signIn(page, token) {
   await page.waitForSelector('#live[data-state="live"]');
 }
 
+/** Calls `probe` until it answers something truthy (at most TIMEOUT). */
+async function until(probe, what) {
+  const deadline = Date.now() + TIMEOUT;
+  for (;;) {
+    const got = await probe();
+    if (got) return got;
+    if (Date.now() > deadline) fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
 const closed = (page, dialog) => page.waitForSelector(`#${dialog}[open]`, { state: 'detached' });
 const row = (page, id) => page.locator(`#rows tr[data-id="${id}"]`);
 async function cells(page, id) {
@@ -271,6 +283,20 @@ try {
   assert(/vip-scoring/.test(rules) && /presence\.toml/.test(rules), `the rules panel lists files and plugins: ${rules}`);
   step('history of c-1 and the rules panel (version, files, plugins with calls and failures)');
 
+  // A rule file with an error: the panel shows the reload's error at file:line:column,
+  // the rules in force unchanged; fixing the file clears it.
+  const broken = join(RULES_DIR, 'zz-broken.toml');
+  writeFileSync(broken, '[[rule]]\nid = "broken"\ntarget = "representative"\n[rule.require]\npresence = ["availble"]\n');
+  const where = await until(async () => {
+    await a.click('#rules-panel .close');
+    await a.click('#rules-toggle');
+    await a.waitForSelector('#rules-version');
+    return a.locator('.last-error .where').count().then((n) => (n ? a.textContent('.last-error .where') : null));
+  }, 'the failed reload to show in the rules panel');
+  assert(/zz-broken\.toml:\d+:\d+/.test(where), `the error is located: ${where}`);
+  unlinkSync(broken);
+  step(`the rules panel shows a failed reload at ${where}`);
+
   // ---- a lost connection resumes from the last position
   await a.evaluate(() => window.switchboardLive.drop());
   await a.waitForSelector('#live[data-state="reconnecting"]');
@@ -300,6 +326,25 @@ try {
   await a.keyboard.press('Escape');
   step(`distribute billing: ${plan.slice(0, 80)}… then ${done.slice(0, 60)}…`);
 
+  // ---- several rows assigned at once: one bulk request, one result per row
+  await a.waitForSelector('#distribute-dialog[open]', { state: 'detached' });
+  await row(a, 'c-3').click();
+  await row(a, 'c-5').click({ modifiers: ['Control'] });
+  await a.click('[data-action="assign"]');
+  await a.waitForSelector('#target-dialog[open] #cand-list input[value="carla"]');
+  const about = await a.textContent('#target-about');
+  assert(/each of the 2 is checked against the rules on its own/.test(about), `the dialog says how several rows go: ${about}`);
+  await a.check('#cand-list input[value="carla"]');
+  await a.click('#target-ok');
+  await a.waitForSelector('#results-dialog[open]');
+  const mixed = await a.$$eval('#results-rows tr', (trs) => trs.map((tr) => `${tr.dataset.id}:${tr.cells[1].textContent}`));
+  assert(mixed.length === 2 && /^c-3:Assigned \(200\)/.test(mixed[0]) && /^c-5:Refused \(422 not_eligible\)/.test(mixed[1]),
+    `c-3 assigned, c-5 refused by the rules: ${mixed}`);
+  await a.keyboard.press('Escape');
+  await waitRow(a, 'c-3', { status: 'Active', rep: 'Carla Ruiz' }, 'c-3 after the bulk assign');
+  await waitRow(a, 'c-5', { status: 'Open', rep: '—' }, 'c-5 after its refusal');
+  step(`bulk assign of c-3 and c-5 to carla: ${mixed.map((m) => m.slice(0, 60)).join(' | ')}`);
+
   // ---- a phone-sized screen
   await a.setViewportSize({ width: 390, height: 844 });
   await a.click('#rules-panel .close');
@@ -326,6 +371,26 @@ try {
   }
   assert(await perf.locator('#rows tr').count() === 1000, 'the grid shows 1,000 rows');
   await perf.screenshot({ path: join(SHOTS, 'grid-1000.png') });
+  // Keyset paging with the API's cursors: 250 a page, on and back.
+  await perf.selectOption('#f-size', '250');
+  await perf.waitForFunction(() => document.querySelectorAll('#rows tr').length === 250);
+  const firstPage = await ids(perf);
+  await perf.click('#next');
+  await perf.waitForFunction(() => document.querySelector('#rows tr')?.dataset.id === 'p-0250');
+  const second = await ids(perf);
+  assert(second.length === 250 && second.at(-1) === 'p-0499', `page 2 is p-0250 to p-0499: ${second[0]}…${second.at(-1)}`);
+  assert(await perf.textContent('#page-info') === 'Page 2 · rows 251–500', await perf.textContent('#page-info'));
+  await perf.click('#prev');
+  await perf.waitForFunction(() => document.querySelector('#rows tr')?.dataset.id === 'p-0000');
+  assert(JSON.stringify(await ids(perf)) === JSON.stringify(firstPage), 'Previous shows the first page again');
+  step('keyset paging: 250 a page, Next to rows 251-500, Previous back');
+  // Sign out forgets the token.
+  await perf.click('#sign-out');
+  await perf.waitForSelector('#signin:not([hidden])');
+  assert(await perf.evaluate(() => sessionStorage.length) === 0, 'the token is gone from sessionStorage');
+  await perf.reload();
+  await perf.waitForSelector('#signin:not([hidden])');
+  step('sign out: the token is forgotten, a reload asks for one');
   const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
   const fmt = (k) => `median ${median(samples.map((s) => s[k])).toFixed(1)} ms (${samples.map((s) => s[k].toFixed(1)).join(', ')})`;
   console.log(`first render of 1000 conversations (request to painted rows): ${fmt('firstRender')}`);
