@@ -34,7 +34,6 @@ use tower_http::trace::TraceLayer;
 
 pub use error::{ApiError, Problem};
 pub use server::{SPARE, ServerLimits, serve};
-pub use web::{ASSETS, Asset, CONTENT_SECURITY_POLICY, PAGE};
 
 use crate::auth::Tokens;
 use crate::reload::Reloader;

@@ -89,7 +89,7 @@ pub async fn page(no_query: NoQuery, headers: HeaderMap) -> Result<Response, Api
 
 /// A file of the web view (script, style sheet, icon). No token needed.
 #[utoipa::path(get, path = "/assets/{file}", tag = "web",
-    params(("file" = String, Path, description = "A file name the page refers to, e.g. `app.js`")),
+    params(("file" = String, Path, example = "app.js", description = "A file name the page refers to, e.g. `app.js`")),
     responses((status = 200, description = "The file, with its content type (`text/javascript`, `text/css`, `image/svg+xml`)"),
         (status = 304, description = "Not modified (`If-None-Match` names the current `ETag`)"),
         (status = "4XX", body = super::Problem, content_type = "application/problem+json")))]
