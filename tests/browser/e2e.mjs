@@ -191,6 +191,9 @@ try {
   await b.check('#cand-list input[value="ann"]');
   await b.click('#target-ok');
   await closed(b, 'target-dialog');
+  // The open dialog hears of the change at once (the live feed) ...
+  await a.waitForFunction(() => /c-5 changed after you opened this/.test(document.querySelector('#target-dialog [data-stale]').textContent));
+  // ... and sending anyway is refused (If-Match), said plainly.
   await a.check('#cand-list input[value="ann"]');
   await a.click('#target-ok');
   await a.waitForFunction(() => document.querySelector('#target-result').textContent.length > 0);
@@ -202,7 +205,7 @@ try {
   await a.keyboard.press('Escape');
   await closed(a, 'target-dialog');
   await waitRow(a, 'c-5', { status: 'Active', rep: 'Ann Lee' }, 'the stale row after the conflict');
-  step(`a stale row: "${conflict.slice(0, 120)}…"`);
+  step(`a stale row: the open dialog warned at once; sending anyway: "${conflict.slice(0, 110)}…"`);
 
   // ---- bulk release of two rows
   await row(a, 'c-1').click();

@@ -68,16 +68,22 @@ const ctx = {
   queueName,
   queues: () => [...state.queues.values()],
   notice,
-  apply: (c) => { if (c) grid.upsert(c, state.next === null); refreshHistoryOf(c?.id); },
+  apply: (c) => { if (c) shown(c); },
   refreshRow,
   focusGrid: () => grid.focus(),
 };
 
+/** A conversation as it now is: its row, its open history, and any open dialog about it. */
+function shown(c) {
+  grid.upsert(c, state.next === null);
+  refreshHistoryOf(c.id);
+  document.dispatchEvent(new CustomEvent('sb:conversation', { detail: c }));
+}
+
 async function refreshRow(id) {
   try {
     const c = await state.api.conversation(id);
-    grid.upsert(c, state.next === null);
-    refreshHistoryOf(id);
+    shown(c);
     return c;
   } catch (p) {
     return null;

@@ -9,13 +9,29 @@ const VERB = { assign: 'Assign', transfer: 'Transfer', release: 'Release', remov
 const DONE = { assign: 'Assigned', transfer: 'Transferred', release: 'Released', remove: 'Removed' };
 const PAGE = 10; // candidates shown at first, and added by each "More"
 
-/** Opens `dlg` modally; on close, focus returns to the opener (or `fallback()`). */
-export function openDialog(dlg, fallback) {
+/**
+ * Opens `dlg` modally; on close, focus returns to the opener (or `fallback()`).
+ * With `watch` (conversation id -> the version the dialog was opened on), a change to
+ * one of them (the live feed, `sb:conversation` events) is said at once in the dialog:
+ * an action sent now would be refused (`If-Match`).
+ */
+export function openDialog(dlg, fallback, watch, ctx) {
   const opener = document.activeElement;
   const onKey = (e) => trapFocus(dlg, e);
+  const stale = $('[data-stale]', dlg);
+  if (stale) stale.textContent = '';
+  const onChange = (e) => {
+    const c = e.detail;
+    const seen = watch?.get(c.id);
+    if (stale && seen !== undefined && c.version > seen) {
+      stale.textContent = `${c.id} changed after you opened this: it is now ${describe(ctx, c)}. Sending now will be refused; close and look again.`;
+    }
+  };
   dlg.addEventListener('keydown', onKey);
+  if (watch) document.addEventListener('sb:conversation', onChange);
   dlg.addEventListener('close', () => {
     dlg.removeEventListener('keydown', onKey);
+    document.removeEventListener('sb:conversation', onChange);
     if (opener && opener.isConnected && !opener.disabled && opener !== document.body) opener.focus();
     else fallback?.();
   }, { once: true });
@@ -94,12 +110,13 @@ export function confirmAction(ctx, action, convs) {
     } catch (p) {
       if (p.name === 'AbortError') return;
       const { text, final } = await explainRefusal(ctx, p, convs[0].id, action, versions.get(convs[0].id));
+      $('[data-stale]', dlg).textContent = '';
       result.textContent = text;
       setBusy(ok, false);
       if (final) { ok.disabled = true; cancel.textContent = 'Close'; }
     }
   };
-  openDialog(dlg, ctx.focusGrid);
+  openDialog(dlg, ctx.focusGrid, many ? null : versions, ctx);
   note.focus();
 }
 
@@ -270,6 +287,7 @@ export function targetDialog(ctx, action, convs) {
     } catch (p) {
       if (p.name === 'AbortError') return;
       const { text, final } = await explainRefusal(ctx, p, conv.id, action, version, state.chosen?.name);
+      $('[data-stale]', dlg).textContent = '';
       result.textContent = text;
       setBusy(ok, false);
       if (final) { state.final = true; cancel.textContent = 'Close'; } else { state.chosen = null; load(); }
@@ -278,7 +296,7 @@ export function targetDialog(ctx, action, convs) {
   };
 
   updateOk();
-  openDialog(dlg, ctx.focusGrid);
+  openDialog(dlg, ctx.focusGrid, many ? null : new Map([[conv.id, version]]), ctx);
   $('input[name="kind"][value="representative"]', form).focus();
   load();
 }
