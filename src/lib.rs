@@ -4,7 +4,8 @@
 //! A request flows HTTP → service → routing policy → store:
 //!
 //! - [`http`] (axum) authenticates the bearer token, checks the role, parses the body,
-//!   path and query into domain values, and maps results to JSON or problem+json.
+//!   path and query into domain values, and maps results to JSON or problem+json. It
+//!   also serves the supervisor's web view (`web/`, compiled in), a client of the same API.
 //! - [`service::Supervisor`] is one method per operation: assign, transfer, release,
 //!   remove (one or in bulk), distribution, lifecycle events, the directory, candidates,
 //!   statistics. It takes the routing snapshot in force once per request, decides

@@ -235,6 +235,11 @@ impl Supervisor {
         self.store.health()
     }
 
+    /// The last change-feed position this daemon knows of (see `feed_tip`).
+    pub fn feed_head(&self) -> u64 {
+        *self.feed_tip.borrow()
+    }
+
     /// Wakes when the feed may have items after the position last seen.
     pub fn feed_watch(&self) -> tokio::sync::watch::Receiver<u64> {
         self.feed_tip.subscribe()

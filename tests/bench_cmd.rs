@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::{
-    ADMIN, INTEGRATION, NO_POSTGRES, PgDatabase, Process, SUPERVISOR, built_plugins, config_for, install_plugin,
+    ADMIN, INTEGRATION, NO_POSTGRES, PgDatabase, Process, SUPERVISOR, config_for, install_demo_rules, install_plugin,
     workdir,
 };
 use reqwest::Method;
@@ -57,22 +57,7 @@ fn check_kind(report: &Value, kind: &str) -> u64 {
 fn a_local_run_with_the_example_rules_and_plugins_reports_every_kind_as_json() {
     // What a user gets from `switchboard bench` in a checkout: ./rules and ./plugins/dist.
     let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::create_dir(dir.path().join("rules")).unwrap();
-    for entry in std::fs::read_dir(root.join("rules")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            std::fs::copy(&path, dir.path().join("rules").join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    std::fs::create_dir_all(dir.path().join("plugins/dist")).unwrap();
-    for (krate, plugin) in [("vip_scoring", "vip-scoring"), ("language_match", "language-match")] {
-        std::fs::copy(
-            built_plugins().join(format!("{krate}.wasm")),
-            dir.path().join(format!("plugins/dist/{plugin}.wasm")),
-        )
-        .unwrap();
-    }
+    install_demo_rules(dir.path(), "plugins/dist");
 
     let args = ["--representatives", "60", "--queues", "3", "--conversations", "80", "--concurrency", "4"];
     let out =

@@ -27,6 +27,10 @@ pub struct ChangesPage {
     pub items: Vec<Change>,
     /// The `after` of the next page (equals `after` when the page is empty).
     pub next_after: u64,
+    /// The last position the daemon knew of when it answered (an addition to the
+    /// contract): a client that has just read the state it shows follows the stream
+    /// from here (`?after=head`) instead of reading the whole feed first.
+    pub head: u64,
 }
 
 /// A position as a client sends it: a non-negative integer the store can hold (≤ 2⁶³−1).
@@ -62,9 +66,11 @@ pub async fn list(
     let q = QueryParams::parse(raw.as_deref(), &[&FEED_PARAMS])?;
     let after = after(&q)?;
     let limit = q.limit()?.unwrap_or(100);
+    // Committed changes only: a client's read after this answer shows every change up to it.
+    let head = app.supervisor.feed_head();
     let items = app.supervisor.changes(after, limit).await?;
     let next_after = items.last().map_or(after, |c| c.position);
-    Ok(json(StatusCode::OK, &ChangesPage { items, next_after }))
+    Ok(json(StatusCode::OK, &ChangesPage { items, next_after, head: head.max(next_after) }))
 }
 
 /// The change feed as server-sent events (`id:` position, `event:` kind, `data:` the

@@ -9,12 +9,14 @@ mod directory;
 mod distribute;
 mod error;
 mod extract;
+mod me;
 mod meta;
 mod openapi;
 mod query;
 mod rules;
 mod server;
 mod stats;
+mod web;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -124,12 +126,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/queues/{id}/stats", get(stats::queue))
         .route("/v1/queues/{id}/distribute", post(distribute::distribute))
         .route("/v1/stats", get(stats::all))
+        .route("/v1/me", get(me::me))
         .route("/v1/queues/{id}", get(directory::get_queue).put(directory::put_queue).patch(directory::patch_queue));
     Router::new()
         .merge(v1)
         .route("/healthz", get(meta::healthz))
         .route("/metrics", get(meta::metrics))
         .route("/openapi.json", get(meta::openapi))
+        .route("/", get(web::page))
+        .route("/assets/{file}", get(web::asset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{bulk, changes, conversations, directory, distribute, meta, rules, stats};
+use super::{bulk, changes, conversations, directory, distribute, me, meta, rules, stats, web};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,7 +18,7 @@ use super::{bulk, changes, conversations, directory, distribute, meta, rules, st
         directory::list_representatives, directory::put_queue, directory::patch_queue, directory::get_queue,
         directory::list_queues, stats::queue, stats::all, distribute::distribute,
         rules::status, rules::reload, changes::list, changes::stream,
-        meta::healthz, meta::metrics, meta::openapi,
+        me::me, meta::healthz, meta::metrics, meta::openapi, web::page, web::asset,
     ),
     modifiers(&Bearer)
 )]

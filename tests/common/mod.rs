@@ -332,6 +332,33 @@ pub fn workdir(extra_config: &str) -> tempfile::TempDir {
     dir
 }
 
+/// Copies the example rules of `rules/` into `dir/rules` and the example plugins, built
+/// from source, into `dir/plugins_dir`: what `demo/run.sh` serves.
+pub fn install_demo_rules(dir: &Path, plugins_dir: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    for entry in std::fs::read_dir(root.join("rules")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            std::fs::copy(&path, dir.join("rules").join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    for (krate, plugin) in [("vip_scoring", "vip-scoring"), ("language_match", "language-match")] {
+        install_plugin(&dir.join(plugins_dir), krate, plugin);
+    }
+}
+
+/// A temp folder set up as the demo is (`demo/run.sh`): the demo tokens, the example
+/// rules and plugins, and `seed` (`demo/seed.json` when `None`) loaded at first start.
+pub fn demo_workdir(seed: Option<&Path>) -> tempfile::TempDir {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let seed = seed.map_or_else(|| root.join("demo/seed.json"), Path::to_path_buf);
+    let seed = seed.to_str().unwrap().replace('\\', "\\\\").replace('"', "\\\"");
+    let dir = workdir(&format!("seed = \"{seed}\"\nplugins_dir = \"plugins\"\nplugin_cache = \"cache\"\n"));
+    install_demo_rules(dir.path(), "plugins");
+    dir
+}
+
 /// An in-process daemon: the real router on a real socket over a real SQLite file.
 pub struct Daemon {
     pub client: Client,
