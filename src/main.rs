@@ -1,4 +1,4 @@
-//! The `switchboard` command: `serve`, `migrate`, `check`, `test`, `schema`, `bench`, `token new`.
+//! The `switchboard` command: `serve`, `migrate`, `check`, `test`, `schema`, `openapi`, `bench`, `token new`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,6 +60,8 @@ enum Cmd {
     },
     /// Print the JSON Schema of rule files (for editors; `rules/schema.json` is this output).
     Schema,
+    /// Print the OpenAPI 3 document the daemon serves at `/openapi.json` (`docs/openapi.json` is this output).
+    Openapi,
     /// Benchmark routing over real HTTP: a synthetic contact center, a mix of calls, latency percentiles.
     Bench(Box<switchboard::bench::Args>),
     /// Manage bearer tokens.
@@ -162,6 +164,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .block_on(switchboard::store::migrate(&config.database, &config.base))
                 .with_context(|| format!("migrating the database `{}`", config.database))?;
             println!("ok: the database `{}` is at schema version {version}", config.database);
+            Ok(())
+        }
+        Cmd::Openapi => {
+            println!("{}", serde_json::to_string_pretty(&switchboard::http::openapi::document())?);
             Ok(())
         }
         Cmd::Schema => {

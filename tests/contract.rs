@@ -501,6 +501,13 @@ async fn unauthenticated_endpoints() {
         assert!(doc["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
     }
     assert!(doc["components"]["schemas"].get("Conversation").is_some());
+    // The copy in the repository is what the daemon serves.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
+    let copy: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(
+        copy == doc,
+        "docs/openapi.json is stale: regenerate it with `cargo run -- openapi > docs/openapi.json`"
+    );
     assert!(h.headers.get("x-request-id").is_some(), "every answer carries its request id");
 }
 

@@ -11,7 +11,7 @@ mod error;
 mod extract;
 mod me;
 mod meta;
-mod openapi;
+pub mod openapi;
 mod query;
 mod rules;
 mod server;
