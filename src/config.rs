@@ -43,8 +43,15 @@ struct File {
     /// Reload when files in `rules_dir` or `plugins_dir` change.
     #[serde(default = "yes")]
     watch: bool,
+    /// Days decision records are kept (`switchboard replay` reads them).
+    #[serde(default = "default_decision_retention_days")]
+    decision_retention_days: toml::Spanned<u32>,
     #[serde(default)]
     tokens: Vec<toml::Spanned<TokenFile>>,
+}
+
+fn default_decision_retention_days() -> toml::Spanned<u32> {
+    toml::Spanned::new(0..0, 30)
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +96,8 @@ pub struct Config {
     pub plugin_limits: crate::plugins::Limits,
     pub server_limits: crate::http::ServerLimits,
     pub watch: bool,
+    /// How long decision records are kept.
+    pub decision_retention: std::time::Duration,
     pub tokens: Tokens,
 }
 
@@ -154,6 +163,13 @@ impl Config {
             }
             None => crate::http::ServerLimits::default(),
         };
+        let days = *file.decision_retention_days.get_ref();
+        if !(1..=3650).contains(&days) {
+            return Err(invalid(
+                file.decision_retention_days.span().start,
+                format!("decision_retention_days = {days} is out of range (1 to 3650 days; the default is 30)"),
+            ));
+        }
         let mut tokens = Vec::new();
         for t in file.tokens {
             let span = t.span();
@@ -197,6 +213,7 @@ impl Config {
             plugin_limits: file.plugin_limits,
             server_limits,
             watch: file.watch,
+            decision_retention: std::time::Duration::from_secs(u64::from(days) * 86_400),
             tokens: Tokens::new(tokens),
         })
     }

@@ -55,6 +55,19 @@ pub async fn build(config: &Config) -> anyhow::Result<AppState> {
         let n = crate::seed::load(&supervisor, seed).await?;
         tracing::info!(records = n, file = %seed.display(), "loaded demo data into the empty database");
     }
+    // The rule files in force, kept beside the decisions made under them; old decision
+    // records are forgotten hourly.
+    supervisor.record_ruleset().await;
+    let purger = Arc::downgrade(&supervisor);
+    let retention = config.decision_retention;
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let Some(supervisor) = purger.upgrade() else { return };
+            supervisor.purge_decisions(retention).await;
+        }
+    });
     // Other daemons' writes reach this one's routing state through the change feed.
     supervisor.follow();
     let recorder = Arc::downgrade(&supervisor);

@@ -32,6 +32,7 @@ pub mod domain;
 pub mod http;
 pub mod plugins;
 pub mod reload;
+pub mod replay;
 pub mod routing;
 pub mod rules;
 pub mod ruletest;

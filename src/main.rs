@@ -58,6 +58,24 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Evaluate past assign and transfer decisions under a draft of the rules: what it would refuse, by rule.
+    Replay {
+        /// The config file (TOML) naming `database` and `plugins_dir`.
+        #[arg(long, default_value = "switchboard.toml")]
+        config: PathBuf,
+        /// The draft rules folder.
+        #[arg(long)]
+        rules: PathBuf,
+        /// Decisions made at or after this time (RFC 3339; default: the oldest kept).
+        #[arg(long)]
+        since: Option<String>,
+        /// Decisions made before this time (RFC 3339; default: now).
+        #[arg(long)]
+        until: Option<String>,
+        /// `text` (default) or `json` (for tooling).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Print the JSON Schema of rule files (for editors; `rules/schema.json` is this output).
     Schema,
     /// Print the OpenAPI 3 document the daemon serves at `/openapi.json` (`docs/openapi.json` is this output).
@@ -164,6 +182,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .block_on(switchboard::store::migrate(&config.database, &config.base))
                 .with_context(|| format!("migrating the database `{}`", config.database))?;
             println!("ok: the database `{}` is at schema version {version}", config.database);
+            Ok(())
+        }
+        Cmd::Replay { config, rules, since, until, format } => {
+            let time = |flag: &str, t: Option<String>, default: i64| -> anyhow::Result<i64> {
+                match t {
+                    None => Ok(default),
+                    Some(t) => switchboard::clock::parse_ms(&t).ok_or_else(|| {
+                        anyhow::anyhow!("--{flag} `{t}` is not an RFC 3339 time (e.g. 2026-12-01T00:00:00Z)")
+                    }),
+                }
+            };
+            let since_ms = time("since", since, 0)?;
+            let until_ms = time("until", until, switchboard::clock::now_ms() + 1)?;
+            let config = config_with_rules(&config, Some(rules))?;
+            if let Some(path) = config.database.strip_prefix("sqlite://") {
+                let path = config.base.join(path);
+                anyhow::ensure!(path.exists(), "no database at `{}`: replay reads an existing one", path.display());
+            }
+            let routing = load_routing(&config)?;
+            let draft = routing.snapshot();
+            let plugins = routing.plugins();
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let report = runtime.block_on(async {
+                let store = switchboard::store::open(&config.database, &config.base)
+                    .await
+                    .with_context(|| format!("opening the database `{}`", config.database))?;
+                let report =
+                    switchboard::replay::run(store.as_ref(), draft.as_ref().as_ref(), &plugins, since_ms, until_ms)
+                        .await
+                        .context("reading the decision records")?;
+                anyhow::Ok(report)
+            })?;
+            match format {
+                Format::Text => print!("{}", report.text()),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
             Ok(())
         }
         Cmd::Openapi => {

@@ -25,7 +25,8 @@ use crate::domain::{
 };
 use crate::routing::{Backlog, CapacityReliance, Directory, Policy, Routing, RoutingContext, Verdict};
 use crate::store::{
-    Applied, Author, Change, ChangeKind, Command, Expect, Store, StoreError, UsedCapacity, WriteRequest,
+    Applied, Author, Change, ChangeKind, Command, DecidedTarget, DecisionRecord, Expect, RuleFile, Store, StoreError,
+    UsedCapacity, WriteRequest,
 };
 
 pub use crate::routing::{Candidate, CandidateQuery, Candidates, Excluded};
@@ -250,8 +251,32 @@ impl Supervisor {
         Ok(self.store.changes(after, limit).await?)
     }
 
+    /// Keeps the rule files of the rule set in force beside the decisions made under it
+    /// (once per version; a fixed policy has none).
+    pub async fn record_ruleset(&self) {
+        let (version, sources) = self.routing.rule_files();
+        if sources.is_empty() {
+            return;
+        }
+        let files = sources.iter().map(|s| RuleFile { name: s.name.clone(), text: s.text.clone() }).collect();
+        let actor = Actor::daemon(DAEMON_ACTOR);
+        if let Err(e) = self.commit(&actor, None, Command::RecordRuleset { version, files }, String::new()).await {
+            tracing::warn!(error = %e, "the rule files in force could not be kept for replay");
+        }
+    }
+
+    /// Forgets the decision records older than `retention`.
+    pub async fn purge_decisions(&self, retention: std::time::Duration) {
+        let before_ms = crate::clock::now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let actor = Actor::daemon(DAEMON_ACTOR);
+        if let Err(e) = self.commit(&actor, None, Command::PurgeDecisions { before_ms }, String::new()).await {
+            tracing::warn!(error = %e, "purging old decision records failed");
+        }
+    }
+
     /// Records in the change feed that rule set `version` came into force.
     pub async fn rules_reloaded(&self, version: String) {
+        self.record_ruleset().await;
         let actor = Actor::daemon(DAEMON_ACTOR);
         let result = self.commit(&actor, None, Command::RulesReloaded { version }, String::new()).await;
         if let Err(e) = result {
@@ -633,42 +658,56 @@ fn judge(
     planned: i64,
 ) -> Result<Expect, Refusal> {
     let ctx = RoutingContext { action, conversation: conv, explain: true, now_ms: crate::clock::now_ms() };
-    let (verdict, target_version, used_capacity, id, kind) = match target {
+    let (verdict, target_version, used_capacity, id, kind, seen) = match target {
         Resolved::Representative(rep) => {
             if conv.representative.as_ref() == Some(&rep.id) && conv.status != domain::Status::Open {
                 return Err(Refusal::SameHolder { conversation: conv.id.clone(), representative: rep.id.clone() });
             }
-            let planned_rep;
-            let judged: &Representative = if planned == 0 {
-                rep.as_ref()
-            } else {
-                let mut r = (**rep).clone();
-                r.used_capacity += planned;
-                r.free_capacity -= planned;
-                planned_rep = r;
-                &planned_rep
-            };
-            let verdict = policy.representatives(ctx, &[judged]).pop();
+            let mut judged = (**rep).clone();
+            judged.used_capacity += planned;
+            judged.free_capacity -= planned;
+            let verdict = policy.representatives(ctx, &[&judged]).pop();
             let used = match policy.capacity_reliance(&ctx) {
                 CapacityReliance::None => UsedCapacity::Any,
                 CapacityReliance::FreeAtLeast(n) => UsedCapacity::AtMost(i64::from(rep.input.capacity) - n),
                 CapacityReliance::Exact => UsedCapacity::Exactly(rep.used_capacity + planned),
             };
-            (verdict, rep.version, used, &rep.id, "representative")
+            let last_assigned_ms = judged.last_assigned_ms;
+            let seen = DecidedTarget::Representative { record: judged, last_assigned_ms };
+            (verdict, rep.version, used, &rep.id, "representative", seen)
         }
         Resolved::Queue(queue) => {
             let verdict = policy.queues(ctx, &[queue.as_ref()]).pop();
-            (verdict, queue.version, UsedCapacity::Any, &queue.id, "queue")
+            let seen = DecidedTarget::Queue { record: (**queue).clone() };
+            (verdict, queue.version, UsedCapacity::Any, &queue.id, "queue", seen)
         }
     };
     let reasons = match verdict {
-        Some(Verdict::Eligible { .. }) => {
-            return Ok(Expect { conversation_version: conv.version, target_version, used_capacity });
+        Some(Verdict::Eligible { score }) => {
+            let record = decision_record(policy, &ctx, seen, score);
+            return Ok(Expect { conversation_version: conv.version, target_version, used_capacity, record });
         }
         Some(Verdict::Excluded { reasons }) => reasons,
         None => Vec::new(),
     };
     Err(Refusal::NotEligible { kind, id: id.clone(), ruleset: policy.version().to_owned(), reasons })
+}
+
+/// What the rules saw for a target they let through, to keep as a decision record.
+pub(crate) fn decision_record(
+    policy: &Arc<Box<dyn Policy>>,
+    ctx: &RoutingContext<'_>,
+    target: DecidedTarget,
+    score: f64,
+) -> Option<Arc<DecisionRecord>> {
+    Some(Arc::new(DecisionRecord {
+        at_ms: ctx.now_ms,
+        action: ctx.action,
+        ruleset: policy.version().to_owned(),
+        conversation: ctx.conversation.clone(),
+        target,
+        score,
+    }))
 }
 
 /// Every conversation that is not closed, as the store holds it now.

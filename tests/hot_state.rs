@@ -67,18 +67,19 @@ async fn a_fact_that_changed_after_the_decision_is_never_committed_against() {
         expect: Some(expect),
     };
     // Decided while ann was available (version 1); she goes offline before the commit.
-    let decided = Expect { conversation_version: 1, target_version: 1, used_capacity: UsedCapacity::Any };
+    let decided = Expect { conversation_version: 1, target_version: 1, used_capacity: UsedCapacity::Any, record: None };
     let offline = json!({"presence": "offline"});
     store.write(write(Command::PatchRepresentative { id: id("ann"), patch: json(offline) })).await.unwrap();
     let stale = store.write(write(assign("c1", decided.clone()))).await.unwrap_err();
     assert!(matches!(stale, StoreError::Stale("the representative")), "{stale}");
     // Decided with room for one unit; another conversation takes it before the commit.
-    let room = Expect { conversation_version: 1, target_version: 2, used_capacity: UsedCapacity::AtMost(0) };
+    let room =
+        Expect { conversation_version: 1, target_version: 2, used_capacity: UsedCapacity::AtMost(0), record: None };
     store.write(write(assign("c2", room.clone()))).await.unwrap();
     let stale = store.write(write(assign("c1", room))).await.unwrap_err();
     assert!(matches!(stale, StoreError::Stale("the representative")), "{stale}");
     // The conversation itself moved on since the decision.
-    let moved = Expect { conversation_version: 1, target_version: 2, used_capacity: UsedCapacity::Any };
+    let moved = Expect { conversation_version: 1, target_version: 2, used_capacity: UsedCapacity::Any, record: None };
     store
         .write(write(Command::Supervise {
             id: id("c1"),

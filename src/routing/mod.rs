@@ -20,7 +20,7 @@ use serde::Serialize;
 pub use crate::domain::Reason;
 use crate::domain::{Conversation, Queue, Representative, RoutingAction};
 use crate::plugins::{PluginHost, PluginSet, PluginStats};
-use crate::rules::{RuleError, RuleSet};
+use crate::rules::{RuleError, RuleSet, Source};
 
 pub use backlog::{Backlog, QueueCounts};
 pub use candidates::{Candidate, CandidateQuery, Candidates, Excluded, Ranked};
@@ -132,6 +132,8 @@ pub struct RulesStatus {
 
 struct Snapshot {
     policy: Arc<Box<dyn Policy>>,
+    /// The rule files the policy was compiled from (none for a fixed policy).
+    sources: Arc<Vec<Source>>,
     /// Each rule file's name and a digest of its content.
     files: Vec<(String, String)>,
     rules: Vec<String>,
@@ -140,10 +142,17 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn of(rules: RuleSet, plugins: PluginSet) -> Self {
+    fn of(rules: RuleSet, sources: Vec<Source>, plugins: PluginSet) -> Self {
         let files = rules.file_digests().to_vec();
         let ids = rules.rules().iter().map(|r| r.id.clone()).collect();
-        Self { policy: Arc::new(Box::new(rules)), files, rules: ids, plugins, loaded_at: crate::clock::now().0 }
+        Self {
+            policy: Arc::new(Box::new(rules)),
+            sources: Arc::new(sources),
+            files,
+            rules: ids,
+            plugins,
+            loaded_at: crate::clock::now().0,
+        }
     }
 
     fn file_names(&self) -> Vec<String> {
@@ -153,6 +162,7 @@ impl Snapshot {
     fn fixed(policy: Box<dyn Policy>) -> Self {
         Self {
             policy: Arc::new(policy),
+            sources: Arc::new(Vec::new()),
             files: Vec::new(),
             rules: Vec::new(),
             plugins: PluginSet::default(),
@@ -171,7 +181,7 @@ pub struct Sources {
 impl Sources {
     /// Loads the plugins (reusing unchanged ones of `previous`), then the rules; every
     /// error of both at once (a plugin that fails to load does not hide the rules' errors).
-    fn load(&self, previous: Option<&PluginSet>) -> Result<(RuleSet, PluginSet), Vec<RuleError>> {
+    fn load(&self, previous: Option<&PluginSet>) -> Result<(RuleSet, Vec<Source>, PluginSet), Vec<RuleError>> {
         let (plugins, plugin_errors) = self.host.load_dir(&self.plugins_dir, previous);
         let mut errors: Vec<RuleError> = plugin_errors
             .into_iter()
@@ -182,8 +192,8 @@ impl Sources {
                 message: e.to_string(),
             })
             .collect();
-        match crate::rules::load_dir(&self.rules_dir, &plugins) {
-            Ok(rules) if errors.is_empty() => Ok((rules, plugins)),
+        match crate::rules::load_dir_with_sources(&self.rules_dir, &plugins) {
+            Ok((rules, sources)) if errors.is_empty() => Ok((rules, sources, plugins)),
             Ok(_) => Err(errors),
             Err(rule_errors) => {
                 errors.extend(rule_errors);
@@ -207,8 +217,8 @@ pub struct Routing {
 impl Routing {
     /// Loads the plugins and rules; every error of the file set when they are invalid.
     pub fn load(sources: Sources) -> Result<Self, Vec<RuleError>> {
-        let (rules, plugins) = sources.load(None)?;
-        Ok(Self::with(Some(sources), Snapshot::of(rules, plugins)))
+        let (rules, files, plugins) = sources.load(None)?;
+        Ok(Self::with(Some(sources), Snapshot::of(rules, files, plugins)))
     }
 
     /// A fixed policy with no rules folder (tests, tools).
@@ -231,6 +241,18 @@ impl Routing {
         self.current.load().policy.clone()
     }
 
+    /// The version in force and the rule files it was compiled from (none for a fixed
+    /// policy), to keep beside the decisions made under it.
+    pub fn rule_files(&self) -> (String, Arc<Vec<Source>>) {
+        let s = self.current.load();
+        (s.policy.version().to_owned(), s.sources.clone())
+    }
+
+    /// The plugins in force (to evaluate another rule set with them: `switchboard replay`).
+    pub fn plugins(&self) -> PluginSet {
+        self.current.load().plugins.clone()
+    }
+
     /// Puts `policy` in force (tests and embedders; rule files go through [`Routing::reload`]).
     pub fn replace(&self, policy: Box<dyn Policy>) {
         self.current.store(Arc::new(Snapshot::fixed(policy)));
@@ -245,9 +267,9 @@ impl Routing {
         };
         let current = self.current.load_full();
         match sources.load(Some(&current.plugins)) {
-            Ok((rules, plugins)) => {
+            Ok((rules, files, plugins)) => {
                 let old = current.policy.version().to_owned();
-                let snapshot = Snapshot::of(rules, plugins);
+                let snapshot = Snapshot::of(rules, files, plugins);
                 let new = snapshot.policy.version().to_owned();
                 if new == old {
                     tracing::debug!(version = %new, "rules reloaded, unchanged");

@@ -126,9 +126,14 @@ pub fn compile_with(sources: &[Source], plugins: &PluginSet) -> Result<RuleSet, 
 /// Reads, validates and compiles the rule files of `dir`. A file that cannot be read
 /// does not hide the errors of the others: all come back, in file order.
 pub fn load_dir(dir: &Path, plugins: &PluginSet) -> Result<RuleSet, Vec<RuleError>> {
+    load_dir_with_sources(dir, plugins).map(|(rules, _)| rules)
+}
+
+/// As [`load_dir`], with the rule files the set was compiled from.
+pub fn load_dir_with_sources(dir: &Path, plugins: &PluginSet) -> Result<(RuleSet, Vec<Source>), Vec<RuleError>> {
     let (sources, mut errors) = read_sources(dir);
     match compile_with(&sources, plugins) {
-        Ok(rules) if errors.is_empty() => Ok(rules),
+        Ok(rules) if errors.is_empty() => Ok((rules, sources)),
         Ok(_) => Err(errors),
         Err(more) => {
             errors.extend(more);

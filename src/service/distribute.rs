@@ -23,14 +23,14 @@ use std::sync::Arc;
 
 use futures_util::future::join_all;
 
-use super::{DECISION_ATTEMPTS, ServiceError, Supervisor, record_action};
+use super::{DECISION_ATTEMPTS, ServiceError, Supervisor, decision_record, record_action};
 use crate::auth::Actor;
 use crate::domain::{
     Assignment, Conversation, Distribution, Id, Refusal, Representative, RepresentativeFilter, RoutingAction, Status,
     SupervisorAction, Target, Unassigned,
 };
 use crate::routing::{CapacityReliance, Directory, Policy, RoutingContext};
-use crate::store::{Command, Expect, Idempotency, Outcome, StoreError, UsedCapacity};
+use crate::store::{Command, DecidedTarget, Expect, Idempotency, Outcome, StoreError, UsedCapacity};
 
 /// A distribution request, validated.
 #[derive(Clone, Copy, Debug)]
@@ -250,7 +250,10 @@ fn plan_on(scratch: &Directory, policy: &Arc<Box<dyn Policy>>, convs: &[Conversa
                 CapacityReliance::FreeAtLeast(n) => UsedCapacity::AtMost(i64::from(rep.input.capacity) - n),
                 CapacityReliance::Exact => UsedCapacity::Exactly(rep.used_capacity),
             };
-            let expect = Expect { conversation_version: conv.version, target_version: rep.version, used_capacity };
+            let seen = DecidedTarget::Representative { record: (*rep).clone(), last_assigned_ms: rep.last_assigned_ms };
+            let record = decision_record(policy, &ctx, seen, best.score);
+            let expect =
+                Expect { conversation_version: conv.version, target_version: rep.version, used_capacity, record };
             scratch.apply(vec![planned(&rep, conv, now_ms)], Vec::new());
             Step::Assign { representative: best.id, score: best.score, expect }
         })

@@ -14,7 +14,9 @@
 //! The primitives are `async` for PostgreSQL, whose every statement is a round trip;
 //! SQLite's complete at once (see `sqlite::now_or_error`).
 
-use super::{ChangeKind, Command, Expect, Idempotency, NewChange, Outcome, StoreError, WriteRequest};
+use super::{
+    ChangeKind, Command, DecisionRecord, Expect, Idempotency, NewChange, Outcome, RuleFile, StoreError, WriteRequest,
+};
 use crate::domain::{
     self, Conversation, HistoryAction, HistoryEvent, Id, Next, Queue, QueueInput, Refusal, Representative,
     RepresentativeInput, SupervisorAction, Target,
@@ -67,6 +69,13 @@ pub trait Tx {
     /// replays its answer.
     async fn idempotent(&mut self, token: &str, key: &str) -> Result<Option<(String, Outcome)>, StoreError>;
     async fn remember(&mut self, token: &str, key: &Idempotency, outcome: &Outcome) -> Result<(), StoreError>;
+
+    /// Appends a decision record (in the transaction of the write it explains).
+    async fn record_decision(&mut self, record: &DecisionRecord) -> Result<(), StoreError>;
+    /// Keeps a rule-set version's files unless that version is kept already.
+    async fn record_ruleset(&mut self, version: &str, files: &[RuleFile]) -> Result<(), StoreError>;
+    /// Deletes the decision records made before `before_ms`.
+    async fn purge_decisions(&mut self, before_ms: i64) -> Result<(), StoreError>;
 }
 
 /// What one write did: the directory records it changed and its changes for the feed.
@@ -157,6 +166,9 @@ async fn run<T: Tx>(tx: &mut T, req: WriteRequest, effects: &mut Effects) -> Res
             let history = action.history_action();
             let change_ = Change { actor: author.name.clone(), ruleset, note, now: now.clone(), now_ms };
             let conv = change(tx, conv, next, history, change_, effects).await?;
+            if let Some(record) = expect.as_ref().and_then(|e| e.record.as_deref()) {
+                tx.record_decision(record).await?;
+            }
             Ok(Outcome::Conversation { conversation: conv, created: false })
         }
         Command::Lifecycle { id, event, if_match, note } => {
@@ -219,6 +231,14 @@ async fn run<T: Tx>(tx: &mut T, req: WriteRequest, effects: &mut Effects) -> Res
             Ok(Outcome::Rules { version })
         }
         Command::Remember(outcome) => Ok(*outcome),
+        Command::RecordRuleset { version, files } => {
+            tx.record_ruleset(&version, &files).await?;
+            Ok(Outcome::Rules { version })
+        }
+        Command::PurgeDecisions { before_ms } => {
+            tx.purge_decisions(before_ms).await?;
+            Ok(Outcome::Rules { version: String::new() })
+        }
     }
 }
 

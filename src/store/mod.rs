@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{
     BulkItem, Conversation, ConversationFilter, ConversationInput, Distribution, HistoryEvent, Id, LifecycleEvent,
     Note, Page, PageRequest, Queue, QueueFilter, QueueInput, QueuePatch, Refusal, Representative, RepresentativeFilter,
-    RepresentativeInput, RepresentativePatch, SupervisorAction,
+    RepresentativeInput, RepresentativePatch, RoutingAction, SupervisorAction,
 };
 
 pub use feed::{Change, ChangeKind, NewChange};
@@ -126,6 +126,55 @@ pub enum Command {
     /// Remembers an answer under the write's `Idempotency-Key` and changes nothing else
     /// (a bulk request's whole answer, once its items are committed).
     Remember(Box<Outcome>),
+    /// Keeps the rule files of a rule-set version (once per version), so decisions made
+    /// under it can be evaluated again (`switchboard replay`). Not a feed item.
+    RecordRuleset {
+        version: String,
+        files: Vec<RuleFile>,
+    },
+    /// Forgets the decision records made before `before_ms` (Unix milliseconds).
+    PurgeDecisions {
+        before_ms: i64,
+    },
+}
+
+/// One rule file of a recorded rule set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuleFile {
+    pub name: String,
+    pub text: String,
+}
+
+/// What the rules saw when they let a conversation go to its target: kept beside
+/// history for each applied assign and transfer (a decision log, as OPA keeps one), and
+/// read back by `switchboard replay`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// The decision's clock (Unix milliseconds): idle time, waiting and hours were read at it.
+    pub at_ms: i64,
+    pub action: RoutingAction,
+    /// The rule-set version that decided.
+    pub ruleset: String,
+    /// The conversation as it was.
+    pub conversation: Conversation,
+    pub target: DecidedTarget,
+    /// The target's score under those rules.
+    pub score: f64,
+}
+
+/// The chosen target's routing facts as the rules saw them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DecidedTarget {
+    /// With the capacity the decision counted (a bulk's earlier items included) and when
+    /// the representative was last given work (Unix milliseconds; ranks by idle time).
+    Representative {
+        record: Representative,
+        last_assigned_ms: Option<i64>,
+    },
+    Queue {
+        record: Queue,
+    },
 }
 
 /// What a routing decision read, re-checked inside the write's transaction.
@@ -137,6 +186,8 @@ pub struct Expect {
     pub target_version: u64,
     /// What the decision relied on of the target representative's used capacity.
     pub used_capacity: UsedCapacity,
+    /// What the rules saw, written as a decision record when the write applies.
+    pub record: Option<Arc<DecisionRecord>>,
 }
 
 /// How much of a representative's used capacity a decision relied on.
@@ -260,6 +311,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// The last position of the feed (0 when empty).
     async fn feed_head(&self) -> Result<u64, StoreError>;
+
+    /// Decision records made in `[since_ms, until_ms)`, after record `after` (its
+    /// sequence number), oldest first, at most `limit`: `(seq, record)`.
+    async fn decisions(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, DecisionRecord)>, StoreError>;
+
+    /// The rule files of a recorded rule-set version.
+    async fn ruleset(&self, version: &str) -> Result<Option<Vec<RuleFile>>, StoreError>;
 
     /// The named representatives and queues as stored now (unknown ids are left out).
     async fn records(&self, reps: &[Id], queues: &[Id]) -> Result<(Vec<Representative>, Vec<Queue>), StoreError> {

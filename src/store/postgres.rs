@@ -41,7 +41,9 @@ use batch::BatchTx;
 
 use super::command;
 use super::rows::{self, RepRow};
-use super::{Applied, Change, ChangeKind, NewChange, Outcome, Store, StoreError, WriteRequest};
+use super::{
+    Applied, Change, ChangeKind, DecisionRecord, NewChange, Outcome, RuleFile, Store, StoreError, WriteRequest,
+};
 use crate::domain::{
     Conversation, ConversationFilter, HistoryEvent, Id, Page, PageRequest, Queue, QueueFilter, Representative,
     RepresentativeFilter, RepresentativeInput,
@@ -49,7 +51,8 @@ use crate::domain::{
 
 /// Schema migrations, applied in order; `switchboard_schema.version` counts those applied.
 /// The schema is SQLite's (version 4) in PostgreSQL's types, plus the feed's counter.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE conversations (
     seq            BIGSERIAL PRIMARY KEY,
     id             TEXT NOT NULL UNIQUE,
@@ -113,7 +116,21 @@ CREATE TABLE feed_head (
     position  BIGINT NOT NULL
 );
 INSERT INTO feed_head (position) VALUES (0);
-"#];
+"#,
+    // Decision records and the rule files of each rule-set version (`switchboard replay`).
+    r#"
+CREATE TABLE decisions (
+    seq   BIGSERIAL PRIMARY KEY,
+    at_ms BIGINT NOT NULL,
+    doc   TEXT NOT NULL
+);
+CREATE INDEX decisions_at ON decisions(at_ms);
+CREATE TABLE rulesets (
+    version TEXT PRIMARY KEY,
+    files   TEXT NOT NULL
+);
+"#,
+];
 
 /// Serialises schema changes between daemons starting at once (a session advisory lock).
 const MIGRATION_LOCK: i64 = 0x5357_4254_4348; // "SWBTCH"
@@ -663,6 +680,29 @@ impl Store for PostgresStore {
             .await?;
         let rows = conn.query(&stmt, &[&(after as i64), &(limit as i64)]).await?;
         rows.iter().map(change_from_row).collect()
+    }
+
+    async fn decisions(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, DecisionRecord)>, StoreError> {
+        let conn = self.conn().await?;
+        let stmt = conn
+            .prepare_cached(
+                "SELECT seq, doc FROM decisions WHERE at_ms >= $1 AND at_ms < $2 AND seq > $3 ORDER BY seq LIMIT $4",
+            )
+            .await?;
+        let rows = conn.query(&stmt, &[&since_ms, &until_ms, &(after as i64), &(limit as i64)]).await?;
+        rows.iter().map(|r| Ok((r.try_get::<_, i64>(0)? as u64, rows::decode(r.try_get(1)?)?))).collect()
+    }
+
+    async fn ruleset(&self, version: &str) -> Result<Option<Vec<RuleFile>>, StoreError> {
+        let conn = self.conn().await?;
+        let row = conn.query_opt("SELECT files FROM rulesets WHERE version = $1", &[&version]).await?;
+        row.map(|r| rows::decode(r.try_get(0)?)).transpose()
     }
 
     async fn feed_head(&self) -> Result<u64, StoreError> {

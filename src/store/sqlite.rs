@@ -18,7 +18,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::command::{self, Tx};
 use super::rows::{self, decode};
-use super::{Applied, Change, ChangeKind, Idempotency, NewChange, Outcome, Store, StoreError, WriteRequest};
+use super::{
+    Applied, Change, ChangeKind, DecisionRecord, Idempotency, NewChange, Outcome, RuleFile, Store, StoreError,
+    WriteRequest,
+};
 use crate::domain::{
     Conversation, ConversationFilter, HistoryEvent, Id, Page, PageRequest, Queue, QueueFilter, QueueInput,
     Representative, RepresentativeFilter, RepresentativeInput, Status,
@@ -93,6 +96,20 @@ CREATE TABLE changes (
     actor    TEXT NOT NULL,
     touched  TEXT NOT NULL DEFAULT ''
 );
+"#,
+    // Decision records (what the rules saw for each applied assign and transfer) and the
+    // rule files of each rule-set version, for `switchboard replay`.
+    r#"
+CREATE TABLE decisions (
+    seq   INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    doc   TEXT NOT NULL
+);
+CREATE INDEX decisions_at ON decisions(at_ms);
+CREATE TABLE rulesets (
+    version TEXT PRIMARY KEY,
+    files   TEXT NOT NULL
+) WITHOUT ROWID;
 "#,
 ];
 
@@ -733,6 +750,25 @@ impl Tx for SqliteTx<'_, '_> {
             .execute(params![token, key.key, key.fingerprint, serde_json::to_string(outcome)?, unix_now()])?;
         Ok(())
     }
+
+    async fn record_decision(&mut self, record: &DecisionRecord) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached("INSERT INTO decisions (at_ms, doc) VALUES (?1, ?2)")?
+            .execute(params![record.at_ms, serde_json::to_string(record)?])?;
+        Ok(())
+    }
+
+    async fn record_ruleset(&mut self, version: &str, files: &[RuleFile]) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached("INSERT OR IGNORE INTO rulesets (version, files) VALUES (?1, ?2)")?
+            .execute(params![version, serde_json::to_string(files)?])?;
+        Ok(())
+    }
+
+    async fn purge_decisions(&mut self, before_ms: i64) -> Result<(), StoreError> {
+        self.0.prepare_cached("DELETE FROM decisions WHERE at_ms < ?1")?.execute([before_ms])?;
+        Ok(())
+    }
 }
 
 /// Read-only connections, opened on demand and reused.
@@ -966,6 +1002,40 @@ impl Store for SqliteStore {
 
     async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
         self.read(move |conn| read_changes(conn, after, limit)).await
+    }
+
+    async fn decisions(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, DecisionRecord)>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, doc FROM decisions WHERE at_ms >= ?1 AND at_ms < ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+            )?;
+            let mut rows = stmt.query(params![since_ms, until_ms, after as i64, limit as i64])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let doc: String = row.get(1)?;
+                out.push((row.get::<_, i64>(0)? as u64, decode(&doc)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ruleset(&self, version: &str) -> Result<Option<Vec<RuleFile>>, StoreError> {
+        let version = version.to_owned();
+        self.read(move |conn| {
+            let files: Option<String> = conn
+                .prepare_cached("SELECT files FROM rulesets WHERE version = ?1")?
+                .query_row([version], |r| r.get(0))
+                .optional()?;
+            files.map(|f| decode(&f)).transpose()
+        })
+        .await
     }
 
     async fn feed_head(&self) -> Result<u64, StoreError> {

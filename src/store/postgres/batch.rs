@@ -21,7 +21,9 @@ use futures_util::future::{join_all, try_join_all};
 use tokio_postgres::types::ToSql;
 
 use super::super::command::Tx;
-use super::super::{Command, Idempotency, NewChange, Outcome, StoreError, WriteRequest, rows};
+use super::super::{
+    Command, DecisionRecord, Idempotency, NewChange, Outcome, RuleFile, StoreError, WriteRequest, rows,
+};
 use super::{Failed, QUEUE_COLUMNS, REP_COLUMNS, queue_from_row, rep_from_row, unix_now};
 use crate::domain::{
     Conversation, HistoryEvent, Id, LifecycleEvent, Queue, QueueInput, Representative, RepresentativeInput,
@@ -99,6 +101,12 @@ pub(super) struct BatchTx<'a> {
     keys: HashMap<KeyId, Key>,
     /// The key the running command claimed.
     claim: Option<KeyId>,
+    /// Decision records to append: `(at_ms, doc)`.
+    decisions: Vec<(i64, String)>,
+    /// Rule sets to keep: `(version, files)`.
+    rulesets: Vec<(String, String)>,
+    /// Decision records before this instant are deleted.
+    purge_before: Option<i64>,
 }
 
 /// What the batch's commands will read, by kind.
@@ -155,7 +163,10 @@ impl Foreseen {
                     }
                 }
                 Command::PutQueue { id, .. } | Command::PatchQueue { id, .. } => f.queue(id, Lock::Update),
-                Command::RulesReloaded { .. } | Command::Remember(_) => {}
+                Command::RulesReloaded { .. }
+                | Command::Remember(_)
+                | Command::RecordRuleset { .. }
+                | Command::PurgeDecisions { .. } => {}
             }
         }
         f
@@ -241,6 +252,9 @@ impl<'a> BatchTx<'a> {
             queues_created: Vec::new(),
             keys: HashMap::new(),
             claim: None,
+            decisions: Vec::new(),
+            rulesets: Vec::new(),
+            purge_before: None,
         };
         let mut statements: Vec<Statement> = vec![("BEGIN", Vec::new())];
         let keys: Vec<&KeyId> = foreseen.keys.iter().collect();
@@ -334,6 +348,7 @@ impl<'a> BatchTx<'a> {
         self.write_representatives(&mut statements).map_err(Failed::RolledBack)?;
         self.write_queues(&mut statements).map_err(Failed::RolledBack)?;
         self.write_keys(&mut statements).map_err(Failed::RolledBack)?;
+        self.write_decisions(&mut statements);
         let updated = self.conversations.values().filter(|s| s.changed && s.stored.is_some()).count();
         let numbering = !changes.is_empty();
         if numbering {
@@ -539,6 +554,29 @@ impl<'a> BatchTx<'a> {
             ));
         }
         Ok(())
+    }
+
+    fn write_decisions(&self, out: &mut Vec<Statement>) {
+        if let Some(before) = self.purge_before {
+            out.push(("DELETE FROM decisions WHERE at_ms < $1", vec![Box::new(before)]));
+        }
+        if !self.decisions.is_empty() {
+            let at: Vec<i64> = self.decisions.iter().map(|(at, _)| *at).collect();
+            out.push((
+                "INSERT INTO decisions (at_ms, doc) SELECT * FROM UNNEST($1::int8[], $2::text[])",
+                vec![Box::new(at), Box::new(strings(&self.decisions, |(_, d)| d.as_str()))],
+            ));
+        }
+        if !self.rulesets.is_empty() {
+            out.push((
+                "INSERT INTO rulesets (version, files) SELECT * FROM UNNEST($1::text[], $2::text[])
+                 ON CONFLICT (version) DO NOTHING",
+                vec![
+                    Box::new(strings(&self.rulesets, |(v, _)| v.as_str())),
+                    Box::new(strings(&self.rulesets, |(_, f)| f.as_str())),
+                ],
+            ));
+        }
     }
 
     fn write_keys(&self, out: &mut Vec<Statement>) -> Result<(), StoreError> {
@@ -816,6 +854,23 @@ impl Tx for BatchTx<'_> {
             .ok_or_else(|| StoreError::Commit(format!("idempotency key `{}` was never claimed", key.key)))?;
         slot.state = KeyState::Answered { fingerprint: key.fingerprint.clone(), outcome: Box::new(outcome.clone()) };
         self.claim = None;
+        Ok(())
+    }
+
+    async fn record_decision(&mut self, record: &DecisionRecord) -> Result<(), StoreError> {
+        self.decisions.push((record.at_ms, serde_json::to_string(record)?));
+        Ok(())
+    }
+
+    async fn record_ruleset(&mut self, version: &str, files: &[RuleFile]) -> Result<(), StoreError> {
+        if !self.rulesets.iter().any(|(v, _)| v == version) {
+            self.rulesets.push((version.to_owned(), serde_json::to_string(files)?));
+        }
+        Ok(())
+    }
+
+    async fn purge_decisions(&mut self, before_ms: i64) -> Result<(), StoreError> {
+        self.purge_before = Some(self.purge_before.map_or(before_ms, |b| b.max(before_ms)));
         Ok(())
     }
 }
