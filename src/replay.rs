@@ -47,7 +47,8 @@ pub struct ByRule {
 pub struct Report {
     /// The draft's rule-set version.
     pub draft: String,
-    pub since: String,
+    /// `None`: from the oldest record kept.
+    pub since: Option<String>,
     pub until: String,
     /// Decision records in the span.
     pub records: usize,
@@ -68,6 +69,8 @@ pub struct Report {
     pub lower_examples: Vec<Example>,
     /// Allowed by both with the same or a higher score.
     pub unchanged_or_higher: usize,
+    /// How long reading and evaluating took, in seconds.
+    pub seconds: f64,
 }
 
 /// Rule sets compiled once per version.
@@ -150,66 +153,86 @@ pub async fn run(
     since_ms: i64,
     until_ms: i64,
 ) -> Result<Report, StoreError> {
+    let started = std::time::Instant::now();
     let mut policies = Policies { store, plugins, compiled: HashMap::new() };
     let mut report = Report {
         draft: draft.version().to_owned(),
-        since: crate::clock::format_ms(since_ms),
+        since: (since_ms > 0).then(|| crate::clock::format_ms(since_ms)),
         until: crate::clock::format_ms(until_ms),
         ..Report::default()
     };
     let mut by_rule: HashMap<String, ByRule> = HashMap::new();
-    let mut after = 0;
-    loop {
-        let page = store.decisions(since_ms, until_ms, after, PAGE).await?;
-        let Some(&(last, _)) = page.last() else { break };
-        after = last;
+    // Reading the next page (a blocking read or a network round trip) goes on while this
+    // page is evaluated.
+    let mut page = store.decisions(since_ms, until_ms, 0, PAGE).await?;
+    while let Some(&(last, _)) = page.last() {
+        let mut originals: HashMap<String, Option<Arc<Box<dyn Policy>>>> = HashMap::new();
         for (_, record) in &page {
-            report.records += 1;
-            *report.versions.entry(record.ruleset.clone()).or_default() += 1;
-            let original = policies.of(&record.ruleset).await?;
-            let before = match &original {
-                Some(policy) => Some(evaluate(policy.as_ref().as_ref(), record)),
-                None => {
-                    report.without_original += 1;
-                    None
-                }
-            };
-            if matches!(before, Some(Verdict::Excluded { .. })) {
-                report.original_now_refuses += 1;
-            }
-            match evaluate(draft, record) {
-                Verdict::Excluded { reasons } => {
-                    report.refused += 1;
-                    let rule = reasons.first().map_or_else(|| "(no reason given)".to_owned(), |r| r.rule.clone());
-                    let entry = by_rule.entry(rule.clone()).or_insert_with(|| ByRule { rule, ..ByRule::default() });
-                    entry.count += 1;
-                    if entry.examples.len() < EXAMPLES {
-                        let detail = reasons.iter().map(|r| format!("{}: {}", r.rule, r.detail)).collect::<Vec<_>>();
-                        entry.examples.push(example(record, detail.join("; ")));
-                    }
-                }
-                Verdict::Eligible { score } => {
-                    let then = match before {
-                        Some(Verdict::Eligible { score }) => score,
-                        _ => record.score,
-                    };
-                    if score < then - 1e-9 {
-                        report.lower += 1;
-                        if report.lower_examples.len() < EXAMPLES {
-                            let detail = format!("score {then} then, {score} under the draft");
-                            report.lower_examples.push(example(record, detail));
-                        }
-                    } else {
-                        report.unchanged_or_higher += 1;
-                    }
-                }
+            if !originals.contains_key(&record.ruleset) {
+                originals.insert(record.ruleset.clone(), policies.of(&record.ruleset).await?);
             }
         }
+        let next = store.decisions(since_ms, until_ms, last, PAGE);
+        let tally = async { tally(&mut report, &mut by_rule, &originals, draft, &page) };
+        let (next, ()) = futures_util::future::join(next, tally).await;
+        page = next?;
     }
     let mut rules: Vec<ByRule> = by_rule.into_values().collect();
     rules.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.rule.cmp(&b.rule)));
     report.refused_by_rule = rules;
+    report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Evaluates one page of records under the rules each was made with and the draft.
+fn tally(
+    report: &mut Report,
+    by_rule: &mut HashMap<String, ByRule>,
+    originals: &HashMap<String, Option<Arc<Box<dyn Policy>>>>,
+    draft: &dyn Policy,
+    page: &[(u64, DecisionRecord)],
+) {
+    for (_, record) in page {
+        report.records += 1;
+        *report.versions.entry(record.ruleset.clone()).or_default() += 1;
+        let before = match originals.get(&record.ruleset).and_then(Option::as_ref) {
+            Some(policy) => Some(evaluate(policy.as_ref().as_ref(), record)),
+            None => {
+                report.without_original += 1;
+                None
+            }
+        };
+        if matches!(before, Some(Verdict::Excluded { .. })) {
+            report.original_now_refuses += 1;
+        }
+        match evaluate(draft, record) {
+            Verdict::Excluded { reasons } => {
+                report.refused += 1;
+                let rule = reasons.first().map_or_else(|| "(no reason given)".to_owned(), |r| r.rule.clone());
+                let entry = by_rule.entry(rule.clone()).or_insert_with(|| ByRule { rule, ..ByRule::default() });
+                entry.count += 1;
+                if entry.examples.len() < EXAMPLES {
+                    let detail = reasons.iter().map(|r| format!("{}: {}", r.rule, r.detail)).collect::<Vec<_>>();
+                    entry.examples.push(example(record, detail.join("; ")));
+                }
+            }
+            Verdict::Eligible { score } => {
+                let then = match before {
+                    Some(Verdict::Eligible { score }) => score,
+                    _ => record.score,
+                };
+                if score < then - 1e-9 {
+                    report.lower += 1;
+                    if report.lower_examples.len() < EXAMPLES {
+                        let detail = format!("score {then} then, {score} under the draft");
+                        report.lower_examples.push(example(record, detail));
+                    }
+                } else {
+                    report.unchanged_or_higher += 1;
+                }
+            }
+        }
+    }
 }
 
 impl Report {
@@ -218,7 +241,10 @@ impl Report {
         let pct = |n: usize| if self.records == 0 { 0.0 } else { 100.0 * n as f64 / self.records as f64 };
         let mut out = format!(
             "replayed {} decisions made from {} to {} under the draft rules {}\n",
-            self.records, self.since, self.until, self.draft
+            self.records,
+            self.since.as_deref().unwrap_or("the oldest kept"),
+            self.until,
+            self.draft
         );
         let versions: Vec<String> = self.versions.iter().map(|(v, n)| format!("{v} ({n})")).collect();
         if !versions.is_empty() {
@@ -252,6 +278,11 @@ impl Report {
                 self.without_original
             ));
         }
+        out.push_str(&format!(
+            "  {:.2} s, {:.0} decisions a second (reading and evaluating each twice)\n",
+            self.seconds,
+            self.records as f64 / self.seconds.max(1e-9)
+        ));
         if self.original_now_refuses > 0 {
             out.push_str(&format!(
                 "  {} would be refused today by the very rules that allowed them (a plugin changed since)\n",
