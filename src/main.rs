@@ -1,4 +1,5 @@
-//! The `switchboard` command: `serve`, `migrate`, `check`, `test`, `schema`, `openapi`, `bench`, `token new`.
+//! The `switchboard` command: `serve`, `migrate`, `check`, `test`, `replay`, `schema`, `openapi`, `bench`,
+//! `plugin inspect`, `token new`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -82,6 +83,11 @@ enum Cmd {
     Openapi,
     /// Benchmark routing over real HTTP: a synthetic contact center, a mix of calls, latency percentiles.
     Bench(Box<switchboard::bench::Args>),
+    /// Matcher plugins: look inside a component before installing it.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCmd,
+    },
     /// Manage bearer tokens.
     Token {
         #[command(subcommand)]
@@ -93,6 +99,22 @@ enum Cmd {
 enum Format {
     Text,
     Json,
+}
+
+#[derive(Subcommand)]
+enum PluginCmd {
+    /// What a component exports, its size and digest, whether this daemon loads it, and the
+    /// request fields its `init` asks for with a config; exit 1 when it cannot be used.
+    Inspect {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// A rule's `[rule.plugin] config`, as JSON, to run `init` with.
+        #[arg(long)]
+        config: Option<String>,
+        /// `text` (default) or `json`.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -218,6 +240,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Format::Text => print!("{}", report.text()),
                 Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
             }
+            Ok(())
+        }
+        Cmd::Plugin { command: PluginCmd::Inspect { file, config, format } } => {
+            let host = switchboard::plugins::PluginHost::new(switchboard::plugins::Limits::default(), None)
+                .context("starting the plugin engine")?;
+            let inspection = host.inspect(&file, config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&inspection)?),
+                Format::Text => {
+                    let i = &inspection;
+                    println!("plugin    `{}` when installed as {}.wasm", i.name, i.name);
+                    println!("file      {} bytes, sha256 {}", i.bytes, i.sha256);
+                    println!(
+                        "exports   {}",
+                        if i.exports.is_empty() { "(none)".to_owned() } else { i.exports.join(", ") }
+                    );
+                    match &i.loadable {
+                        Ok(()) => println!("loads     yes: this daemon calls {}", i.expected),
+                        Err(why) => println!("loads     no: {why}"),
+                    }
+                    match &i.needs {
+                        None if i.loadable.is_ok() => {
+                            println!("needs     (give --config JSON to run init and see what it asks for)")
+                        }
+                        None => {}
+                        Some(Ok(needs)) if needs.is_empty() => println!("needs     nothing beyond the conversation"),
+                        Some(Ok(needs)) => println!("needs     {}", needs.join(", ")),
+                        Some(Err(why)) => println!("init      refused: {why}"),
+                    }
+                }
+            }
+            anyhow::ensure!(inspection.loadable.is_ok(), "this daemon cannot load `{}`", file.display());
+            anyhow::ensure!(!matches!(inspection.needs, Some(Err(_))), "init refused the config");
             Ok(())
         }
         Cmd::Openapi => {

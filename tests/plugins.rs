@@ -449,3 +449,30 @@ fn the_code_cache_loads_only_what_it_wrote_for_the_component() {
     fifth.load("vip-scoring", &vip).unwrap();
     assert_eq!(fifth.compile_cache_stats(), None);
 }
+
+#[test]
+fn plugin_inspect_tells_what_a_component_is_and_whether_it_loads() {
+    let dist = common::built_plugins();
+    let inspect = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard")).args(args).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let file = dist.join("vip_scoring.wasm");
+    let file = file.to_str().unwrap();
+    let config = r#"{"attribute":"customer_tier","tiers":["gold"],"groups":["tier-2"]}"#;
+    let (code, text) = inspect(&["plugin", "inspect", file, "--config", config, "--format", "json"]);
+    assert_eq!(code, Some(0), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["exports"][0], switchboard::plugins::INTERFACE);
+    assert_eq!(v["loadable"], true);
+    assert_eq!(v["needs"], serde_json::json!(["user-groups"]), "what its init asked for: {v}");
+    let bytes = std::fs::metadata(file).unwrap().len();
+    assert_eq!(v["bytes"], bytes);
+    // A config its init refuses, and a file that is no component: exit 1 with the reason.
+    let lang = dist.join("language_match.wasm");
+    let (code, text) = inspect(&["plugin", "inspect", lang.to_str().unwrap(), "--config", r#"{"min_level":11}"#]);
+    assert_eq!(code, Some(1));
+    assert!(text.contains("init      refused: ") && text.contains("min_level 11 is above 10"), "{text}");
+    let (code, text) = inspect(&["plugin", "inspect", env!("CARGO_MANIFEST_DIR")]);
+    assert_eq!(code, Some(1), "{text}");
+}

@@ -181,6 +181,38 @@ impl PluginHost {
         self.compile(name, &sha256, &bytes)
     }
 
+    /// What a component file is, for `switchboard plugin inspect`: its size, digest and
+    /// exports, whether this host loads it, and (given a config) what its `init` answers.
+    pub fn inspect(self: &Arc<Self>, path: &Path, config: Option<&str>) -> Result<Inspection, PluginError> {
+        let name = path.file_stem().map_or_else(|| "plugin".to_owned(), |s| s.to_string_lossy().into_owned());
+        let bytes = std::fs::read(path).map_err(|e| err(&name, "", format!("cannot read {}: {e}", path.display())))?;
+        let sha256 = hex::encode(crate::auth::sha256(&bytes));
+        let exports = Component::new(&self.engine, &bytes)
+            .map(|c| c.component_type().exports(&self.engine).map(|(n, _)| n.to_owned()).collect())
+            .unwrap_or_default();
+        let mut out = Inspection {
+            name: name.clone(),
+            bytes: bytes.len(),
+            sha256: sha256.clone(),
+            exports,
+            expected: INTERFACE,
+            loadable: Ok(()),
+            needs: None,
+        };
+        match self.compile(&name, &sha256, &bytes) {
+            Err(e) => out.loadable = Err(e.to_string()),
+            Ok(plugin) => {
+                if let Some(config) = config {
+                    out.needs = Some(match plugin.with_config(config.to_owned(), FailurePolicy::FailClosed) {
+                        Ok(using) => Ok(using.needs_names()),
+                        Err(e) => Err(e.to_string()),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn compile(self: &Arc<Self>, name: &str, sha256: &str, bytes: &[u8]) -> Result<Arc<Plugin>, PluginError> {
         let hits = self.compile_cache_stats().map_or(0, |(hits, _)| hits);
         let component = match &self.cache {
@@ -558,6 +590,44 @@ impl Plugin {
     }
 }
 
+/// What `switchboard plugin inspect` says of a component file.
+#[derive(Debug, serde::Serialize)]
+pub struct Inspection {
+    /// The plugin's name if installed as this file (its stem).
+    pub name: String,
+    pub bytes: usize,
+    pub sha256: String,
+    /// The component's exports (the WIT package and version a matcher exports among them).
+    pub exports: Vec<String>,
+    /// The interface this daemon calls.
+    pub expected: &'static str,
+    /// Whether this daemon loads it, or why not.
+    #[serde(serialize_with = "ok_or_reason")]
+    pub loadable: Result<(), String>,
+    /// With a config: the request fields its `init` asked for, or why `init` refused.
+    #[serde(serialize_with = "opt_ok_or_reason")]
+    pub needs: Option<Result<Vec<&'static str>, String>>,
+}
+
+fn ok_or_reason<S: serde::Serializer>(r: &Result<(), String>, s: S) -> Result<S::Ok, S::Error> {
+    match r {
+        Ok(()) => s.serialize_bool(true),
+        Err(why) => s.serialize_str(why),
+    }
+}
+
+fn opt_ok_or_reason<S: serde::Serializer>(
+    r: &Option<Result<Vec<&'static str>, String>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    match r {
+        None => s.serialize_none(),
+        Some(Ok(needs)) => needs.serialize(s),
+        Some(Err(why)) => s.serialize_str(why),
+    }
+}
+
 /// A failed call: whether the plugin ran (its breaker counts only those).
 struct Failed {
     error: PluginError,
@@ -598,6 +668,24 @@ impl PluginUse {
     /// The state of this use's breaker.
     pub fn breaker(&self) -> BreakerState {
         self.state.breaker.state(Instant::now())
+    }
+
+    /// The request fields its `init` asked for, by their WIT names.
+    pub fn needs_names(&self) -> Vec<&'static str> {
+        [
+            (wit::Needs::PRESENCE, "presence"),
+            (wit::Needs::CAPACITY, "capacity"),
+            (wit::Needs::IDLE_TIME, "idle-time"),
+            (wit::Needs::SKILLS, "skills"),
+            (wit::Needs::QUEUES, "queues"),
+            (wit::Needs::USER_GROUPS, "user-groups"),
+            (wit::Needs::ATTRIBUTES, "attributes"),
+            (wit::Needs::CANDIDATE_IDS, "candidate-ids"),
+        ]
+        .into_iter()
+        .filter(|(flag, _)| self.needs.contains(*flag))
+        .map(|(_, name)| name)
+        .collect()
     }
 
     /// Whether the plugin reads the candidates' capacity (so a decision relies on it).
