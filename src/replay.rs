@@ -73,17 +73,21 @@ pub struct Report {
     pub seconds: f64,
 }
 
+/// The rules of each version, compiled once; `None`: its files were not kept.
+type Compiled = HashMap<String, Option<Arc<Box<dyn Policy>>>>;
+
 /// Rule sets compiled once per version.
 struct Policies<'a> {
     store: &'a dyn Store,
     plugins: &'a PluginSet,
-    compiled: HashMap<String, Option<Arc<Box<dyn Policy>>>>,
+    compiled: Compiled,
 }
 
 impl Policies<'_> {
-    async fn of(&mut self, version: &str) -> Result<Option<Arc<Box<dyn Policy>>>, StoreError> {
-        if let Some(p) = self.compiled.get(version) {
-            return Ok(p.clone());
+    /// Compiles `version`'s kept rule files, unless done already.
+    async fn compile(&mut self, version: &str) -> Result<(), StoreError> {
+        if self.compiled.contains_key(version) {
+            return Ok(());
         }
         let policy: Option<Arc<Box<dyn Policy>>> = if version == Unrestricted::VERSION {
             Some(Arc::new(Box::new(Unrestricted)))
@@ -104,8 +108,8 @@ impl Policies<'_> {
                 }
             }
         };
-        self.compiled.insert(version.to_owned(), policy.clone());
-        Ok(policy)
+        self.compiled.insert(version.to_owned(), policy);
+        Ok(())
     }
 }
 
@@ -166,14 +170,12 @@ pub async fn run(
     // page is evaluated.
     let mut page = store.decisions(since_ms, until_ms, 0, PAGE).await?;
     while let Some(&(last, _)) = page.last() {
-        let mut originals: HashMap<String, Option<Arc<Box<dyn Policy>>>> = HashMap::new();
+        // Compiles the versions this page needs (once each), before evaluating it.
         for (_, record) in &page {
-            if !originals.contains_key(&record.ruleset) {
-                originals.insert(record.ruleset.clone(), policies.of(&record.ruleset).await?);
-            }
+            policies.compile(&record.ruleset).await?;
         }
         let next = store.decisions(since_ms, until_ms, last, PAGE);
-        let tally = async { tally(&mut report, &mut by_rule, &originals, draft, &page) };
+        let tally = async { tally(&mut report, &mut by_rule, &policies.compiled, draft, &page) };
         let (next, ()) = futures_util::future::join(next, tally).await;
         page = next?;
     }
@@ -188,7 +190,7 @@ pub async fn run(
 fn tally(
     report: &mut Report,
     by_rule: &mut HashMap<String, ByRule>,
-    originals: &HashMap<String, Option<Arc<Box<dyn Policy>>>>,
+    originals: &Compiled,
     draft: &dyn Policy,
     page: &[(u64, DecisionRecord)],
 ) {

@@ -250,19 +250,24 @@ fn parse_file(file: &str, text: &str) -> Result<Vec<Case>, Vec<RuleError>> {
         }),
     };
     let mut reps = Vec::new();
+    // Records the first declaration of `id`; a second one is an error at its place.
+    let mut first = |seen: &mut HashSet<Id>, id: &Spanned<Id>, kind: &str| {
+        let new = seen.insert(id.get_ref().clone());
+        if !new {
+            errors.push(at(id.span().start, format!("{kind} `{}` is declared twice", id.get_ref())));
+        }
+        new
+    };
     let mut rep_ids = HashSet::new();
     for r in parsed.representative {
-        if !rep_ids.insert(r.id.get_ref().clone()) {
-            errors.push(at(r.id.span().start, format!("representative `{}` is declared twice", r.id.get_ref())));
-            continue;
+        if first(&mut rep_ids, &r.id, "representative") {
+            reps.push(representative(r, now_ms));
         }
-        reps.push(representative(r, now_ms));
     }
     let mut queues = Vec::new();
     let mut queue_ids = HashSet::new();
     for q in parsed.queue {
-        if !queue_ids.insert(q.id.get_ref().clone()) {
-            errors.push(at(q.id.span().start, format!("queue `{}` is declared twice", q.id.get_ref())));
+        if !first(&mut queue_ids, &q.id, "queue") {
             continue;
         }
         let input = QueueInput { name: q.name, priority: q.priority, intent_based: q.intent_based };

@@ -684,7 +684,7 @@ fn judge(
     };
     let reasons = match verdict {
         Some(Verdict::Eligible { score }) => {
-            let record = decision_record(policy, &ctx, seen, score);
+            let record = Some(decision_record(policy, &ctx, seen, score));
             return Ok(Expect { conversation_version: conv.version, target_version, used_capacity, record });
         }
         Some(Verdict::Excluded { reasons }) => reasons,
@@ -699,15 +699,15 @@ pub(crate) fn decision_record(
     ctx: &RoutingContext<'_>,
     target: DecidedTarget,
     score: f64,
-) -> Option<Arc<DecisionRecord>> {
-    Some(Arc::new(DecisionRecord {
+) -> Arc<DecisionRecord> {
+    Arc::new(DecisionRecord {
         at_ms: ctx.now_ms,
         action: ctx.action,
         ruleset: policy.version().to_owned(),
         conversation: ctx.conversation.clone(),
         target,
         score,
-    }))
+    })
 }
 
 /// Every conversation that is not closed, as the store holds it now.

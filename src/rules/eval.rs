@@ -85,18 +85,17 @@ pub struct HoursMatch {
 }
 
 impl HoursMatch {
-    /// The local weekday (Monday 0) and minute of the day at `now_ms`.
-    fn local(&self, now_ms: i64) -> Option<(u8, u16, String)> {
-        let at = self.zone.to_datetime(jiff::Timestamp::from_millisecond(now_ms).ok()?);
-        let day = at.weekday().to_monday_zero_offset() as u8;
-        let minute = at.hour() as u16 * 60 + at.minute() as u16;
-        Some((day, minute, at.strftime("%a %H:%M").to_string()))
+    /// The local date and time at `now_ms`.
+    fn local(&self, now_ms: i64) -> Option<jiff::civil::DateTime> {
+        Some(self.zone.to_datetime(jiff::Timestamp::from_millisecond(now_ms).ok()?))
     }
 
     /// Whether `now_ms` falls in the window: on one of `days` from `from` until `to`, or
     /// for a window past midnight, until `to` on the day after one of `days`.
     fn holds(&self, now_ms: i64) -> bool {
-        let Some((day, minute, _)) = self.local(now_ms) else { return false };
+        let Some(at) = self.local(now_ms) else { return false };
+        let day = at.weekday().to_monday_zero_offset() as u8;
+        let minute = at.hour() as u16 * 60 + at.minute() as u16;
         let on = |d: u8| self.days & (1 << d) != 0;
         if self.from < self.to {
             on(day) && (self.from..self.to).contains(&minute)
@@ -120,7 +119,7 @@ impl WhenMatch {
             parts.push(format!("waiting {} min, {bounds}", conv.waiting_minutes(now_ms)));
         }
         if let Some(h) = &self.hours {
-            let local = h.local(now_ms).map_or_else(String::new, |(_, _, text)| text);
+            let local = h.local(now_ms).map_or_else(String::new, |at| at.strftime("%a %H:%M").to_string());
             parts.push(format!("{local} within {}", h.text));
         }
         (!parts.is_empty()).then(|| format!("applies: {}", parts.join("; ")))

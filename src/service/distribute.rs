@@ -251,7 +251,7 @@ fn plan_on(scratch: &Directory, policy: &Arc<Box<dyn Policy>>, convs: &[Conversa
                 CapacityReliance::Exact => UsedCapacity::Exactly(rep.used_capacity),
             };
             let seen = DecidedTarget::Representative { record: (*rep).clone(), last_assigned_ms: rep.last_assigned_ms };
-            let record = decision_record(policy, &ctx, seen, best.score);
+            let record = Some(decision_record(policy, &ctx, seen, best.score));
             let expect =
                 Expect { conversation_version: conv.version, target_version: rep.version, used_capacity, record };
             scratch.apply(vec![planned(&rep, conv, now_ms)], Vec::new());
