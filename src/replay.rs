@@ -218,9 +218,9 @@ fn tally(
                     entry.examples.push(example(record, detail.join("; ")));
                 }
             }
-            Verdict::Eligible { score } => {
+            Verdict::Eligible { score, .. } => {
                 let then = match before {
-                    Some(Verdict::Eligible { score }) => score,
+                    Some(Verdict::Eligible { score, .. }) => score,
                     _ => record.score,
                 };
                 if score < then - 1e-9 {

@@ -683,7 +683,7 @@ fn judge(
         }
     };
     let reasons = match verdict {
-        Some(Verdict::Eligible { score }) => {
+        Some(Verdict::Eligible { score, .. }) => {
             let record = Some(decision_record(policy, &ctx, seen, score));
             return Ok(Expect { conversation_version: conv.version, target_version, used_capacity, record });
         }

@@ -8,9 +8,10 @@ use common::{ADMIN, Daemon, INTEGRATION, SUPERVISOR, conversation_in};
 use reqwest::Method;
 use serde_json::{Value, json};
 use switchboard::domain::{Queue, Reason, Representative};
-use switchboard::routing::{Policy, RoutingContext, Verdict};
+use switchboard::routing::{Policy, RoutingContext, ScorePart, Verdict};
 
-/// Excludes representatives whose presence is not `available`, and every queue named `Blocked`.
+/// Excludes representatives whose presence is not `available`, and every queue named
+/// `Blocked`; ranks representatives by capacity (one part, with `explain`).
 struct AvailableOnly;
 
 impl Policy for AvailableOnly {
@@ -18,11 +19,21 @@ impl Policy for AvailableOnly {
         "test-available-only"
     }
 
-    fn representatives(&self, _: RoutingContext<'_>, reps: &[&Representative]) -> Vec<Verdict> {
+    fn representatives(&self, ctx: RoutingContext<'_>, reps: &[&Representative]) -> Vec<Verdict> {
         reps.iter()
             .map(|r| {
                 if r.input.presence == switchboard::domain::Presence::Available {
-                    Verdict::Eligible { score: f64::from(r.input.capacity) }
+                    let score = f64::from(r.input.capacity);
+                    let part = ScorePart {
+                        rule: "by-capacity".into(),
+                        by: "capacity",
+                        skill: None,
+                        plugin: None,
+                        value: Some(score),
+                        weight: Some(1.0),
+                        points: score,
+                    };
+                    Verdict::Eligible { score, parts: if ctx.explain { vec![part] } else { Vec::new() } }
                 } else {
                     Verdict::Excluded {
                         reasons: vec![Reason {
@@ -36,7 +47,7 @@ impl Policy for AvailableOnly {
     }
 
     fn queues(&self, _: RoutingContext<'_>, queues: &[&Queue]) -> Vec<Verdict> {
-        queues.iter().map(|_| Verdict::Eligible { score: 0.0 }).collect()
+        queues.iter().map(|_| Verdict::eligible(0.0)).collect()
     }
 }
 
@@ -322,7 +333,11 @@ async fn rules_in_force_decide_eligibility_and_are_recorded() {
         c.get("/v1/conversations/c1/candidates?action=assign&target=representative&explain=true", SUPERVISOR).await;
     let cands = cands.expect(200).json;
     assert_eq!(cands["ruleset"], "test-available-only");
-    assert_eq!(cands["candidates"], json!([{"id": "ann", "name": "Ann Lee", "score": 3.0}]));
+    assert_eq!(
+        cands["candidates"],
+        json!([{"id": "ann", "name": "Ann Lee", "score": 3.0, "score_parts": [
+            {"rule": "by-capacity", "by": "capacity", "value": 3.0, "weight": 1.0, "points": 3.0}]}])
+    );
     assert_eq!(cands["excluded"][0]["id"], "bob");
     c.post("/v1/conversations/c1/assign", SUPERVISOR, json!({"representative": "ann"})).await.expect(200);
     let history = c.get("/v1/conversations/c1/history", SUPERVISOR).await.json;

@@ -87,11 +87,51 @@ plugin = { name = "vip-scoring", config = { tiers = ["gold"], groups = ["tier-2"
         json!([{"id": "bob", "name": "Bob Stone", "reasons": [
             {"rule": "speaks", "detail": "plugin `language-match`: speaks `spanish` at 0, below 6"}]}])
     );
+    // Where each score came from: the plugins' adjustments, then (below) a rank key's.
+    assert_eq!(
+        after["candidates"][0]["score_parts"],
+        json!([{"rule": "speaks", "by": "plugin", "plugin": "language-match", "points": 9.0},
+               {"rule": "vip", "by": "plugin", "plugin": "vip-scoring", "points": 0.5}])
+    );
+    let plain = c.get(&CANDIDATES.replace("&explain=true", ""), SUPERVISOR).await.expect(200).json;
+    assert!(plain["candidates"][0].get("score_parts").is_none(), "parts only with explain: {plain}");
+    std::fs::write(
+        d.dir.path().join("rules/billing.toml"),
+        "[[rule]]\nid = \"billing-first\"\ntarget = \"representative\"\n\
+         [[rule.rank]]\nby = \"skill\"\nskill = \"billing\"\nweight = 0.5\n",
+    )
+    .unwrap();
+    reload(&d).await;
+    let ranked = c.get(CANDIDATES, SUPERVISOR).await.expect(200).json;
+    // ann: 4 (billing 8 x 0.5) + 6 + 0.5; cy has no billing: 0 + 9 + 0.5.
+    assert_eq!(ids(&ranked, "candidates"), ["ann", "cy"]);
+    assert_eq!(ranked["candidates"][0]["score"], 10.5);
+    let parts = ranked["candidates"][0]["score_parts"].as_array().unwrap();
+    let key = parts.iter().find(|p| p["rule"] == "billing-first").unwrap();
+    assert_eq!(
+        key,
+        &json!({"rule": "billing-first", "by": "skill", "skill": "billing", "value": 8.0, "weight": 0.5, "points": 4.0})
+    );
+    let sum: f64 = parts.iter().map(|p| p["points"].as_f64().unwrap()).sum();
+    assert_eq!(sum, 10.5, "the parts add up to the score: {parts:?}");
+    std::fs::remove_file(d.dir.path().join("rules/billing.toml")).unwrap();
+    reload(&d).await;
+
     let refused = c.post("/v1/conversations/c1/assign", SUPERVISOR, json!({"representative": "bob"})).await;
     assert_eq!(refused.problem(422, "not_eligible").json["reasons"][0]["rule"], "speaks");
     c.post("/v1/conversations/c1/assign", SUPERVISOR, json!({"representative": "cy"})).await.expect(200);
     let metrics = c.get("/metrics", SUPERVISOR).await.text;
     assert!(metrics.contains(r#"switchboard_plugin_calls_total{plugin="language-match",outcome="ok"}"#), "{metrics}");
+    // Each plugin's call durations: a histogram in /metrics, p50/p99 in GET /v1/rules.
+    assert!(
+        metrics.contains(r#"switchboard_plugin_call_duration_seconds_bucket{plugin="vip-scoring",le="0.000001"}"#),
+        "{metrics}"
+    );
+    let rules = c.get("/v1/rules", SUPERVISOR).await.expect(200).json;
+    for p in rules["plugins"].as_array().unwrap() {
+        let (p50, p99) = (p["call_p50_us"].as_f64().unwrap(), p["call_p99_us"].as_f64().unwrap());
+        assert!(0.0 < p50 && p50 <= p99, "{p}");
+    }
 }
 
 /// Each misdeed: the candidates are excluded with a reason naming the plugin (fail

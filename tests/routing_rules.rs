@@ -231,8 +231,28 @@ weight = 0.5
         &refs,
     );
     // a: 2×2 free + 4 skill + 0.5×0 = 8; b: 2×1 + 9 + 0.5×(−5) = 8.5
-    assert_eq!(verdicts[0], Verdict::Eligible { score: 8.0 });
-    assert_eq!(verdicts[1], Verdict::Eligible { score: 8.5 });
+    assert_eq!(
+        parts_of(&verdicts[0]),
+        (
+            8.0,
+            vec![
+                ("reachable", "free_capacity", 2.0, 4.0),
+                ("billing", "skill", 4.0, 4.0),
+                ("billing", "skill_match", 0.0, 0.0)
+            ]
+        )
+    );
+    assert_eq!(
+        parts_of(&verdicts[1]),
+        (
+            8.5,
+            vec![
+                ("reachable", "free_capacity", 1.0, 2.0),
+                ("billing", "skill", 9.0, 9.0),
+                ("billing", "skill_match", -5.0, -2.5)
+            ]
+        )
+    );
     match &verdicts[3] {
         Verdict::Excluded { reasons } => {
             assert_eq!(reasons.len(), 1);
@@ -245,6 +265,15 @@ weight = 0.5
         Verdict::Excluded { reasons } => assert_eq!(reasons[0].detail, "presence `away` is not one of available, busy"),
         other => panic!("{other:?}"),
     }
+}
+
+/// An eligible verdict's score and its parts as (rule, by, value, points), checking the
+/// parts add up to the score.
+fn parts_of(v: &Verdict) -> (f64, Vec<(&str, &str, f64, f64)>) {
+    let Verdict::Eligible { score, parts } = v else { panic!("not eligible: {v:?}") };
+    let sum: f64 = parts.iter().map(|p| p.points).sum();
+    assert!((sum - score).abs() < 1e-9, "parts {parts:?} do not add up to {score}");
+    (*score, parts.iter().map(|p| (p.rule.as_str(), p.by, p.value.unwrap_or(f64::NAN), p.points)).collect())
 }
 
 #[test]
@@ -277,8 +306,8 @@ by = "queue_priority"
         },
         &refs,
     );
-    assert_eq!(v[0], Verdict::Eligible { score: -2.0 });
-    assert_eq!(v[1], Verdict::Eligible { score: 0.0 });
+    assert_eq!(parts_of(&v[0]), (-2.0, vec![("queues", "queue_priority", -2.0, -2.0)]));
+    assert_eq!(parts_of(&v[1]), (0.0, vec![("queues", "queue_priority", 0.0, 0.0)]));
     let detail = |v: &Verdict| match v {
         Verdict::Excluded { reasons } => reasons.iter().map(|r| r.detail.clone()).collect::<Vec<_>>(),
         other => panic!("{other:?}"),

@@ -27,6 +27,7 @@ mod failure;
 mod guest_io;
 mod limits;
 mod pool;
+mod timing;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,6 +52,14 @@ pub use limits::{
     INIT_BUDGET, Limits, MAX_CORE_INSTANCES, MAX_REASON, MAX_REASON_BYTES, MAX_REASONS, MAX_TABLES, answer_budget,
 };
 use pool::{Lease, Pool, PoolError};
+use timing::CallTimes;
+
+/// The `/metrics` histogram of each plugin's call durations, in seconds.
+pub const CALL_DURATION_METRIC: &str = "switchboard_plugin_call_duration_seconds";
+
+/// Its buckets: plugin calls take from a microsecond to the deadline.
+pub const CALL_DURATION_BUCKETS: [f64; 14] =
+    [1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025];
 
 /// A plugin failure, naming the plugin.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -349,6 +358,8 @@ struct Counters {
     breaker_trips: AtomicU64,
     peak_memory: AtomicU64,
     peak_fuel: AtomicU64,
+    /// The calls that ran, from taking an instance to the checked answer.
+    times: CallTimes,
 }
 
 /// Handles of a plugin's metrics, looked up once (the recorder is installed by then).
@@ -358,6 +369,7 @@ struct PluginMetrics {
     rejected: metrics::Counter,
     trips: metrics::Counter,
     open: metrics::Gauge,
+    duration: metrics::Histogram,
 }
 
 /// A compiled plugin.
@@ -488,6 +500,11 @@ pub struct PluginStats {
     pub peak_instance_memory: u64,
     /// The most fuel (instructions) one call used.
     pub peak_call_fuel: u64,
+    /// The median duration of its calls that ran (since it was loaded), from taking an
+    /// instance to the checked answer, in microseconds; null before the first.
+    pub call_p50_us: Option<f64>,
+    /// The 99th percentile of the same.
+    pub call_p99_us: Option<f64>,
 }
 
 impl Plugin {
@@ -496,6 +513,7 @@ impl Plugin {
         let now = Instant::now();
         let uses = self.live_uses();
         let pool = self.pool.stats();
+        let times = c.times.p50_p99_us();
         PluginStats {
             name: self.name.clone(),
             sha256: self.sha256.clone(),
@@ -511,6 +529,8 @@ impl Plugin {
             waiting_calls: pool.waiting,
             peak_instance_memory: c.peak_memory.load(Ordering::Relaxed),
             peak_call_fuel: c.peak_fuel.load(Ordering::Relaxed),
+            call_p50_us: times.map(|t| t.0),
+            call_p99_us: times.map(|t| t.1),
         }
     }
 
@@ -531,6 +551,7 @@ impl Plugin {
                 rejected: calls("rejected"),
                 trips: metrics::counter!("switchboard_plugin_breaker_trips_total", "plugin" => self.name.clone()),
                 open: metrics::gauge!("switchboard_plugin_breakers_open", "plugin" => self.name.clone()),
+                duration: metrics::histogram!(CALL_DURATION_METRIC, "plugin" => self.name.clone()),
             }
         })
     }
@@ -734,7 +755,8 @@ impl PluginUse {
         let counters = &plugin.counters;
         counters.calls.fetch_add(1, Ordering::Relaxed);
         let metrics = plugin.metrics();
-        let admit = self.state.breaker.admit(Instant::now());
+        let started = Instant::now();
+        let admit = self.state.breaker.admit(started);
         let result = match admit {
             Admit::No { failures } => Err(Failed {
                 error: plugin.error(format!(
@@ -747,6 +769,11 @@ impl PluginUse {
         };
         // The breaker counts calls that ran; a trial that could not run counts as failed.
         let ran = result.as_ref().map_or_else(|f| f.ran, |_| true);
+        if ran {
+            let took = started.elapsed();
+            counters.times.record(took);
+            metrics.duration.record(took.as_secs_f64());
+        }
         if admit == Admit::Yes && ran || admit == Admit::Trial {
             self.transition(self.state.breaker.record(result.is_ok(), Instant::now()), metrics);
         }

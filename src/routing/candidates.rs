@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::ScorePart;
 use crate::domain::{Id, QueueFilter, Reason, RepresentativeFilter, RoutingAction, TargetKind};
 
 /// What a candidates query asks for.
@@ -24,6 +25,10 @@ pub struct Candidate {
     pub id: Id,
     pub name: String,
     pub score: f64,
+    /// Only with `explain=true`: where the score came from, one part per rank key of each
+    /// rule that applies and per plugin that scored; the parts add up to `score`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score_parts: Option<Vec<ScorePart>>,
 }
 
 /// One target the rules excluded, and why.

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::candidates::Ranked;
-use super::{Candidate, Excluded, Policy, RoutingContext, Verdict};
+use super::{Candidate, Excluded, Policy, RoutingContext, ScorePart, Verdict};
 use crate::domain::{Id, Presence, Queue, QueueFilter, Reason, Representative, RepresentativeFilter};
 use crate::rules::{RepTable, TableRows};
 
@@ -150,8 +150,8 @@ fn by_name<T>(mut v: Vec<(u32, T)>, limit: Option<usize>) -> Vec<(u32, T)> {
     v
 }
 
-fn candidate(rep: &Representative, score: f64) -> Candidate {
-    Candidate { id: rep.id.clone(), name: rep.input.name.as_str().to_owned(), score }
+fn candidate(rep: &Representative, score: f64, score_parts: Option<Vec<ScorePart>>) -> Candidate {
+    Candidate { id: rep.id.clone(), name: rep.input.name.as_str().to_owned(), score, score_parts }
 }
 
 fn excluded(rep: &Representative, reasons: Vec<Reason>) -> Excluded {
@@ -374,8 +374,10 @@ impl Directory {
             Vec::new()
         };
         let mut excluded_total = refused.len();
+        let parts_of = |k: usize| ctx.explain.then(|| rules.rep_score_parts(&pass, table, eligible[k]));
         if !pass.has_plugins() {
-            let candidates = best(scored, limit).into_iter().map(|c| candidate(&s.reps[eligible[c.row]], c.score));
+            let candidates =
+                best(scored, limit).into_iter().map(|c| candidate(&s.reps[eligible[c.row]], c.score, parts_of(c.row)));
             return Ranked {
                 candidates: candidates.collect(),
                 total: eligible.len(),
@@ -384,6 +386,9 @@ impl Directory {
             };
         }
         let (rules_applied, now_ms) = (pass.rules.clone(), pass.now_ms());
+        // The rank keys' parts, with `explain`, while the table is at hand (which of these
+        // rows make the answer is known only after the plugins).
+        let mut rule_parts: Vec<Option<Vec<ScorePart>>> = (0..eligible.len()).map(parts_of).collect();
         drop(s);
         // Each plugin's request is built under the read lock, from the table, and judged
         // after it is released. Rows never move (representatives are never deleted), so
@@ -422,7 +427,16 @@ impl Directory {
         // Rows never move and representatives are never deleted: the slots still name
         // the same representatives (a rename since is shown as it is now).
         let s = self.read();
-        let candidates = best.into_iter().map(|c| candidate(&s.reps[eligible[c.row]], c.score)).collect();
+        let candidates = best
+            .into_iter()
+            .map(|c| {
+                let parts = rule_parts[c.row].take().map(|mut parts| {
+                    parts.extend_from_slice(&verdicts.parts[c.row]);
+                    parts
+                });
+                candidate(&s.reps[eligible[c.row]], c.score, parts)
+            })
+            .collect();
         for (rank, k) in dropped {
             out_excluded.push((rank, excluded(&s.reps[eligible[k]], verdicts.reasons[k].clone())));
         }
@@ -475,9 +489,13 @@ fn assemble_named(
 ) -> Ranked {
     let mut scored = Vec::new();
     let mut refused = Vec::new();
+    let mut parts_of = Vec::new();
     for (i, verdict) in verdicts.into_iter().enumerate() {
         match verdict {
-            Verdict::Eligible { score } => scored.push(Scored { row: i, rank: ranks[i], score }),
+            Verdict::Eligible { score, parts } => {
+                scored.push(Scored { row: parts_of.len(), rank: ranks[i], score });
+                parts_of.push((i, parts));
+            }
             Verdict::Excluded { reasons } => refused.push((ranks[i], (i, reasons))),
         }
     }
@@ -485,8 +503,9 @@ fn assemble_named(
     let candidates = best(scored, limit)
         .into_iter()
         .map(|c| {
-            let (id, name) = named(c.row);
-            Candidate { id, name, score: c.score }
+            let (i, parts) = std::mem::take(&mut parts_of[c.row]);
+            let (id, name) = named(i);
+            Candidate { id, name, score: c.score, score_parts: explain.then_some(parts) }
         })
         .collect();
     let excluded = if explain {

@@ -41,8 +41,49 @@ pub struct RoutingContext<'a> {
 /// A policy's answer for one target.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Verdict {
-    Eligible { score: f64 },
-    Excluded { reasons: Vec<Reason> },
+    /// With `explain`, `parts` says where the score came from (they add up to it);
+    /// otherwise it is empty.
+    Eligible {
+        score: f64,
+        parts: Vec<ScorePart>,
+    },
+    Excluded {
+        reasons: Vec<Reason>,
+    },
+}
+
+impl Verdict {
+    /// Eligible with `score`, its parts not asked for.
+    pub fn eligible(score: f64) -> Self {
+        Verdict::Eligible { score, parts: Vec::new() }
+    }
+}
+
+/// One part of a candidate's score, shown with `explain`: a rank key of a rule that
+/// applies, or the adjustment of a rule's plugin. A candidate's parts add up to its score.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ScorePart {
+    /// The rule it comes from.
+    pub rule: String,
+    /// What it measures: a rank key's `by` (`skill`, `skill_match`, `free_capacity`,
+    /// `idle_time`, `queue_priority`), or `plugin`.
+    #[schema(value_type = String)]
+    pub by: &'static str,
+    /// The skill, for `by = "skill"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skill: Option<String>,
+    /// The plugin, for `by = "plugin"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+    /// The rank key's measure of this target (for `queue_priority`, minus the priority);
+    /// absent for a plugin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// The rank key's weight; absent for a plugin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
+    /// What it added to the score: `weight × value`, or the plugin's adjustment.
+    pub points: f64,
 }
 
 /// A compiled set of routing rules. Batches let an implementation amortise work per call.
@@ -91,11 +132,11 @@ impl Policy for Unrestricted {
     }
 
     fn representatives(&self, _: RoutingContext<'_>, reps: &[&Representative]) -> Vec<Verdict> {
-        vec![Verdict::Eligible { score: 0.0 }; reps.len()]
+        vec![Verdict::eligible(0.0); reps.len()]
     }
 
     fn queues(&self, _: RoutingContext<'_>, queues: &[&Queue]) -> Vec<Verdict> {
-        vec![Verdict::Eligible { score: 0.0 }; queues.len()]
+        vec![Verdict::eligible(0.0); queues.len()]
     }
 
     fn capacity_reliance(&self, _: &RoutingContext<'_>) -> CapacityReliance {

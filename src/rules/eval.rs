@@ -10,7 +10,7 @@ use super::compile::{Columns, Symbols, presence_bit};
 use super::schema::{IntentLevel, IntentPattern, Range};
 use crate::domain::{AttributeValue, Conversation, Presence, Queue, Reason, Representative, TargetKind};
 use crate::plugins::{CandidateSource, FactValue, FailurePolicy, Judgement, PluginError, PluginRequest, PluginUse};
-use crate::routing::{CapacityReliance, Policy, RoutingContext, Verdict};
+use crate::routing::{CapacityReliance, Policy, RoutingContext, ScorePart, Verdict};
 
 /// A compiled attribute value: strings as symbols (`u32::MAX`: a string no rule names).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -181,6 +181,30 @@ pub enum Rank {
     FreeCapacity(f64),
     IdleTime(f64),
     QueuePriority(f64),
+}
+
+impl Rank {
+    /// Its weight.
+    fn weight(&self) -> f64 {
+        match *self {
+            Rank::Skill(_, w)
+            | Rank::SkillMatch(w)
+            | Rank::FreeCapacity(w)
+            | Rank::IdleTime(w)
+            | Rank::QueuePriority(w) => w,
+        }
+    }
+
+    /// Its `by`, as rule files write it.
+    fn by(&self) -> &'static str {
+        match self {
+            Rank::Skill(..) => "skill",
+            Rank::SkillMatch(_) => "skill_match",
+            Rank::FreeCapacity(_) => "free_capacity",
+            Rank::IdleTime(_) => "idle_time",
+            Rank::QueuePriority(_) => "queue_priority",
+        }
+    }
 }
 
 /// A compiled rule.
@@ -465,6 +489,29 @@ pub struct PluginVerdicts {
     pub scores: Vec<f64>,
     /// Per row given to the plugins: why a plugin excluded it (with `explain`).
     pub reasons: Vec<Vec<Reason>>,
+    /// Per row given to the plugins: each plugin's adjustment (with `explain`).
+    pub parts: Vec<Vec<ScorePart>>,
+}
+
+impl PluginVerdicts {
+    fn new(eligible: Vec<bool>) -> Self {
+        let n = eligible.len();
+        PluginVerdicts { eligible, scores: vec![0.0; n], reasons: vec![Vec::new(); n], parts: vec![Vec::new(); n] }
+    }
+}
+
+/// Rank key `k` of `rule` as a part of a score, measuring `value`.
+fn rank_part(rule: &Rule, k: &Rank, skill: Option<String>, value: f64) -> ScorePart {
+    let weight = k.weight();
+    ScorePart {
+        rule: rule.id.clone(),
+        by: k.by(),
+        skill,
+        plugin: None,
+        value: Some(value),
+        weight: Some(weight),
+        points: weight * value,
+    }
 }
 
 /// The presence whose [`presence_bit`] is `bit`.
@@ -699,21 +746,43 @@ impl RuleSet {
         }
     }
 
+    /// What rank key `k` measures of row `i` (a representative rule's keys only).
+    fn rep_measure(&self, k: &Rank, pass: &RepPass<'_>, t: &RepTable, i: usize) -> Option<f64> {
+        Some(match *k {
+            Rank::Skill(col, _) => f64::from(t.skills[i * self.columns.skills.len() + col].max(0)),
+            Rank::SkillMatch(_) => pass.conv.skill_match[i],
+            Rank::FreeCapacity(_) => t.free[i] as f64,
+            Rank::IdleTime(_) => t.idle_minutes(i, pass.now_ms),
+            Rank::QueuePriority(_) => return None,
+        })
+    }
+
     /// Row `i`'s score under the rank keys of the rules that apply (plugins not included).
     pub fn rep_score(&self, pass: &RepPass<'_>, t: &RepTable, i: usize) -> f64 {
         let mut score = 0.0;
         for rule in &pass.rules {
             for k in &rule.rank {
-                score += match *k {
-                    Rank::Skill(col, w) => w * f64::from(t.skills[i * self.columns.skills.len() + col].max(0)),
-                    Rank::SkillMatch(w) => w * pass.conv.skill_match[i],
-                    Rank::FreeCapacity(w) => w * t.free[i] as f64,
-                    Rank::IdleTime(w) => w * t.idle_minutes(i, pass.now_ms),
-                    Rank::QueuePriority(_) => 0.0,
-                };
+                score += self.rep_measure(k, pass, t, i).map_or(0.0, |v| k.weight() * v);
             }
         }
         score
+    }
+
+    /// The parts of [`RuleSet::rep_score`]: one per rank key of the rules that apply.
+    pub fn rep_score_parts(&self, pass: &RepPass<'_>, t: &RepTable, i: usize) -> Vec<ScorePart> {
+        let mut parts = Vec::new();
+        for rule in &pass.rules {
+            for k in &rule.rank {
+                if let Some(value) = self.rep_measure(k, pass, t, i) {
+                    let skill = match *k {
+                        Rank::Skill(col, _) => Some(self.columns.skills[col].to_string()),
+                        _ => None,
+                    };
+                    parts.push(rank_part(rule, k, skill, value));
+                }
+            }
+        }
+        parts
     }
 
     /// The rule pass over the rows of `t` in `scope` (every row when `None`): picks the
@@ -847,8 +916,7 @@ impl RuleSet {
         rows: &[usize],
         mut request: impl FnMut(&PluginUse, &[usize]) -> PluginRequest,
     ) -> PluginVerdicts {
-        let n = rows.len();
-        let mut out = PluginVerdicts { eligible: vec![true; n], scores: vec![0.0; n], reasons: vec![Vec::new(); n] };
+        let mut out = PluginVerdicts::new(vec![true; rows.len()]);
         for rule in rules.iter().filter(|r| r.plugin.is_some()) {
             consult(rule, &mut out, ctx.explain, |using, batch| {
                 let table_rows: Vec<usize> = batch.iter().map(|&k| rows[k]).collect();
@@ -974,8 +1042,19 @@ fn consult(
     let name = &using.plugin.name;
     match judge(using, &batch) {
         Ok(judgement) => {
-            for (&i, score) in batch.iter().zip(&judgement.scores) {
-                out.scores[i] += score;
+            for (&i, &points) in batch.iter().zip(&judgement.scores) {
+                out.scores[i] += points;
+                if explain {
+                    out.parts[i].push(ScorePart {
+                        rule: rule.id.clone(),
+                        by: "plugin",
+                        skill: None,
+                        plugin: Some(name.clone()),
+                        value: None,
+                        weight: None,
+                        points,
+                    });
+                }
             }
             for (k, why) in judgement.excluded {
                 let i = batch[k];
@@ -1000,25 +1079,6 @@ fn consult(
                 }
             }
         },
-    }
-}
-
-/// Calls `rule`'s plugin with the queues still eligible.
-fn consult_queues(
-    rule: &Rule,
-    eligible: &mut [bool],
-    scores: &mut [f64],
-    reasons: &mut [Vec<Reason>],
-    explain: bool,
-    judge: impl FnOnce(&PluginUse, &[usize]) -> Result<Judgement, PluginError>,
-) {
-    let n = eligible.len();
-    let mut out = PluginVerdicts { eligible: eligible.to_vec(), scores: vec![0.0; n], reasons: vec![Vec::new(); n] };
-    consult(rule, &mut out, explain, judge);
-    for i in 0..n {
-        eligible[i] = out.eligible[i];
-        scores[i] += out.scores[i];
-        reasons[i].append(&mut out.reasons[i]);
     }
 }
 
@@ -1048,7 +1108,8 @@ impl Policy for RuleSet {
         let mut verdicts: Vec<Verdict> = (0..reps.len())
             .map(|i| {
                 if pass.eligible[i] {
-                    Verdict::Eligible { score: self.rep_score(&pass, &table, i) }
+                    let parts = if ctx.explain { self.rep_score_parts(&pass, &table, i) } else { Vec::new() };
+                    Verdict::Eligible { score: self.rep_score(&pass, &table, i), parts }
                 } else if ctx.explain {
                     Verdict::Excluded {
                         reasons: self.explain_representative(&pass, &table, i, ctx.conversation, reps[i]),
@@ -1060,10 +1121,13 @@ impl Policy for RuleSet {
             .collect();
         if let Some(mut p) = plugins {
             for (k, &i) in rows.iter().enumerate() {
-                verdicts[i] = match verdicts[i] {
-                    Verdict::Eligible { score } if p.eligible[k] => Verdict::Eligible { score: score + p.scores[k] },
-                    _ => Verdict::Excluded { reasons: std::mem::take(&mut p.reasons[k]) },
-                };
+                match &mut verdicts[i] {
+                    Verdict::Eligible { score, parts } if p.eligible[k] => {
+                        *score += p.scores[k];
+                        parts.append(&mut p.parts[k]);
+                    }
+                    v => *v = Verdict::Excluded { reasons: std::mem::take(&mut p.reasons[k]) },
+                }
             }
         }
         verdicts
@@ -1081,12 +1145,10 @@ impl Policy for RuleSet {
                     .collect()
             })
             .collect();
-        let mut eligible: Vec<bool> = failures.iter().map(Vec::is_empty).collect();
-        let mut scores = vec![0.0; queues.len()];
-        let mut reasons = vec![Vec::new(); queues.len()];
+        let mut p = PluginVerdicts::new(failures.iter().map(Vec::is_empty).collect());
         let now = ctx.now_ms;
         for rule in rules.iter().filter(|r| r.plugin.is_some()) {
-            consult_queues(rule, &mut eligible, &mut scores, &mut reasons, ctx.explain, |using, batch| {
+            consult(rule, &mut p, ctx.explain, |using, batch| {
                 let chosen: Vec<&Queue> = batch.iter().map(|&i| queues[i]).collect();
                 using.judge_queues(ctx.action, now, ctx.conversation, &chosen)
             });
@@ -1095,19 +1157,23 @@ impl Policy for RuleSet {
             .into_iter()
             .enumerate()
             .map(|(i, failed)| {
-                if failed.is_empty() && !eligible[i] {
-                    return Verdict::Excluded { reasons: std::mem::take(&mut reasons[i]) };
+                if failed.is_empty() && !p.eligible[i] {
+                    return Verdict::Excluded { reasons: std::mem::take(&mut p.reasons[i]) };
                 }
                 if failed.is_empty() {
-                    let score = rules
-                        .iter()
-                        .flat_map(|r| &r.rank)
-                        .map(|k| match k {
-                            Rank::QueuePriority(w) => -w * f64::from(table.priority[i]),
-                            _ => 0.0,
-                        })
-                        .sum::<f64>();
-                    Verdict::Eligible { score: score + scores[i] }
+                    let mut score = 0.0;
+                    let mut parts = Vec::new();
+                    for rule in &rules {
+                        for k in rule.rank.iter().filter(|k| matches!(k, Rank::QueuePriority(_))) {
+                            let value = -f64::from(table.priority[i]);
+                            score += k.weight() * value;
+                            if ctx.explain {
+                                parts.push(rank_part(rule, k, None, value));
+                            }
+                        }
+                    }
+                    parts.append(&mut p.parts[i]);
+                    Verdict::Eligible { score: score + p.scores[i], parts }
                 } else {
                     let reasons = if ctx.explain {
                         failed
