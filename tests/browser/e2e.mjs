@@ -150,6 +150,8 @@ try {
   assert(await a.locator('#excluded input').count() === 0, 'the excluded list offers nothing to choose');
   const top = await a.$eval('#cand-list input[name="target"]', (i) => i.value);
   assert(top === 'ann', `the top candidate of c-1 is ann: ${top}`);
+  const parts = await a.getAttribute('#cand-list label:has(input[value="ann"]) .score', 'title');
+  assert(/free_capacity .* × .* = /.test(parts), `with "Why not?" ann's score shows its parts: ${parts}`);
   assert(await a.isDisabled('#target-ok'), 'nothing is chosen yet: the button is disabled');
   await a.screenshot({ path: join(SHOTS, 'assign-dialog.png') });
   await a.check('#cand-list input[value="ann"]');

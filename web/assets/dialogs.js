@@ -217,6 +217,14 @@ export function targetDialog(ctx, action, convs) {
     }
   };
 
+  // With "Why not?" on, the answer carries each score's parts: shown on hover.
+  const scoreTitle = (c) => {
+    if (!c.score_parts) return 'Score under the rules in force';
+    if (c.score_parts.length === 0) return 'No rule scores this target';
+    return c.score_parts.map((p) => p.by === 'plugin'
+      ? `${p.rule}: plugin ${p.plugin} ${p.points >= 0 ? '+' : ''}${p.points}`
+      : `${p.rule}: ${p.by}${p.skill ? ` ${p.skill}` : ''} ${p.value} × ${p.weight} = ${p.points}`).join('\n');
+  };
   const renderCandidates = (answer) => {
     const kindWord = state.kind === 'representative' ? 'representative' : 'queue';
     $('#cand-count').textContent = `${answer.candidates.length} of ${answer.total} eligible ${kindWord}${answer.total === 1 ? '' : 's'} · rules ${answer.ruleset}`;
@@ -226,7 +234,7 @@ export function targetDialog(ctx, action, convs) {
       input.addEventListener('change', () => { state.chosen = c; updateOk(); });
       return h('label', { class: 'cand' }, input,
         h('span', { class: 'rank' }, `${i + 1}.`), h('span', { class: 'name' }, c.name), h('span', { class: 'cid' }, c.id),
-        h('span', { class: 'score', title: 'Score under the rules in force' }, `score ${Number(c.score).toFixed(1)}`));
+        h('span', { class: 'score', title: scoreTitle(c) }, `score ${Number(c.score).toFixed(1)}`));
     });
     if (items.length === 0) items.push(h('p', { class: 'none' }, 'No eligible target matches these filters.'));
     list.replaceChildren(...items);
