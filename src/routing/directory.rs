@@ -388,7 +388,8 @@ impl Directory {
         let (rules_applied, now_ms) = (pass.rules.clone(), pass.now_ms());
         // The rank keys' parts, with `explain`, while the table is at hand (which of these
         // rows make the answer is known only after the plugins).
-        let mut rule_parts: Vec<Option<Vec<ScorePart>>> = (0..eligible.len()).map(parts_of).collect();
+        let mut rule_parts: Vec<Option<Vec<ScorePart>>> =
+            if ctx.explain { (0..eligible.len()).map(parts_of).collect() } else { Vec::new() };
         drop(s);
         // Each plugin's request is built under the read lock, from the table, and judged
         // after it is released. Rows never move (representatives are never deleted), so
@@ -430,7 +431,7 @@ impl Directory {
         let candidates = best
             .into_iter()
             .map(|c| {
-                let parts = rule_parts[c.row].take().map(|mut parts| {
+                let parts = rule_parts.get_mut(c.row).and_then(Option::take).map(|mut parts| {
                     parts.extend_from_slice(&verdicts.parts[c.row]);
                     parts
                 });
