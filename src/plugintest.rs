@@ -590,8 +590,9 @@ fn failure(stage: &'static str, e: PluginError) -> Failure {
     Failure { stage, what: e.what, detail: e.detail }
 }
 
+/// Microseconds, to the nanosecond.
 fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
+    (d.as_secs_f64() * 1e9).round() / 1e3
 }
 
 /// Runs the component at `path` on `fixture`.
@@ -676,7 +677,7 @@ pub fn run(path: &Path, fixture: &Fixture, opts: &Options, output: &GuestOutput)
         median_us: median,
         min_us: times.first().map_or(0.0, |t| micros(*t)),
         max_us: times.last().map_or(0.0, |t| micros(*t)),
-        per_candidate_us: median / n.max(1) as f64,
+        per_candidate_us: (median / n.max(1) as f64 * 1e3).round() / 1e3,
         init_us,
     });
     report.candidates = verdicts(fixture, &judgement);

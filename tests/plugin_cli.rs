@@ -95,7 +95,7 @@ fn json_output_has_verdicts_needs_time_fuel_and_memory() {
     let (min, median, max) =
         (timing["min_us"].as_f64().unwrap(), timing["median_us"].as_f64().unwrap(), timing["max_us"].as_f64().unwrap());
     assert!(0.0 < min && min <= median && median <= max, "{timing}");
-    assert!((timing["per_candidate_us"].as_f64().unwrap() - median / 4.0).abs() < 1e-6);
+    assert!((timing["per_candidate_us"].as_f64().unwrap() - median / 4.0).abs() <= 0.001);
     let fuel = report["peak_call_fuel"].as_u64().unwrap();
     assert!(fuel > 0 && fuel < report["call_fuel_limit"].as_u64().unwrap(), "{report}");
     assert_eq!(report["call_fuel_limit"], 5_000_000 + 4 * 5_000);
