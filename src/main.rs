@@ -1,5 +1,5 @@
 //! The `switchboard` command: `serve`, `migrate`, `check`, `test`, `replay`, `schema`, `openapi`, `bench`,
-//! `plugin inspect`, `token new`.
+//! `plugin inspect`, `plugin new`, `plugin test`, `token new`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use switchboard::auth::Role;
 use switchboard::config::Config;
 use switchboard::daemon;
+use switchboard::plugintest::GuestOutput;
 
 #[derive(Parser)]
 #[command(name = "switchboard", version, about = "Routing engine for contact-center supervisors")]
@@ -83,7 +84,7 @@ enum Cmd {
     Openapi,
     /// Benchmark routing over real HTTP: a synthetic contact center, a mix of calls, latency percentiles.
     Bench(Box<switchboard::bench::Args>),
-    /// Matcher plugins: look inside a component before installing it.
+    /// Matcher plugins: start one, test it on a fixture, look inside a component before installing it.
     Plugin {
         #[command(subcommand)]
         command: PluginCmd,
@@ -103,6 +104,37 @@ enum Format {
 
 #[derive(Subcommand)]
 enum PluginCmd {
+    /// Make a matcher crate in the plugins workspace that builds as it stands, with a fixture
+    /// for `plugin test` and a README of the commands that build, test and install it.
+    New {
+        /// Its name (crate, folder and plugin): lowercase letters, digits and `-`.
+        name: String,
+        /// The plugins workspace: the folder of its Cargo.toml, whose `members` get the crate.
+        #[arg(long, default_value = "plugins")]
+        dir: PathBuf,
+    },
+    /// Run a component on a fixture through the daemon's plugin host and limits: each
+    /// candidate's verdict, the time of a call, fuel and memory; exit 1 when the plugin fails
+    /// or an expectation of the fixture is not met.
+    Test {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// The fixture (TOML): conversation, candidates, config, expectations (plugins/README.md).
+        #[arg(long)]
+        fixture: PathBuf,
+        /// The config given to `init` (JSON), instead of the fixture's `config`.
+        #[arg(long)]
+        config: Option<String>,
+        /// How many times the batch is judged; the time shown is the median.
+        #[arg(long, default_value_t = 25)]
+        repeat: usize,
+        /// A daemon config file whose `[plugin_limits]` apply (default: the default limits).
+        #[arg(long)]
+        config_file: Option<PathBuf>,
+        /// `text` (default) or `json`.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// What a component exports, its size and digest, whether this daemon loads it, and the
     /// request fields its `init` asks for with a config; exit 1 when it cannot be used.
     Inspect {
@@ -146,15 +178,30 @@ fn load_routing(config: &Config) -> anyhow::Result<switchboard::routing::Routing
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match run(cli) {
+    let guest_output = GuestOutput::default();
+    if matches!(cli.command, Cmd::Plugin { command: PluginCmd::Test { .. } }) {
+        // `plugin test` reports the guest's output and failures itself; the log shows warnings.
+        use tracing_subscriber::prelude::*;
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(
+                "warn,switchboard::plugins::guest_io=off,switchboard::plugins::failure=off",
+            )
+        });
+        let log = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        tracing_subscriber::registry().with(log.with_filter(filter)).with(guest_output.layer()).init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
+    match run(cli, &guest_output) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -163,7 +210,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, guest_output: &GuestOutput) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Check { config, rules } => {
             let config = config_with_rules(&config, rules)?;
@@ -273,6 +320,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             anyhow::ensure!(inspection.loadable.is_ok(), "this daemon cannot load `{}`", file.display());
             anyhow::ensure!(!matches!(inspection.needs, Some(Err(_))), "init refused the config");
+            Ok(())
+        }
+        Cmd::Plugin { command: PluginCmd::New { name, dir } } => {
+            let created = switchboard::scaffold::create(&name, &dir)?;
+            println!("created {}", created.dir.display());
+            for file in &created.files {
+                println!("  {}", file.display());
+            }
+            println!("\nnext, from the repository's root (also in {}):", created.dir.join("README.md").display());
+            for command in &created.next {
+                println!("  {command}");
+            }
+            Ok(())
+        }
+        Cmd::Plugin { command: PluginCmd::Test { file, fixture, config, repeat, config_file, format } } => {
+            use switchboard::plugintest;
+            let limits = match config_file {
+                Some(path) => Config::load(&path)?.plugin_limits,
+                None => switchboard::plugins::Limits::default(),
+            };
+            let config = config.as_deref().map(plugintest::config_arg).transpose()?;
+            let fixture = plugintest::read(&fixture)?;
+            let options = plugintest::Options { config, repeat, limits };
+            let report = plugintest::run(&file, &fixture, &options, guest_output)?;
+            match format {
+                Format::Text => print!("{}", report.text()),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            }
+            if let Some(e) = report.error.as_ref().filter(|_| !report.passed) {
+                anyhow::bail!("plugin `{}` failed ({}): {}", report.plugin, e.stage, e.what);
+            }
+            anyhow::ensure!(
+                report.passed,
+                "{} of {} expectations of {} failed",
+                report.failures.len(),
+                report.expectations,
+                report.fixture
+            );
             Ok(())
         }
         Cmd::Openapi => {

@@ -48,10 +48,11 @@ struct TestFile {
     test: Vec<Spanned<TestDef>>,
 }
 
+/// A `[[representative]]` of a fixture (also `switchboard plugin test`'s, see `plugintest`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FixtureRep {
-    id: Spanned<Id>,
+pub(crate) struct FixtureRep {
+    pub(crate) id: Spanned<Id>,
     name: Name,
     #[serde(default)]
     presence: Presence,
@@ -76,10 +77,11 @@ struct FixtureRep {
     attributes: Attributes,
 }
 
+/// A `[[queue]]` of a fixture.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FixtureQueue {
-    id: Spanned<Id>,
+pub(crate) struct FixtureQueue {
+    pub(crate) id: Spanned<Id>,
     name: Name,
     #[serde(default)]
     priority: u32,
@@ -97,9 +99,10 @@ struct TestDef {
     expect: Spanned<Expect>,
 }
 
+/// A fixture's conversation.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FixtureConversation {
+pub(crate) struct FixtureConversation {
     #[serde(default = "default_conversation_id")]
     id: Id,
     record: Record,
@@ -270,8 +273,7 @@ fn parse_file(file: &str, text: &str) -> Result<Vec<Case>, Vec<RuleError>> {
         if !first(&mut queue_ids, &q.id, "queue") {
             continue;
         }
-        let input = QueueInput { name: q.name, priority: q.priority, intent_based: q.intent_based };
-        queues.push(Queue { id: q.id.into_inner(), input, version: 1, updated_at: String::new() });
+        queues.push(queue(q));
     }
     if parsed.test.is_empty() {
         errors.push(at(0, "no tests: add a `[[test]]` with name, action, target, conversation and expect".into()));
@@ -351,7 +353,12 @@ fn parse_file(file: &str, text: &str) -> Result<Vec<Case>, Vec<RuleError>> {
     if errors.is_empty() { Ok(cases) } else { Err(errors) }
 }
 
-fn representative(r: FixtureRep, now_ms: i64) -> Representative {
+pub(crate) fn queue(q: FixtureQueue) -> Queue {
+    let input = QueueInput { name: q.name, priority: q.priority, intent_based: q.intent_based };
+    Queue { id: q.id.into_inner(), input, version: 1, updated_at: String::new() }
+}
+
+pub(crate) fn representative(r: FixtureRep, now_ms: i64) -> Representative {
     let input = RepresentativeInput {
         name: r.name,
         presence: r.presence,
@@ -377,7 +384,7 @@ fn representative(r: FixtureRep, now_ms: i64) -> Representative {
 
 /// The test's conversation; an error (at a byte offset, 0 for the table itself) when the
 /// action is not one its status allows, as the daemon would answer `409`.
-fn conversation(
+pub(crate) fn conversation(
     c: FixtureConversation,
     action: RoutingAction,
     reps: &HashSet<Id>,
