@@ -30,6 +30,7 @@ pub mod config;
 pub mod daemon;
 pub mod domain;
 pub mod http;
+pub mod output;
 pub mod plugins;
 pub mod plugintest;
 pub mod reload;

@@ -217,7 +217,7 @@ fn run(cli: Cli, guest_output: &GuestOutput) -> anyhow::Result<()> {
             let routing = load_routing(&config)?;
             let status = routing.status();
             let plugins: Vec<String> = status.plugins.iter().map(|p| p.name.clone()).collect();
-            println!(
+            switchboard::outln!(
                 "ok: {} rules in {} files from {}, {} plugins ({}), version {}",
                 status.rules.len(),
                 status.files.len(),
@@ -237,8 +237,8 @@ fn run(cli: Cli, guest_output: &GuestOutput) -> anyhow::Result<()> {
                     anyhow::anyhow!("the rule tests are invalid ({} errors):\n{}", errors.len(), lines.join("\n"))
                 })?;
             match format {
-                Format::Text => print!("{}", report.text()),
-                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Text => switchboard::out!("{}", report.text()),
+                Format::Json => switchboard::outln!("{}", serde_json::to_string_pretty(&report)?),
             }
             anyhow::ensure!(report.failed == 0, "{} of {} rule tests failed", report.failed, report.tests.len());
             anyhow::ensure!(!report.tests.is_empty(), "no rule test matched the filter");
@@ -250,7 +250,7 @@ fn run(cli: Cli, guest_output: &GuestOutput) -> anyhow::Result<()> {
             let version = runtime
                 .block_on(switchboard::store::migrate(&config.database, &config.base))
                 .with_context(|| format!("migrating the database `{}`", config.database))?;
-            println!("ok: the database `{}` is at schema version {version}", config.database);
+            switchboard::outln!("ok: the database `{}` is at schema version {version}", config.database);
             Ok(())
         }
         Cmd::Replay { config, rules, since, until, format } => {
@@ -284,8 +284,8 @@ fn run(cli: Cli, guest_output: &GuestOutput) -> anyhow::Result<()> {
                 anyhow::Ok(report)
             })?;
             match format {
-                Format::Text => print!("{}", report.text()),
-                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Text => switchboard::out!("{}", report.text()),
+                Format::Json => switchboard::outln!("{}", serde_json::to_string_pretty(&report)?),
             }
             Ok(())
         }
@@ -294,27 +294,29 @@ fn run(cli: Cli, guest_output: &GuestOutput) -> anyhow::Result<()> {
                 .context("starting the plugin engine")?;
             let inspection = host.inspect(&file, config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
             match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&inspection)?),
+                Format::Json => switchboard::outln!("{}", serde_json::to_string_pretty(&inspection)?),
                 Format::Text => {
                     let i = &inspection;
-                    println!("plugin    `{}` when installed as {}.wasm", i.name, i.name);
-                    println!("file      {} bytes, sha256 {}", i.bytes, i.sha256);
-                    println!(
+                    switchboard::outln!("plugin    `{}` when installed as {}.wasm", i.name, i.name);
+                    switchboard::outln!("file      {} bytes, sha256 {}", i.bytes, i.sha256);
+                    switchboard::outln!(
                         "exports   {}",
                         if i.exports.is_empty() { "(none)".to_owned() } else { i.exports.join(", ") }
                     );
                     match &i.loadable {
-                        Ok(()) => println!("loads     yes: this daemon calls {}", i.expected),
-                        Err(why) => println!("loads     no: {why}"),
+                        Ok(()) => switchboard::outln!("loads     yes: this daemon calls {}", i.expected),
+                        Err(why) => switchboard::outln!("loads     no: {why}"),
                     }
                     match &i.needs {
                         None if i.loadable.is_ok() => {
-                            println!("needs     (give --config JSON to run init and see what it asks for)")
+                            switchboard::outln!("needs     (give --config JSON to run init and see what it asks for)")
                         }
                         None => {}
-                        Some(Ok(needs)) if needs.is_empty() => println!("needs     nothing beyond the conversation"),
-                        Some(Ok(needs)) => println!("needs     {}", needs.join(", ")),
-                        Some(Err(why)) => println!("init      refused: {why}"),
+                        Some(Ok(needs)) if needs.is_empty() => {
+                            switchboard::outln!("needs     nothing beyond the conversation")
+                        }
+                        Some(Ok(needs)) => switchboard::outln!("needs     {}", needs.join(", ")),
+                        Some(Err(why)) => switchboard::outln!("init      refused: {why}"),
                     }
                 }
             }
@@ -324,13 +326,16 @@ fn run(cli: Cli, guest_output: &GuestOutput) -> anyhow::Result<()> {
         }
         Cmd::Plugin { command: PluginCmd::New { name, dir } } => {
             let created = switchboard::scaffold::create(&name, &dir)?;
-            println!("created {}", created.dir.display());
+            switchboard::outln!("created {}", created.dir.display());
             for file in &created.files {
-                println!("  {}", file.display());
+                switchboard::outln!("  {}", file.display());
             }
-            println!("\nnext, from the repository's root (also in {}):", created.dir.join("README.md").display());
+            switchboard::outln!(
+                "\nnext, from the repository's root (also in {}):",
+                created.dir.join("README.md").display()
+            );
             for command in &created.next {
-                println!("  {command}");
+                switchboard::outln!("  {command}");
             }
             Ok(())
         }
@@ -345,8 +350,8 @@ fn run(cli: Cli, guest_output: &GuestOutput) -> anyhow::Result<()> {
             let options = plugintest::Options { config, repeat, limits };
             let report = plugintest::run(&file, &fixture, &options, guest_output)?;
             match format {
-                Format::Text => print!("{}", report.text()),
-                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Text => switchboard::out!("{}", report.text()),
+                Format::Json => switchboard::outln!("{}", serde_json::to_string_pretty(&report)?),
             }
             if let Some(e) = report.error.as_ref().filter(|_| !report.passed) {
                 anyhow::bail!("plugin `{}` failed ({}): {}", report.plugin, e.stage, e.what);
@@ -361,11 +366,11 @@ fn run(cli: Cli, guest_output: &GuestOutput) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Openapi => {
-            println!("{}", serde_json::to_string_pretty(&switchboard::http::openapi::document())?);
+            switchboard::outln!("{}", serde_json::to_string_pretty(&switchboard::http::openapi::document())?);
             Ok(())
         }
         Cmd::Schema => {
-            print!("{}", switchboard::rules::json_schema());
+            switchboard::out!("{}", switchboard::rules::json_schema());
             Ok(())
         }
         Cmd::Serve { config, listen } => {
@@ -385,13 +390,13 @@ fn run(cli: Cli, guest_output: &GuestOutput) -> anyhow::Result<()> {
         Cmd::Bench(args) => switchboard::bench::run(*args),
         Cmd::Token { command: TokenCmd::New { name, role } } => {
             let (token, digest) = switchboard::auth::new_token().context("reading the OS random source")?;
-            println!("token: {token}");
-            println!("(shown once: give it to `{name}`; the daemon keeps only its SHA-256)");
-            println!();
-            println!("[[tokens]]");
-            println!("name = {}", toml_string(&name));
-            println!("role = \"{}\"", role.as_str());
-            println!("sha256 = \"{digest}\"");
+            switchboard::outln!("token: {token}");
+            switchboard::outln!("(shown once: give it to `{name}`; the daemon keeps only its SHA-256)");
+            switchboard::outln!();
+            switchboard::outln!("[[tokens]]");
+            switchboard::outln!("name = {}", toml_string(&name));
+            switchboard::outln!("role = \"{}\"", role.as_str());
+            switchboard::outln!("sha256 = \"{digest}\"");
             Ok(())
         }
     }

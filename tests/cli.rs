@@ -51,3 +51,19 @@ fn serve_explains_a_missing_config_file() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("/nonexistent/sb.toml: cannot read the config file"), "{err}");
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_not_the_command() {
+    // `switchboard openapi | head -c 1`: the pipe closes long before the document ends.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("openapi")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "exit {:?}: {err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -327,11 +327,11 @@ async fn measure(
         cpu_seconds: cpu,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else {
-        println!();
-        print!("{}", report.table());
-        println!();
+        crate::outln!();
+        crate::out!("{}", report.table());
+        crate::outln!();
         let mut footer = format!(
             "measured {:.1}s{} · seed {} · {} representatives, {} queues, {} conversations · concurrency {}",
             measured.as_secs_f64(),
@@ -349,8 +349,8 @@ async fn measure(
             let secs = measured.as_secs_f64().max(1e-9);
             footer.push_str(&format!(" · CPU: daemon {:.2} cores, bench {:.2} cores", d / secs, b / secs));
         }
-        println!("{footer}");
-        println!(
+        crate::outln!("{footer}");
+        crate::outln!(
             "latency: {} to last byte of the answer, every answered call; refusals: 409/412/422 answers",
             if args.rate.is_some() || args.background.is_some() {
                 "send (open loop: the call's scheduled time)"
