@@ -155,7 +155,12 @@ fn type_name(name: &str) -> String {
 pub fn commands(name: &str, shown_dir: &str) -> [String; 3] {
     let wasm = format!("{shown_dir}/target/wasm32-wasip2/release/{}.wasm", name.replace('-', "_"));
     [
-        format!("cargo build --release --target wasm32-wasip2 --manifest-path {shown_dir}/Cargo.toml -p {name}"),
+        // Its own target folder, as plugins/build.sh: the wasm lands where the next
+        // commands look, whatever CARGO_TARGET_DIR says.
+        format!(
+            "cargo build --release --target wasm32-wasip2 --manifest-path {shown_dir}/Cargo.toml \
+             --target-dir {shown_dir}/target -p {name}"
+        ),
         format!("target/release/switchboard plugin test {wasm} --fixture {shown_dir}/{name}/fixture.toml"),
         format!("install -D -m 644 {wasm} plugins/dist/{name}.wasm"),
     ]
