@@ -516,3 +516,145 @@ fn plugin_inspect_tells_what_a_component_is_and_whether_it_loads() {
     let (code, text) = inspect(&["plugin", "inspect", env!("CARGO_MANIFEST_DIR")]);
     assert_eq!(code, Some(1), "{text}");
 }
+
+#[path = "../benches/common/synthetic.rs"]
+mod synthetic;
+
+/// The Python example matcher (plugins/python/site_affinity.py, built by
+/// plugins/build-python.sh with componentize-py) through the daemon's real host: it
+/// instantiates with WASI granting nothing, refuses a bad config with its own message,
+/// and its verdicts change eligibility, order and reasons. Its compiled code is kept in
+/// plugins/target/python/compiled across runs: a debug build of the daemon takes minutes
+/// to compile CPython (plugins/README.md, *Matchers in Python*).
+#[tokio::test]
+async fn a_python_matcher_runs_in_the_sandbox() {
+    let built = common::built_python_plugins();
+    let cache = built.join("compiled");
+    let config =
+        format!("plugins_dir = \"plugins\"\nplugin_cache = \"{}\"\n[plugin_limits]\n{PYTHON_LIMITS}", cache.display());
+    // Installed before the start, which compiles it (a reload over HTTP would time out
+    // compiling it for the first time in a debug build).
+    let dir = common::workdir(&config);
+    std::fs::create_dir(dir.path().join("plugins")).unwrap();
+    std::fs::copy(built.join("site_affinity.wasm"), dir.path().join("plugins/site-affinity.wasm")).unwrap();
+    let started = std::time::Instant::now();
+    let d = Daemon::start_in(dir).await;
+    eprintln!("the daemon started (compiling site-affinity or reading its cache) in {:?}", started.elapsed());
+    let c = &d.client;
+    c.seed_directory().await;
+    c.patch("/v1/representatives/ann", INTEGRATION, json!({"attributes": {"site": "madrid"}})).await.expect(200);
+    c.patch("/v1/representatives/bob", INTEGRATION, json!({"attributes": {"site": "lisbon"}})).await.expect(200);
+    c.put("/v1/representatives/cy", INTEGRATION, json!({"name": "Cy", "attributes": {"site": "porto"}}))
+        .await
+        .expect(201);
+    c.put("/v1/representatives/dee", INTEGRATION, json!({"name": "Dee"})).await.expect(201);
+    c.post(
+        "/v1/conversations",
+        INTEGRATION,
+        json!({"id": "c1", "record": {"entity": "case", "id": "X"}, "queue": "billing",
+               "attributes": {"country": "pt"}}),
+    )
+    .await
+    .expect(201);
+
+    // A misspelt option: the rules are refused with the matcher's own message.
+    let rule = |config: &str| {
+        format!(
+            "[[rule]]\nid = \"site\"\ntarget = \"representative\"\n[rule.plugin]\nname = \"site-affinity\"\nconfig = {config}\n"
+        )
+    };
+    write_rules(&d, &rule(r#"{ sites = { pt = ["lisbon"] }, wieght = 2.0 }"#));
+    let failed = c.post("/v1/rules/reload", ADMIN, json!({})).await.problem(422, "invalid_rules");
+    let message = failed.json["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("invalid config: unknown field `wieght`, expected one of `attribute`"), "{message}");
+
+    write_rules(&d, &rule(r#"{ sites = { pt = ["lisbon", "madrid"] }, weight = 4.0, require = true }"#));
+    let status = reload(&d).await;
+    assert_eq!(status["plugins"][0]["name"], "site-affinity", "{status}");
+    let got = c.get(CANDIDATES, SUPERVISOR).await.expect(200).json;
+    // bob is at the first site serving Portugal (4 points), ann at the second (4 / 2).
+    assert_eq!(ids(&got, "candidates"), ["bob", "ann"], "{got}");
+    assert_eq!(
+        (got["candidates"][0]["score"].as_f64(), got["candidates"][1]["score"].as_f64()),
+        (Some(4.0), Some(2.0))
+    );
+    let reasons: Vec<(&str, &str)> = got["excluded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["id"].as_str().unwrap(), e["reasons"][0]["detail"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("cy", "plugin `site-affinity`: not at a site serving `pt` (lisbon, madrid)"),
+            ("dee", "plugin `site-affinity`: has no `site`"),
+        ]
+    );
+    let refused = c.post("/v1/conversations/c1/assign", SUPERVISOR, json!({"representative": "cy"})).await;
+    assert_eq!(refused.problem(422, "not_eligible").json["reasons"][0]["rule"], "site");
+
+    // Without `require`, the others stay eligible, after those at the serving sites.
+    write_rules(&d, &rule(r#"{ sites = { pt = ["lisbon", "madrid"] }, weight = 4.0 }"#));
+    reload(&d).await;
+    let got = c.get(CANDIDATES, SUPERVISOR).await.expect(200).json;
+    assert_eq!(ids(&got, "candidates"), ["bob", "ann", "cy", "dee"], "{got}");
+    assert!(got["excluded"].as_array().unwrap().is_empty(), "{got}");
+    let stats = &reload(&d).await["plugins"][0];
+    eprintln!("site-affinity in the daemon: {stats}");
+    assert!(stats["failures"] == 0 && stats["calls"].as_u64() >= Some(2), "{stats}");
+
+    // A batch of 1,000 with every branch (half at a serving site, half excluded), from
+    // the cache the daemon wrote: it needs more fuel per candidate than the defaults give
+    // (about 22,000 instructions, plugins/README.md), and fits them with the README's.
+    let conv = python_conversation();
+    let reps = synthetic::representatives(1_000, 7);
+    let refs: Vec<&switchboard::domain::Representative> = reps.iter().collect();
+    let site = |k: usize| serde_json::to_value(&reps[k].input.attributes).unwrap()["site"].clone();
+    let lisbon: Vec<u32> = (0..1_000u32).filter(|&k| site(k as usize) == "lisbon").collect();
+    let config = r#"{"sites":{"pt":["lisbon"]},"weight":4.0,"idle_weight":0.001,"require":true}"#;
+    let python_limits: Limits = toml::from_str(PYTHON_LIMITS).unwrap();
+    for (limits, enough) in [(python_limits, true), (Limits { deadline_ms: 60_000, ..Limits::default() }, false)] {
+        let host = PluginHost::new(limits, Some(&cache)).unwrap();
+        let plugin = host.load("site-affinity", &built.join("site_affinity.wasm")).unwrap();
+        assert_eq!(host.compile_cache_stats(), Some((1, 0)), "compiled once, by the daemon");
+        let using = plugin.with_config(config.into(), FailurePolicy::FailClosed).unwrap();
+        assert_eq!(using.needs_names(), ["idle-time", "attributes"]);
+        let request = switchboard::plugins::representatives_request(
+            switchboard::domain::RoutingAction::Assign,
+            0,
+            &conv,
+            &refs,
+            |k| (k % 60) as f32,
+            using.needs,
+        );
+        if !enough {
+            let e = using.evaluate(&request, reps.len()).unwrap_err();
+            assert_eq!(e.what, "used up its fuel of 10000000 instructions and was stopped");
+            continue;
+        }
+        for _ in 0..3 {
+            let v = using.evaluate(&request, reps.len()).unwrap();
+            assert_eq!(v.excluded.len(), 1_000 - lisbon.len());
+            assert_eq!(v.reasons, ["not at a site serving `pt` (lisbon)"]);
+            let k = lisbon[1] as usize;
+            assert_eq!(v.scores[k], 4.0 + 0.001 * (k % 60) as f64);
+        }
+        let stats = plugin.stats();
+        eprintln!("site-affinity on 1,000: {stats:?}");
+        assert!(stats.peak_instance_memory <= 16 << 20, "CPython fits the default memory_mib: {stats:?}");
+    }
+}
+
+/// The `[plugin_limits]` plugins/README.md gives for Python matchers (`fuel_per_candidate`),
+/// with a deadline for a debug build on a loaded machine.
+const PYTHON_LIMITS: &str = "deadline_ms = 1000\nfuel_per_candidate = 30000\n";
+
+/// A conversation of a Portuguese customer, for the Python example.
+fn python_conversation() -> switchboard::domain::Conversation {
+    let input = serde_json::from_value(json!({
+        "record": {"entity": "case", "id": "CAS-1"}, "queue": "billing", "attributes": {"country": "pt"}
+    }))
+    .unwrap();
+    switchboard::domain::Conversation::create(switchboard::domain::Id::parse("c1").unwrap(), input, String::new())
+}

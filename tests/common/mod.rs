@@ -515,6 +515,29 @@ pub fn built_plugins() -> PathBuf {
         .clone()
 }
 
+/// Builds the Python matchers of `plugins/python` once per test binary with
+/// `plugins/build-python.sh` (componentize-py, from PyPI into a venv the first time) and
+/// returns the folder of the components. Fails, saying what to install, without python3.
+pub fn built_python_plugins() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            const INSTALL: &str = "install Python 3.10 or later with its venv module and pip (Debian: \
+                                   `apt-get install -y python3 python3-venv python3-pip`) and let pip reach PyPI";
+            let python = Command::new("python3").arg("--version").output();
+            assert!(
+                python.is_ok_and(|o| o.status.success()),
+                "python3 is not installed: the Python matcher is built with componentize-py; {INSTALL}"
+            );
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let status =
+                Command::new(root.join("plugins/build-python.sh")).status().expect("running plugins/build-python.sh");
+            assert!(status.success(), "plugins/build-python.sh failed (its output is above); {INSTALL}");
+            root.join("plugins/target/python")
+        })
+        .clone()
+}
+
 /// Copies the built component `crate_name` into `dir` as `<plugin>.wasm`.
 pub fn install_plugin(dir: &Path, crate_name: &str, plugin: &str) {
     std::fs::create_dir_all(dir).unwrap();
