@@ -196,9 +196,13 @@ impl PluginHost {
         let name = path.file_stem().map_or_else(|| "plugin".to_owned(), |s| s.to_string_lossy().into_owned());
         let bytes = std::fs::read(path).map_err(|e| err(&name, "", format!("cannot read {}: {e}", path.display())))?;
         let sha256 = hex::encode(crate::auth::sha256(&bytes));
-        let exports = Component::new(&self.engine, &bytes)
-            .map(|c| c.component_type().exports(&self.engine).map(|(n, _)| n.to_owned()).collect())
-            .unwrap_or_default();
+        // Compiled once (an 18 MB component takes seconds): its exports are shown even when
+        // it does not load.
+        let component = self.component(&name, &sha256, &bytes);
+        let exports = match &component {
+            Ok(c) => c.component_type().exports(&self.engine).map(|(n, _)| n.to_owned()).collect(),
+            Err(_) => Vec::new(),
+        };
         let mut out = Inspection {
             name: name.clone(),
             bytes: bytes.len(),
@@ -208,7 +212,7 @@ impl PluginHost {
             loadable: Ok(()),
             needs: None,
         };
-        match self.compile(&name, &sha256, &bytes) {
+        match component.and_then(|c| self.plugin(&name, &sha256, c)) {
             Err(e) => out.loadable = Err(e.to_string()),
             Ok(plugin) => {
                 if let Some(config) = config {
@@ -223,6 +227,11 @@ impl PluginHost {
     }
 
     fn compile(self: &Arc<Self>, name: &str, sha256: &str, bytes: &[u8]) -> Result<Arc<Plugin>, PluginError> {
+        self.plugin(name, sha256, self.component(name, sha256, bytes)?)
+    }
+
+    /// The component's native code, from the on-disk cache or compiled now.
+    fn component(&self, name: &str, sha256: &str, bytes: &[u8]) -> Result<Component, PluginError> {
         let hits = self.compile_cache_stats().map_or(0, |(hits, _)| hits);
         let component = match &self.cache {
             Some(cache) => cache.component(&self.engine, sha256, bytes),
@@ -231,6 +240,11 @@ impl PluginHost {
         .map_err(|e| err(name, sha256, format!("not a valid WebAssembly component: {}", failure::detail(&e))))?;
         let cached = self.compile_cache_stats().is_some_and(|(now, _)| now > hits);
         tracing::debug!(plugin = name, sha256, cached, "plugin compiled");
+        Ok(component)
+    }
+
+    /// A plugin of a compiled component, once its interface and imports are checked.
+    fn plugin(self: &Arc<Self>, name: &str, sha256: &str, component: Component) -> Result<Arc<Plugin>, PluginError> {
         let exports: Vec<String> =
             component.component_type().exports(&self.engine).map(|(n, _)| n.to_owned()).collect();
         if !exports.iter().any(|e| e == INTERFACE) {
