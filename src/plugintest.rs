@@ -180,14 +180,7 @@ pub fn parse(file: &str, text: &str) -> Result<Fixture, Vec<RuleError>> {
     let parsed: FixtureFile =
         toml::from_str(text).map_err(|e| vec![at(e.span().map_or(0, |s| s.start), e.message().trim().to_owned())])?;
     let mut errors = Vec::new();
-    let now_ms = match &parsed.now {
-        None => crate::clock::now_ms(),
-        Some(now) => crate::clock::parse_ms(now.get_ref()).unwrap_or_else(|| {
-            let message = format!("`now` `{}` is not an RFC 3339 time (e.g. \"2026-12-07T09:30:00Z\")", now.get_ref());
-            errors.push(at(now.span().start, message));
-            crate::clock::now_ms()
-        }),
-    };
+    let now_ms = crate::ruletest::now_ms(parsed.now.as_ref(), |offset, message| errors.push(at(offset, message)));
     let (has_reps, has_queues) = (!parsed.representative.is_empty(), !parsed.queue.is_empty());
     let target = match &parsed.target {
         Some(t) => {

@@ -238,20 +238,26 @@ fn read_cases(dir: &Path, shown_dir: &str) -> Result<Vec<Case>, Vec<RuleError>> 
     if errors.is_empty() { Ok(cases) } else { Err(errors) }
 }
 
+/// A file's `now` (the real clock without one); a time that does not parse is reported
+/// through `error(offset, message)` and the real clock used.
+pub(crate) fn now_ms(now: Option<&Spanned<String>>, error: impl FnOnce(usize, String)) -> i64 {
+    match now {
+        None => crate::clock::now_ms(),
+        Some(now) => crate::clock::parse_ms(now.get_ref()).unwrap_or_else(|| {
+            let message = format!("`now` `{}` is not an RFC 3339 time (e.g. \"2026-12-07T09:30:00Z\")", now.get_ref());
+            error(now.span().start, message);
+            crate::clock::now_ms()
+        }),
+    }
+}
+
 /// Parses and checks one test file.
 fn parse_file(file: &str, text: &str) -> Result<Vec<Case>, Vec<RuleError>> {
     let at = |offset: usize, message: String| RuleError::at(file, text, offset, message);
     let parsed: TestFile =
         toml::from_str(text).map_err(|e| vec![at(e.span().map_or(0, |s| s.start), e.message().trim().to_owned())])?;
     let mut errors = Vec::new();
-    let now_ms = match &parsed.now {
-        None => crate::clock::now_ms(),
-        Some(now) => crate::clock::parse_ms(now.get_ref()).unwrap_or_else(|| {
-            let message = format!("`now` `{}` is not an RFC 3339 time (e.g. \"2026-12-07T09:30:00Z\")", now.get_ref());
-            errors.push(at(now.span().start, message));
-            crate::clock::now_ms()
-        }),
-    };
+    let now_ms = now_ms(parsed.now.as_ref(), |offset, message| errors.push(at(offset, message)));
     let mut reps = Vec::new();
     // Records the first declaration of `id`; a second one is an error at its place.
     let mut first = |seen: &mut HashSet<Id>, id: &Spanned<Id>, kind: &str| {
