@@ -134,6 +134,48 @@ plugin = { name = "vip-scoring", config = { tiers = ["gold"], groups = ["tier-2"
     }
 }
 
+/// A rule's `limits` replace the daemon's `[plugin_limits]` for that rule's calls only.
+#[tokio::test]
+async fn a_rule_sets_its_plugins_call_budget() {
+    let d = daemon().await;
+    let c = &d.client;
+    install_plugin(&plugins_dir(&d), "hostile", "hostile");
+    conversation_in(c, "c1", "open").await;
+    let budget = |limits: &str| hostile_rule("loop", "fail_closed") + &format!("limits = {{ {limits} }}\n");
+    // 1,000 + 10 per candidate (ann and bob): the endless loop stops at 1,020.
+    write_rules(&d, &budget("fuel = 1000, fuel_per_candidate = 10"));
+    reload(&d).await;
+    let got = c.get(CANDIDATES, SUPERVISOR).await.expect(200).json;
+    let reason = got["excluded"][0]["reasons"][0]["detail"].as_str().unwrap().to_owned();
+    assert!(reason.contains("used up its fuel of 1020 instructions"), "{reason}");
+    // Another rule of the same plugin keeps the daemon's budget (5,000,000 + 5,000 each):
+    // the budgeted rule applies to emails only.
+    let emails = budget("fuel = 1000, fuel_per_candidate = 10") + "[rule.when]\nentity = [\"email\"]\n";
+    let other = hostile_rule("loop", "fail_closed").replace("id = \"hostile\"", "id = \"hostile-2\"");
+    write_rules(&d, &format!("{emails}\n{other}"));
+    reload(&d).await;
+    let first_reason = |got: &Value| got["excluded"][0]["reasons"][0]["detail"].as_str().unwrap().to_owned();
+    let case = c.get(CANDIDATES, SUPERVISOR).await.expect(200).json;
+    assert!(first_reason(&case).contains("of 5010000 instructions"), "{case}");
+    c.post(
+        "/v1/conversations",
+        INTEGRATION,
+        json!({"id": "e1", "record": {"entity": "email", "id": "E-1"}, "queue": "billing"}),
+    )
+    .await
+    .expect(201);
+    let email = c.get(&CANDIDATES.replace("/c1/", "/e1/"), SUPERVISOR).await.expect(200).json;
+    assert!(first_reason(&email).contains("of 1020 instructions"), "{email}");
+    // A deadline out of range is refused where it is written, the rules in force kept.
+    write_rules(&d, &budget("deadline_ms = 0"));
+    let refused = c.post("/v1/rules/reload", ADMIN, json!({})).await.problem(422, "invalid_rules").json;
+    let text = refused.to_string();
+    assert!(text.contains("plugin `limits.deadline_ms` must be 1 to 60000"), "{text}");
+    write_rules(&d, &budget("deadline = 5"));
+    let refused = c.post("/v1/rules/reload", ADMIN, json!({})).await.problem(422, "invalid_rules").json;
+    assert!(refused.to_string().contains("unknown field `deadline`"), "{refused}");
+}
+
 /// Each misdeed: the candidates are excluded with a reason naming the plugin (fail
 /// closed), the instance is replaced, and the daemon keeps serving.
 #[tokio::test]

@@ -416,6 +416,25 @@ struct Instance {
     needs: wit::Needs,
 }
 
+/// A rule's call budget for its plugin: each figure set replaces `[plugin_limits]`'s for
+/// that rule's calls (so one slow matcher, e.g. one in Python, does not loosen the bound
+/// on every other).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallBudget {
+    /// Instructions a call may run besides `fuel_per_candidate` for each candidate.
+    pub fuel: Option<u64>,
+    /// Instructions a call gets for each candidate in its batch.
+    pub fuel_per_candidate: Option<u64>,
+    /// Wall-clock budget of one call, in milliseconds (1 to 60,000).
+    pub deadline_ms: Option<u64>,
+}
+
+impl CallBudget {
+    /// The longest `deadline_ms` a rule may set: a request's own timeout.
+    pub const MAX_DEADLINE_MS: u64 = 60_000;
+}
+
 /// How a rule treats a plugin that fails.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -479,6 +498,8 @@ pub struct PluginUse {
     pub on_failure: FailurePolicy,
     /// The candidate fields the plugin reads (from its first instance's `init`).
     pub needs: wit::Needs,
+    /// The limits its calls run under: the daemon's, with the rule's call budget.
+    limits: Limits,
     state: Arc<UseState>,
 }
 
@@ -576,7 +597,12 @@ impl Plugin {
 
     /// The failure of `e` in `stage`, in one line for clients and one for the log.
     fn failure(&self, e: &wasmtime::Error, stage: Stage) -> PluginError {
-        PluginError { detail: failure::detail(e), ..self.error(failure::describe(e, &self.host.limits, stage)) }
+        self.failure_under(e, &self.host.limits, stage)
+    }
+
+    /// The same, for a call made under `limits`.
+    fn failure_under(&self, e: &wasmtime::Error, limits: &Limits, stage: Stage) -> PluginError {
+        PluginError { detail: failure::detail(e), ..self.error(failure::describe(e, limits, stage)) }
     }
 
     /// Creates an instance and runs its `init`, under the creation budget.
@@ -621,7 +647,7 @@ impl Plugin {
         // config to replace); either way dropped outside the pool's lock.
         drop(self.pool.seed(key.clone(), first));
         self.uses.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&state));
-        Ok(PluginUse { plugin: self.clone(), needs, config, key, on_failure, state })
+        Ok(PluginUse { plugin: self.clone(), needs, config, key, on_failure, limits, state })
     }
 }
 
@@ -746,6 +772,21 @@ impl PluginUse {
         self.evaluate(&request.request, request.count).map(Judgement::from)
     }
 
+    /// This use's calls run under `budget` where it sets a figure, the daemon's
+    /// `[plugin_limits]` elsewhere (a rule's `limits`).
+    pub fn with_call_budget(mut self, budget: CallBudget) -> Self {
+        let l = &mut self.limits;
+        l.fuel = budget.fuel.unwrap_or(l.fuel);
+        l.fuel_per_candidate = budget.fuel_per_candidate.unwrap_or(l.fuel_per_candidate);
+        l.deadline_ms = budget.deadline_ms.unwrap_or(l.deadline_ms);
+        self
+    }
+
+    /// The limits its calls run under.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// Whether the plugin reads the candidates' ids.
     pub fn reads_ids(&self) -> bool {
         self.needs.contains(wit::Needs::CANDIDATE_IDS)
@@ -842,7 +883,7 @@ impl PluginUse {
     /// budget, the answer checked.
     fn call(&self, request: &wit::Request, expected: usize) -> Result<wit::Verdicts, Failed> {
         let plugin = &self.plugin;
-        let limits = plugin.host.limits;
+        let limits = self.limits;
         let pool = &plugin.pool;
         let ran = |error: PluginError| Failed { error, ran: true };
         let mut inst = match pool.acquire(&self.key) {
@@ -885,7 +926,7 @@ impl PluginUse {
             Err(e) => {
                 drop(inst);
                 pool.discard();
-                Err(ran(plugin.failure(&e, stage)))
+                Err(ran(plugin.failure_under(&e, &limits, stage)))
             }
             Ok(verdicts) => {
                 pool.give_back(self.key.clone(), inst);

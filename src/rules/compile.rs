@@ -11,7 +11,7 @@ use super::RuleError;
 use super::eval::{Cond, HoursMatch, Rank, Req, Rule, RuleSet, Val, WhenMatch};
 use super::schema::{self, Condition, PluginRefDef, RankBy, RankDef, RuleDef, Scalar, TargetKindDef};
 use crate::domain::{Id, Presence, RoutingAction, TargetKind};
-use crate::plugins::{PluginSet, PluginUse};
+use crate::plugins::{CallBudget, PluginSet, PluginUse};
 use std::sync::Arc;
 
 /// One rule file's name (as shown in errors) and text.
@@ -577,9 +577,26 @@ fn plugin_use(ctx: &mut Ctx<'_>, id: &str, def: Spanned<PluginRefDef>, plugins: 
         );
         return None;
     };
+    let budget = match def.limits {
+        None => CallBudget::default(),
+        Some(limits) => {
+            let deadline = limits.get_ref().deadline_ms;
+            if deadline.is_some_and(|ms| ms == 0 || ms > CallBudget::MAX_DEADLINE_MS) {
+                ctx.error(
+                    limits.span(),
+                    format!(
+                        "rule `{id}`: plugin `limits.deadline_ms` must be 1 to {} (milliseconds)",
+                        CallBudget::MAX_DEADLINE_MS
+                    ),
+                );
+                return None;
+            }
+            limits.into_inner()
+        }
+    };
     let config = serde_json::to_string(&def.config.unwrap_or_default()).unwrap_or_else(|_| "{}".into());
     match plugin.with_config(config, def.on_failure.unwrap_or_default()) {
-        Ok(u) => Some(u),
+        Ok(u) => Some(u.with_call_budget(budget)),
         Err(e) => {
             ctx.error(def.name.span(), format!("rule `{id}`: {e}"));
             None

@@ -73,6 +73,11 @@ pub struct PluginRefDef {
     /// `fail_open` (the plugin is skipped when it fails).
     #[serde(default)]
     pub on_failure: Option<crate::plugins::FailurePolicy>,
+    /// This rule's call budget for the plugin (`fuel`, `fuel_per_candidate`,
+    /// `deadline_ms`), each figure replacing `[plugin_limits]`'s for these calls only.
+    #[serde(default)]
+    #[schemars(with = "Option<crate::plugins::CallBudget>")]
+    pub limits: Option<Spanned<crate::plugins::CallBudget>>,
 }
 
 /// A number range; either bound may be left out.
