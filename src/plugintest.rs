@@ -5,7 +5,7 @@
 //! candidates (`[[representative]]`s or `[[queue]]`s, in the rule tests' format: the
 //! tables are parsed by `ruletest`), the plugin's `config` and optional expectations.
 //! The component is loaded as `plugins_dir` loads it, `init` runs with the config as a
-//! rule's use would, and the whole batch is judged with [`PluginUse::request`] (or
+//! rule's use would, and the whole batch is judged with [`PluginUse::representatives_request`] (or
 //! [`PluginUse::judge_queues`]) `repeat` times through the plugin's pool, as the daemon
 //! calls it. The report gives each candidate's verdict, the fields `init` asked for,
 //! the median time of a call, the peak fuel and linear memory, what the guest printed,
@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::domain::{AttributeValue, Conversation, Presence, Queue, Representative, RoutingAction, TargetKind};
-use crate::plugins::{CandidateSource, FactValue, FailurePolicy, Judgement, Limits, PluginError, PluginHost};
+use crate::domain::{Conversation, Queue, Representative, RoutingAction, TargetKind};
+use crate::plugins::{FailurePolicy, Judgement, Limits, PluginError, PluginHost};
 use crate::rules::RuleError;
 use crate::ruletest::{self, FixtureConversation, FixtureQueue, FixtureRep};
 
@@ -32,9 +32,6 @@ use crate::ruletest::{self, FixtureConversation, FixtureQueue, FixtureRep};
 pub const SCORE_TOLERANCE: f64 = 0.001;
 /// The most calls `--repeat` may ask for.
 pub const MAX_REPEAT: usize = 100_000;
-/// Minutes of idle time a representative never given work has, as the rules' table
-/// counts it (`rules::eval::MAX_IDLE_MINUTES`).
-const MAX_IDLE_MINUTES: f64 = 1440.0;
 /// Lines of guest output kept for the report.
 const MAX_GUEST_LINES: usize = 200;
 
@@ -331,89 +328,6 @@ pub fn config_arg(json: &str) -> Result<String, PluginTestError> {
     }
 }
 
-/// Representatives as the plugin host reads them, names interned as the routing table
-/// interns them.
-struct Rows<'a> {
-    reps: &'a [Representative],
-    now_ms: i64,
-    names: Vec<Box<str>>,
-    skills: Vec<Vec<(u32, u8)>>,
-    queues: Vec<Vec<u32>>,
-    groups: Vec<Vec<u32>>,
-    attributes: Vec<Vec<(u32, FactValue)>>,
-}
-
-impl<'a> Rows<'a> {
-    fn new(reps: &'a [Representative], now_ms: i64) -> Self {
-        let mut symbols: HashMap<String, u32> = HashMap::new();
-        let mut names: Vec<Box<str>> = Vec::new();
-        let mut sym = |s: &str| {
-            *symbols.entry(s.to_owned()).or_insert_with(|| {
-                names.push(s.into());
-                names.len() as u32 - 1
-            })
-        };
-        let mut rows = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for r in reps {
-            let i = &r.input;
-            rows.0.push(i.skills.iter().map(|(k, v)| (sym(k.as_str()), v.get())).collect());
-            rows.1.push(i.queues.iter().map(|q| sym(q.as_str())).collect());
-            rows.2.push(i.user_groups.iter().map(|g| sym(g.as_str())).collect());
-            rows.3.push(
-                i.attributes
-                    .iter()
-                    .map(|(k, v)| {
-                        let value = match v {
-                            AttributeValue::String(s) => FactValue::Text(sym(s)),
-                            AttributeValue::Number(n) => FactValue::Number(n.as_f64().unwrap_or(f64::NAN)),
-                            AttributeValue::Bool(b) => FactValue::Bool(*b),
-                        };
-                        (sym(k.as_str()), value)
-                    })
-                    .collect(),
-            );
-        }
-        Self { reps, now_ms, names, skills: rows.0, queues: rows.1, groups: rows.2, attributes: rows.3 }
-    }
-}
-
-impl CandidateSource for Rows<'_> {
-    fn names(&self) -> &[Box<str>] {
-        &self.names
-    }
-    fn presence(&self, row: usize) -> Presence {
-        self.reps[row].input.presence
-    }
-    fn capacity(&self, row: usize) -> u32 {
-        self.reps[row].input.capacity
-    }
-    fn free_capacity(&self, row: usize) -> i64 {
-        self.reps[row].free_capacity
-    }
-    fn idle_minutes(&self, row: usize) -> f32 {
-        let idle = match self.reps[row].last_assigned_ms {
-            None => MAX_IDLE_MINUTES,
-            Some(at) => ((self.now_ms - at).max(0) as f64 / 60_000.0).min(MAX_IDLE_MINUTES),
-        };
-        idle as f32
-    }
-    fn skills(&self, row: usize) -> &[(u32, u8)] {
-        &self.skills[row]
-    }
-    fn queues(&self, row: usize) -> &[u32] {
-        &self.queues[row]
-    }
-    fn user_groups(&self, row: usize) -> &[u32] {
-        &self.groups[row]
-    }
-    fn attributes(&self, row: usize) -> &[(u32, FactValue)] {
-        &self.attributes[row]
-    }
-    fn id(&self, row: usize) -> &str {
-        self.reps[row].id.as_str()
-    }
-}
-
 /// Guest stdout and stderr, taken from the plugin host's log (each line is an event of
 /// target [`GUEST_IO_TARGET`] with a `stream` field): `plugin test` shows what the
 /// guest printed, a panic message above all, beside the verdicts.
@@ -645,9 +559,8 @@ pub fn run(path: &Path, fixture: &Fixture, opts: &Options, output: &GuestOutput)
     let (action, now_ms) = (fixture.action, fixture.now_ms);
     let answer = match &fixture.candidates {
         Candidates::Representatives(reps) => {
-            let rows = Rows::new(reps, now_ms);
-            let batch: Vec<usize> = (0..reps.len()).collect();
-            let request = using.request(action, now_ms, conv, &rows, &batch);
+            let reps: Vec<&Representative> = reps.iter().collect();
+            let request = using.representatives_request(action, now_ms, conv, &reps);
             repeat(opts.repeat, output, || using.judge(&request))
         }
         Candidates::Queues(queues) => {

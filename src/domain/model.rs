@@ -323,6 +323,18 @@ pub struct Representative {
     pub revision: u64,
 }
 
+/// Idle time counts up to a day; a representative never given work counts as a day idle.
+pub const MAX_IDLE_MINUTES: f64 = 1440.0;
+
+/// Minutes from `last_assigned_ms` (when a representative was last given work; `None`:
+/// never) to `now_ms`, capped at [`MAX_IDLE_MINUTES`].
+pub fn idle_minutes(last_assigned_ms: Option<i64>, now_ms: i64) -> f64 {
+    match last_assigned_ms {
+        None => MAX_IDLE_MINUTES,
+        Some(at) => ((now_ms - at).max(0) as f64 / 60_000.0).min(MAX_IDLE_MINUTES),
+    }
+}
+
 impl Representative {
     pub fn new(id: Id, input: RepresentativeInput, used_capacity: i64, version: u64, updated_at: String) -> Self {
         Self::with_shared_input(id, Arc::new(input), used_capacity, version, updated_at)

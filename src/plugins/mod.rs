@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use crate::domain::{Conversation, Queue, RoutingAction};
+use crate::domain::{Conversation, Queue, Representative, RoutingAction};
 use serde::{Deserialize, Serialize};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
@@ -767,6 +767,22 @@ impl PluginUse {
         PluginRequest { request: rows_request(action, now_ms, conv, src, batch, self.needs), count: batch.len() }
     }
 
+    /// The request for representatives given as records (not rows of a routing table),
+    /// with the fields this plugin reads; idle time measured at `now_ms`.
+    pub fn representatives_request(
+        &self,
+        action: RoutingAction,
+        now_ms: i64,
+        conv: &Conversation,
+        reps: &[&Representative],
+    ) -> PluginRequest {
+        let idle = |k: usize| crate::domain::idle_minutes(reps[k].last_assigned_ms, now_ms) as f32;
+        PluginRequest {
+            request: representatives_request(action, now_ms, conv, reps, idle, self.needs),
+            count: reps.len(),
+        }
+    }
+
     /// The plugin's judgement on a request.
     pub fn judge(&self, request: &PluginRequest) -> Result<Judgement, PluginError> {
         self.evaluate(&request.request, request.count).map(Judgement::from)
@@ -780,11 +796,6 @@ impl PluginUse {
         l.fuel_per_candidate = budget.fuel_per_candidate.unwrap_or(l.fuel_per_candidate);
         l.deadline_ms = budget.deadline_ms.unwrap_or(l.deadline_ms);
         self
-    }
-
-    /// The limits its calls run under.
-    pub fn limits(&self) -> Limits {
-        self.limits
     }
 
     /// Whether the plugin reads the candidates' ids.

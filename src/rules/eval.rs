@@ -22,9 +22,6 @@ pub enum Val {
 
 const UNKNOWN: u32 = u32::MAX;
 
-/// Idle time counts up to a day; a representative never given work counts as a day idle.
-pub const MAX_IDLE_MINUTES: f64 = 1440.0;
-
 /// A compiled attribute condition.
 #[derive(Debug, Clone)]
 pub struct Cond {
@@ -309,10 +306,8 @@ impl RepTable {
 
     /// Minutes since row `i` was last given work, capped at a day.
     fn idle_minutes(&self, i: usize, now_ms: i64) -> f64 {
-        match self.last_assigned[i] {
-            NEVER => MAX_IDLE_MINUTES,
-            at => ((now_ms - at).max(0) as f64 / 60_000.0).min(MAX_IDLE_MINUTES),
-        }
+        let at = self.last_assigned[i];
+        crate::domain::idle_minutes((at != NEVER).then_some(at), now_ms)
     }
 }
 
