@@ -64,17 +64,17 @@ fn main() {
         for (name, using) in [("call", &using), ("noop_guest_call", &noop_none), ("noop_guest_all_fields", &noop_all)] {
             let req = request(using.needs);
             group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
-                b.iter(|| std::hint::black_box(using.evaluate(&req, n).unwrap_or_else(|e| panic!("{e}"))));
+                b.iter(|| std::hint::black_box(using.evaluate(&req).unwrap_or_else(|e| panic!("{e}"))));
             });
         }
         for (name, conv) in [("python_call", &portuguese), ("python_no_opinion", &conv)] {
             let req = representatives_request(RoutingAction::Assign, 0, conv, &refs, |_| 0.0, python.needs);
             group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
-                b.iter(|| std::hint::black_box(python.evaluate(&req, n).unwrap_or_else(|e| panic!("{e}"))));
+                b.iter(|| std::hint::black_box(python.evaluate(&req).unwrap_or_else(|e| panic!("{e}"))));
             });
         }
         group.bench_with_input(BenchmarkId::new("convert_and_call", n), &n, |b, _| {
-            b.iter(|| std::hint::black_box(using.evaluate(&request(using.needs), n).unwrap_or_else(|e| panic!("{e}"))));
+            b.iter(|| std::hint::black_box(using.evaluate(&request(using.needs)).unwrap_or_else(|e| panic!("{e}"))));
         });
         group.bench_with_input(BenchmarkId::new("convert_all_fields", n), &n, |b, _| {
             b.iter(|| std::hint::black_box(request(noop_all.needs)));

@@ -235,6 +235,40 @@ async fn guests_are_granted_nothing() {
     assert_eq!(reason, "plugin `hostile`: clock 0, env 0, args 0, fs denied, net denied");
 }
 
+/// The daemon's requests (built from its routing table's rows, not from records) reach a
+/// guest whole: the `echo` guest answers what it read of each representative.
+#[tokio::test]
+async fn the_routing_table_sends_every_field() {
+    let d = daemon().await;
+    let c = &d.client;
+    install_plugin(&plugins_dir(&d), "hostile", "hostile");
+    conversation_in(c, "c1", "open").await;
+    write_rules(&d, &hostile_rule("echo", "fail_closed"));
+    reload(&d).await;
+    let got = c.get(CANDIDATES, SUPERVISOR).await.expect(200).json;
+    let details: Vec<&str> = got["excluded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reasons"][0]["detail"].as_str().unwrap().trim_start_matches("plugin `hostile`: "))
+        .collect();
+    // The first candidate's reason starts with the conversation.
+    let conversation = details.iter().find_map(|d| d.split_once(" | ")).map(|(c, _)| c);
+    assert!(conversation.is_some_and(|c| c.starts_with("Assign at ") && c.contains(": c1 case in billing")), "{got}");
+    let mut read: Vec<&str> = details.iter().map(|d| d.rsplit(" | ").next().unwrap()).collect();
+    read.sort();
+    assert_eq!(
+        read,
+        [
+            "ann: Some(Available) capacity 3/3 idle 1440 skills [billing:8] queues [billing] \
+             groups [tier-2] attributes []",
+            "bob: Some(Busy) capacity 2/2 idle 1440 skills [networking:5] queues [support] \
+             groups [tier-1] attributes []",
+        ],
+        "{got}"
+    );
+}
+
 fn hostile_rule(mode: &str, on_failure: &str) -> String {
     format!(
         "[[rule]]\nid = \"hostile\"\ntarget = \"representative\"\n[rule.plugin]\nname = \"hostile\"\non_failure = \"{on_failure}\"\nconfig = {{ mode = \"{mode}\" }}\n"
@@ -250,7 +284,7 @@ async fn a_component_of_another_interface_version_is_refused_clearly() {
     let message = failed.json["errors"][0]["message"].as_str().unwrap();
     assert!(
         message.contains(
-            "does not export `switchboard:matcher/matcher@0.2.0` (it exports `switchboard:matcher/matcher@0.0.9`)"
+            "does not export `switchboard:matcher/matcher@0.3.0` (it exports `switchboard:matcher/matcher@0.0.9`)"
         ),
         "{message}"
     );
@@ -290,42 +324,18 @@ fn a_restart_takes_compiled_code_from_the_cache() {
 #[path = "common/wasm_patch.rs"]
 mod wasm_patch;
 
-use switchboard::plugins::{BreakerState, FailurePolicy, Limits, PluginHost, PluginUse, answer_budget, wit};
+use switchboard::domain::RoutingAction;
+use switchboard::plugins::{
+    BreakerState, FailurePolicy, Limits, PluginHost, PluginRequest, PluginUse, answer_budget, wit,
+};
 
 /// A request over `n` representatives that asks for nothing (the hostile guest reads
 /// nothing).
-fn request(n: u32) -> wit::Request {
-    wit::Request {
-        action: wit::Action::Assign,
-        now_ms: 0,
-        count: n,
-        symbol_text: "c1".into(),
-        symbol_ends: vec![2],
-        candidate_ids: None,
-        conversation: wit::Conversation {
-            id: 0,
-            entity: 0,
-            queue: 0,
-            priority: 0,
-            capacity_units: 1,
-            intent_family: None,
-            intent_group: None,
-            intent: None,
-            skills: Vec::new(),
-            attributes: Vec::new(),
-            representative: None,
-        },
-        candidates: wit::Candidates::Representatives(wit::Representatives {
-            presence: None,
-            capacity: None,
-            free_capacity: None,
-            idle_minutes: None,
-            skills: None,
-            queues: None,
-            user_groups: None,
-            attributes: None,
-        }),
-    }
+fn request(n: usize) -> PluginRequest {
+    let reps = synthetic::representatives(n, 3);
+    let refs: Vec<&switchboard::domain::Representative> = reps.iter().collect();
+    let conv = python_conversation();
+    switchboard::plugins::representatives_request(RoutingAction::Assign, 0, &conv, &refs, |_| 0.0, wit::Needs::empty())
 }
 
 /// Limits for direct calls: a wall-clock deadline far beyond anything a loaded machine
@@ -354,7 +364,7 @@ fn oversized_answers_are_refused_before_they_are_copied() {
     let limits = Limits { fuel: 1_000_000_000, ..direct_limits() };
     for mode in ["flood", "flood-wide", "big-scores", "big-reason"] {
         let using = hostile_use(limits, mode);
-        let e = using.evaluate(&request(2), 2).unwrap_err();
+        let e = using.evaluate(&request(2)).unwrap_err();
         let budget = answer_budget(2);
         assert_eq!(e.what, format!("answered more than {budget} bytes for 2 candidates (its answer was not read)"));
         assert!(budget < 20_000, "{mode}: the host copies at most {budget} bytes of this answer");
@@ -386,7 +396,7 @@ fn memories_and_tables_are_limited_per_instance() {
     let plugin = host.load("tables", &path).unwrap();
     let using = plugin.with_config(config(), FailurePolicy::FailClosed).unwrap();
     for _ in 0..2 {
-        let e = using.evaluate(&request(2), 2).unwrap_err();
+        let e = using.evaluate(&request(2)).unwrap_err();
         assert_eq!(e.what, "exceeded its table limit of 10000 elements");
     }
     let stats = plugin.stats();
@@ -401,13 +411,13 @@ fn a_plugin_that_keeps_failing_is_backed_off() {
     let limits = Limits { breaker_failures: 3, breaker_cooldown_ms: 3_600_000, ..direct_limits() };
     let using = hostile_use(limits, "panic");
     for _ in 0..3 {
-        let e = using.evaluate(&request(2), 2).unwrap_err();
+        let e = using.evaluate(&request(2)).unwrap_err();
         assert_eq!(e.what, "trapped (a panic or abort in the guest)");
         assert_one_clean_line(&e.what);
     }
     assert_eq!(using.breaker(), BreakerState::Open);
     for _ in 0..5 {
-        let e = using.evaluate(&request(2), 2).unwrap_err();
+        let e = using.evaluate(&request(2)).unwrap_err();
         assert_eq!(e.what, "is backed off after 3 consecutive failures (tried again after 3600000 ms)");
     }
     let stats = using.plugin.stats();
@@ -424,11 +434,11 @@ fn a_good_trial_closes_the_breaker() {
     let limits = Limits { breaker_failures: 3, breaker_cooldown_ms: 0, ..direct_limits() };
     let using = hostile_use(limits, "flaky");
     for _ in 0..3 {
-        let e = using.evaluate(&request(2), 2).unwrap_err();
+        let e = using.evaluate(&request(2)).unwrap_err();
         assert!(e.what.starts_with("returned 3 scores for 2 candidates"), "{}", e.what);
     }
     assert_eq!(using.breaker(), BreakerState::HalfOpen);
-    using.evaluate(&request(2), 2).unwrap();
+    using.evaluate(&request(2)).unwrap();
     assert_eq!(using.breaker(), BreakerState::Closed);
     let stats = using.plugin.stats();
     // A wrong answer does not cost the instance: one instance served all four calls.
@@ -442,10 +452,10 @@ fn a_good_trial_closes_the_breaker() {
 fn creating_an_instance_is_not_charged_to_the_call() {
     let limits = Limits { fuel: 1_000_000, ..direct_limits() };
     let using = hostile_use(limits, "slow-init");
-    using.evaluate(&request(2), 2).unwrap();
+    using.evaluate(&request(2)).unwrap();
     assert_eq!(using.drop_idle_instances(), 1);
     // This call creates its instance first.
-    using.evaluate(&request(2), 2).unwrap();
+    using.evaluate(&request(2)).unwrap();
     let stats = using.plugin.stats();
     assert_eq!((stats.instantiations, stats.failures), (2, 0), "{stats:?}");
     assert!(stats.peak_call_fuel < limits.fuel, "{stats:?}");
@@ -461,9 +471,9 @@ fn the_pool_is_bounded_per_plugin() {
     let a = plugin.with_config(r#"{"mode":"ok"}"#.into(), FailurePolicy::FailClosed).unwrap();
     let b = plugin.with_config(r#"{"mode":"all"}"#.into(), FailurePolicy::FailClosed).unwrap();
     assert_eq!((plugin.stats().instances, plugin.stats().instantiations), (1, 2));
-    b.evaluate(&request(2), 2).unwrap();
-    a.evaluate(&request(2), 2).unwrap();
-    a.evaluate(&request(2), 2).unwrap();
+    b.evaluate(&request(2)).unwrap();
+    a.evaluate(&request(2)).unwrap();
+    a.evaluate(&request(2)).unwrap();
     let stats = plugin.stats();
     assert_eq!((stats.instances, stats.idle_instances, stats.instantiations), (1, 1, 3), "{stats:?}");
 }
@@ -472,7 +482,7 @@ fn the_pool_is_bounded_per_plugin() {
 #[test]
 fn fuel_stops_an_endless_loop() {
     let using = hostile_use(direct_limits(), "loop");
-    let e = using.evaluate(&request(2), 2).unwrap_err();
+    let e = using.evaluate(&request(2)).unwrap_err();
     assert_eq!(e.what, "used up its fuel of 5010000 instructions and was stopped", "5,000,000 + 5,000 per candidate");
 }
 
@@ -671,12 +681,12 @@ async fn a_python_matcher_runs_in_the_sandbox() {
             using.needs,
         );
         if !enough {
-            let e = using.evaluate(&request, reps.len()).unwrap_err();
+            let e = using.evaluate(&request).unwrap_err();
             assert_eq!(e.what, "used up its fuel of 10000000 instructions and was stopped");
             continue;
         }
         for _ in 0..3 {
-            let v = using.evaluate(&request, reps.len()).unwrap();
+            let v = using.evaluate(&request).unwrap();
             assert_eq!(v.excluded.len(), 1_000 - lisbon.len());
             assert_eq!(v.reasons, ["not at a site serving `pt` (lisbon)"]);
             let k = lisbon[1] as usize;
@@ -699,4 +709,85 @@ fn python_conversation() -> switchboard::domain::Conversation {
     }))
     .unwrap();
     switchboard::domain::Conversation::create(switchboard::domain::Id::parse("c1").unwrap(), input, String::new())
+}
+
+/// Every field of a request reaches a guest as the host meant it: the `echo` test guest
+/// reads each through the Rust SDK and answers it as text (one exclusion reason per
+/// candidate), for representatives with every field, with none, and for queues.
+#[test]
+fn every_request_field_crosses_into_the_guest() {
+    use switchboard::domain::{Conversation, Id, Queue, Representative};
+    let using = hostile_use(direct_limits(), "echo");
+    assert_eq!(
+        using.needs_names(),
+        ["presence", "capacity", "idle-time", "skills", "queues", "user-groups", "attributes", "candidate-ids"]
+    );
+    let id = |s: &str| Id::parse(s).unwrap();
+    let rep = |name: &str, input: Value, used: i64| {
+        Representative::new(id(name), serde_json::from_value(input).unwrap(), used, 1, String::new())
+    };
+    let ann = rep(
+        "ann",
+        json!({"name": "Ann", "presence": "available", "capacity": 3, "skills": {"billing": 8, "spanish": 3},
+               "queues": ["billing", "vip"], "user_groups": ["tier-2"],
+               "attributes": {"site": "lisbon", "seniority": 4.5, "remote": true}}),
+        1,
+    );
+    let bob = rep("bob", json!({"name": "Bob", "presence": "busy_dnd", "capacity": 2}), 5);
+    let mut conv = Conversation::create(
+        id("c9"),
+        serde_json::from_value(json!({
+            "record": {"entity": "email", "id": "E-1"}, "queue": "billing", "priority": 2, "capacity_units": 2,
+            "skills": {"billing": 5}, "intent": {"family": "billing", "group": "refunds"},
+            "attributes": {"customer_tier": "gold", "vip": true, "spend": 12.5}
+        }))
+        .unwrap(),
+        String::new(),
+    );
+    conv.representative = Some(id("bob"));
+    let reasons =
+        |v: wit::Verdicts| -> Vec<String> { v.reason_of.iter().map(|&r| v.reasons[r as usize].clone()).collect() };
+    let request = switchboard::plugins::representatives_request(
+        RoutingAction::Transfer,
+        1_234_567,
+        &conv,
+        &[&ann, &bob],
+        |k| 1.5 + k as f32,
+        using.needs,
+    );
+    let conversation = "Transfer at 1234567: c9 email in billing priority 2 units 2 intent billing/refunds/- \
+                        held by bob skills [billing:5] attributes [customer_tier=gold,spend=12.5,vip=true] | ";
+    assert_eq!(
+        reasons(using.evaluate(&request).unwrap()),
+        [
+            format!(
+                "{conversation}ann: Some(Available) capacity 3/2 idle 1.5 skills [billing:8,spanish:3] \
+                 queues [billing,vip] groups [tier-2] attributes [remote=true,seniority=4.5,site=lisbon]"
+            ),
+            "bob: Some(BusyDnd) capacity 2/-3 idle 2.5 skills [] queues [] groups [] attributes []".to_owned(),
+        ]
+    );
+
+    let queue = |name: &str, input: Value| Queue {
+        id: id(name),
+        input: serde_json::from_value(input).unwrap(),
+        version: 1,
+        updated_at: String::new(),
+    };
+    let queues = [
+        queue("billing", json!({"name": "Billing", "priority": 1})),
+        queue("support", json!({"name": "Support desk", "priority": 7, "intent_based": true})),
+    ];
+    conv.representative = None;
+    let v = using.judge_queues(RoutingAction::Assign, 5, &conv, &[&queues[0], &queues[1]]).unwrap();
+    let reasons: Vec<String> = v.excluded.into_iter().map(|(_, r)| r.unwrap()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "Assign at 5: c9 email in billing priority 2 units 2 intent billing/refunds/- held by - skills [billing:5] \
+             attributes [customer_tier=gold,spend=12.5,vip=true] | billing: queue billing named Billing priority 1 \
+             intent-based 0",
+            "support: queue support named Support desk priority 7 intent-based 1",
+        ]
+    );
 }

@@ -41,7 +41,9 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-pub use bindings::{CandidateSource, FactValue, INTERFACE, queues_request, representatives_request, rows_request, wit};
+pub use bindings::{
+    CandidateSource, FactValue, INTERFACE, PluginRequest, queues_request, representatives_request, rows_request, wit,
+};
 pub use breaker::BreakerState;
 use breaker::{Admit, Breaker, Transition};
 use cache::CodeCache;
@@ -464,12 +466,6 @@ impl Drop for UseState {
     }
 }
 
-/// A request built for a plugin, ready to be judged.
-pub struct PluginRequest {
-    request: wit::Request,
-    count: usize,
-}
-
 /// What a plugin said of a batch, in the host's terms (the generated WIT types stay in
 /// this module).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -733,20 +729,7 @@ impl PluginUse {
 
     /// The request fields its `init` asked for, by their WIT names.
     pub fn needs_names(&self) -> Vec<&'static str> {
-        [
-            (wit::Needs::PRESENCE, "presence"),
-            (wit::Needs::CAPACITY, "capacity"),
-            (wit::Needs::IDLE_TIME, "idle-time"),
-            (wit::Needs::SKILLS, "skills"),
-            (wit::Needs::QUEUES, "queues"),
-            (wit::Needs::USER_GROUPS, "user-groups"),
-            (wit::Needs::ATTRIBUTES, "attributes"),
-            (wit::Needs::CANDIDATE_IDS, "candidate-ids"),
-        ]
-        .into_iter()
-        .filter(|(flag, _)| self.needs.contains(*flag))
-        .map(|(_, name)| name)
-        .collect()
+        bindings::NEEDS.into_iter().filter(|(flag, _)| self.needs.contains(*flag)).map(|(_, name)| name).collect()
     }
 
     /// Whether the plugin reads the candidates' capacity (so a decision relies on it).
@@ -764,7 +747,7 @@ impl PluginUse {
         src: &dyn CandidateSource,
         batch: &[usize],
     ) -> PluginRequest {
-        PluginRequest { request: rows_request(action, now_ms, conv, src, batch, self.needs), count: batch.len() }
+        rows_request(action, now_ms, conv, src, batch, self.needs)
     }
 
     /// The request for representatives given as records (not rows of a routing table),
@@ -777,15 +760,12 @@ impl PluginUse {
         reps: &[&Representative],
     ) -> PluginRequest {
         let idle = |k: usize| crate::domain::idle_minutes(reps[k].last_assigned_ms, now_ms) as f32;
-        PluginRequest {
-            request: representatives_request(action, now_ms, conv, reps, idle, self.needs),
-            count: reps.len(),
-        }
+        representatives_request(action, now_ms, conv, reps, idle, self.needs)
     }
 
     /// The plugin's judgement on a request.
     pub fn judge(&self, request: &PluginRequest) -> Result<Judgement, PluginError> {
-        self.evaluate(&request.request, request.count).map(Judgement::from)
+        self.evaluate(request).map(Judgement::from)
     }
 
     /// This use's calls run under `budget` where it sets a figure, the daemon's
@@ -811,12 +791,11 @@ impl PluginUse {
         conv: &Conversation,
         queues: &[&Queue],
     ) -> Result<Judgement, PluginError> {
-        let request = queues_request(action, now_ms, conv, queues, self.needs);
-        self.evaluate(&request, queues.len()).map(Judgement::from)
+        self.evaluate(&queues_request(action, now_ms, conv, queues, self.needs)).map(Judgement::from)
     }
 
-    /// The verdicts on `request`'s candidates (`expected` of them), checked, or the failure.
-    pub fn evaluate(&self, request: &wit::Request, expected: usize) -> Result<wit::Verdicts, PluginError> {
+    /// The verdicts on `request`'s candidates, checked, or the failure.
+    pub fn evaluate(&self, request: &PluginRequest) -> Result<wit::Verdicts, PluginError> {
         let plugin = &self.plugin;
         let counters = &plugin.counters;
         counters.calls.fetch_add(1, Ordering::Relaxed);
@@ -831,17 +810,19 @@ impl PluginUse {
                 )),
                 ran: false,
             }),
-            Admit::Yes | Admit::Trial => self.call(request, expected),
+            Admit::Yes | Admit::Trial => self.call(request),
         };
         // The breaker counts calls that ran; a trial that could not run counts as failed.
         let ran = result.as_ref().map_or_else(|f| f.ran, |_| true);
+        // One clock read serves the duration and the breaker (each costs tens of ns).
+        let ended = Instant::now();
         if ran {
-            let took = started.elapsed();
+            let took = ended.saturating_duration_since(started);
             counters.times.record(took);
             metrics.duration.record(took.as_secs_f64());
         }
         if admit == Admit::Yes && ran || admit == Admit::Trial {
-            self.transition(self.state.breaker.record(result.is_ok(), Instant::now()), metrics);
+            self.transition(self.state.breaker.record(result.is_ok(), ended), metrics);
         }
         match result {
             Ok(v) => {
@@ -892,7 +873,8 @@ impl PluginUse {
 
     /// One call: an instance from the pool (or a new one), `evaluate` under the call's
     /// budget, the answer checked.
-    fn call(&self, request: &wit::Request, expected: usize) -> Result<wit::Verdicts, Failed> {
+    fn call(&self, request: &PluginRequest) -> Result<wit::Verdicts, Failed> {
+        let expected = request.count();
         let plugin = &self.plugin;
         let limits = self.limits;
         let pool = &plugin.pool;
@@ -927,7 +909,7 @@ impl PluginUse {
         let answer = inst
             .store
             .set_fuel(fuel)
-            .and_then(|()| inst.bindings.switchboard_matcher_matcher().call_evaluate(&mut inst.store, request));
+            .and_then(|()| inst.bindings.switchboard_matcher_matcher().call_evaluate(&mut inst.store, request.bytes()));
         let used = fuel.saturating_sub(inst.store.get_fuel().unwrap_or(0));
         plugin.counters.peak_fuel.fetch_max(used, Ordering::Relaxed);
         let memory = inst.store.data().limiter.memory_bytes() as u64;

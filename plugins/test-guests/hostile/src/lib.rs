@@ -9,13 +9,19 @@
 //! (400,000 times), `big-scores` (10 MiB of scores), `big-reason` (one 10 MiB reason).
 //! `flaky` answers wrongly on an instance's first three calls, then well; `slow-init`
 //! works hard in `init` (about 20 million instructions), then answers cheaply.
+//!
+//! `echo` asks for every field and excludes each candidate with, as its reason, what it
+//! read of it through the SDK (candidate 0's reason starts with the conversation): the
+//! tests' check that the host's encoding and the SDK's decoding agree on every field.
 
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
-use switchboard_matcher::{Guest, Needs, Request, Verdicts, VerdictsBuilder};
+use std::fmt::Write;
+
+use switchboard_matcher::{Candidates, Guest, Needs, Request, Value, Verdicts, VerdictsBuilder};
 
 static MODE: AtomicU8 = AtomicU8::new(0);
-const MODES: [&str; 15] = [
+const MODES: [&str; 16] = [
     "ok",
     "loop",
     "memory",
@@ -31,6 +37,7 @@ const MODES: [&str; 15] = [
     "big-reason",
     "flaky",
     "slow-init",
+    "echo",
 ];
 /// Calls this instance has answered (for `flaky`).
 static CALLS: AtomicU32 = AtomicU32::new(0);
@@ -46,6 +53,82 @@ fn flood(times: usize, reasons: bool) -> Verdicts {
 }
 
 struct Hostile;
+
+/// A value as text, symbols resolved.
+fn value(request: &Request, v: Option<Value>) -> String {
+    match v {
+        Some(Value::Text(t)) => request.text(t).to_owned(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Boolean(b)) => b.to_string(),
+        None => "-".to_owned(),
+    }
+}
+
+/// Symbols as their texts, comma-separated.
+fn texts(request: &Request, symbols: impl IntoIterator<Item = u32>) -> String {
+    symbols.into_iter().map(|s| request.text(s)).collect::<Vec<_>>().join(",")
+}
+
+/// What the request says, candidate by candidate (see `echo` in the module's comment).
+fn echo(request: &Request) -> Verdicts {
+    let c = &request.conversation;
+    let name = |s: Option<u32>| s.map_or("-", |s| request.text(s));
+    let mut head = format!(
+        "{:?} at {}: {} {} in {} priority {} units {} intent {}/{}/{} held by {} skills [{}] attributes [{}] | ",
+        request.action,
+        request.now_ms,
+        request.text(c.id),
+        request.text(c.entity),
+        request.text(c.queue),
+        c.priority,
+        c.capacity_units,
+        name(c.intent_family),
+        name(c.intent_group),
+        name(c.intent),
+        name(c.representative),
+        c.skills().map(|(s, l)| format!("{}:{l}", request.text(s))).collect::<Vec<_>>().join(","),
+        c.attributes()
+            .map(|(k, v)| format!("{}={}", request.text(k), value(request, Some(v))))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    let mut out = VerdictsBuilder::new(request.count as usize);
+    for k in 0..request.count as usize {
+        let mut line = std::mem::take(&mut head);
+        let id = request.candidate_id(k).unwrap_or("-");
+        match &request.candidates {
+            Candidates::Representatives(reps) => {
+                let _ = write!(
+                    line,
+                    "{id}: {:?} capacity {}/{} idle {} skills [{}] queues [{}] groups [{}] attributes [{}]",
+                    reps.presence_of(k),
+                    reps.capacity.and_then(|c| c.get(k).copied()).unwrap_or(0),
+                    reps.free_capacity_of(k).unwrap_or(0),
+                    reps.idle_minutes.and_then(|m| m.get(k).copied()).unwrap_or(-1.0),
+                    reps.skills_of(k).map(|(s, l)| format!("{}:{l}", request.text(s))).collect::<Vec<_>>().join(","),
+                    texts(request, reps.queues_of(k).iter().copied()),
+                    texts(request, reps.user_groups_of(k).iter().copied()),
+                    reps.attributes_of(k)
+                        .map(|(key, v)| format!("{}={}", request.text(key), value(request, Some(v))))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+            }
+            Candidates::Queues(q) => {
+                let _ = write!(
+                    line,
+                    "{id}: queue {} named {} priority {} intent-based {}",
+                    q.ids.get(k).map_or("-", |&s| request.text(s)),
+                    q.names.get(k).map_or("-", |&s| request.text(s)),
+                    q.priorities.get(k).copied().unwrap_or(0),
+                    q.intent_based.get(k).copied().unwrap_or(9),
+                );
+            }
+        }
+        out.exclude(k, &line);
+    }
+    out.finish()
+}
 
 /// Excludes every candidate with `reason`.
 fn exclude_all(request: &Request, reason: &str) -> Verdicts {
@@ -72,7 +155,7 @@ impl Guest for Hostile {
             }
         }
         // `all` asks for every candidate field (the bench's measure of a full request).
-        Ok(if MODES[mode] == "all" { Needs::from_bits_retain(0xff) } else { Needs::empty() })
+        Ok(if MODES[mode] == "all" || MODES[mode] == "echo" { Needs::from_bits_retain(0xff) } else { Needs::empty() })
     }
 
     fn evaluate(request: Request) -> Verdicts {
@@ -103,9 +186,8 @@ impl Guest for Hostile {
                 Verdicts::all_eligible()
             }
             7 => {
-                let clock = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
+                let clock =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
                 let env = std::env::vars().count();
                 let args = std::env::args().count();
                 let fs = if std::fs::read_dir("/").is_ok() { "readable" } else { "denied" };
@@ -115,10 +197,16 @@ impl Guest for Hostile {
             9 => flood(100_000, true),
             10 => flood(400_000, false),
             11 => Verdicts { scores: vec![1.0; (10 << 20) / 8], ..Verdicts::all_eligible() },
-            12 => Verdicts { excluded: vec![0], reason_of: vec![0], reasons: vec!["x".repeat(10 << 20)], scores: Vec::new() },
+            12 => Verdicts {
+                excluded: vec![0],
+                reason_of: vec![0],
+                reasons: vec!["x".repeat(10 << 20)],
+                scores: Vec::new(),
+            },
             13 if CALLS.fetch_add(1, Ordering::Relaxed) < 3 => {
                 Verdicts { scores: vec![1.0; request.count as usize + 1], ..Verdicts::all_eligible() }
             }
+            15 => echo(&request),
             _ => Verdicts::all_eligible(),
         }
     }
