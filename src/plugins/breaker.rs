@@ -4,6 +4,7 @@
 //! Times are passed in, so the logic is tested without a clock.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -52,11 +53,20 @@ pub struct Breaker {
     threshold: u32,
     cooldown: Duration,
     inner: Mutex<Inner>,
+    /// Whether the last recorded outcome left the breaker exactly as new (closed, no
+    /// failure counted): then admitting a call and recording a success change nothing,
+    /// and every call of a healthy plugin takes no lock. Written under the lock.
+    pristine: AtomicBool,
 }
 
 impl Breaker {
     pub fn new(threshold: u32, cooldown: Duration) -> Self {
-        Self { threshold: threshold.max(1), cooldown, inner: Mutex::new(Inner::default()) }
+        Self {
+            threshold: threshold.max(1),
+            cooldown,
+            inner: Mutex::new(Inner::default()),
+            pristine: AtomicBool::new(true),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -64,6 +74,9 @@ impl Breaker {
     }
 
     pub fn admit(&self, now: Instant) -> Admit {
+        if self.pristine.load(Ordering::Acquire) {
+            return Admit::Yes;
+        }
         let mut s = self.lock();
         match s.open_until {
             None => Admit::Yes,
@@ -77,14 +90,19 @@ impl Breaker {
 
     /// Records the outcome of an admitted call.
     pub fn record(&self, ok: bool, now: Instant) -> Transition {
+        if ok && self.pristine.load(Ordering::Acquire) {
+            return Transition::None;
+        }
         let mut s = self.lock();
         let was_open = s.open_until.is_some();
         s.trial_running = false;
         if ok {
             s.consecutive = 0;
             s.open_until = None;
+            self.pristine.store(true, Ordering::Release);
             return if was_open { Transition::Closed } else { Transition::None };
         }
+        self.pristine.store(false, Ordering::Release);
         s.consecutive = s.consecutive.saturating_add(1);
         if was_open || s.consecutive >= self.threshold {
             s.open_until = Some(now + self.cooldown);

@@ -143,17 +143,27 @@ impl<K: PartialEq, T> Pool<K, T> {
 
     /// Returns a healthy instance.
     pub fn give_back(&self, key: K, item: T) {
-        self.lock().idle.push((key, item));
-        // Every waiter looks: the one whose key this is, or one that may evict it.
-        self.freed.notify_all();
+        let mut s = self.lock();
+        s.idle.push((key, item));
+        let waiting = s.waiting > 0;
+        drop(s);
+        // Every waiter looks: the one whose key this is, or one that may evict it. Waiters
+        // count themselves under the lock before they wait, so none is missed; without
+        // any, no wake-up is sent (it is a system call on every call otherwise).
+        if waiting {
+            self.freed.notify_all();
+        }
     }
 
     /// Frees the slot of an instance that was dropped (it failed) or never created.
     pub fn discard(&self) {
         let mut s = self.lock();
         s.live = s.live.saturating_sub(1);
+        let waiting = s.waiting > 0;
         drop(s);
-        self.freed.notify_all();
+        if waiting {
+            self.freed.notify_all();
+        }
     }
 
     pub fn stats(&self) -> PoolStats {

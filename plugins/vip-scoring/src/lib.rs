@@ -59,13 +59,15 @@ impl Guest for VipScoring {
             return Verdicts::all_eligible();
         }
         let groups: Vec<u32> = config.groups.iter().filter_map(|g| request.symbol(g)).collect();
-        let reason = format!("VIP customers need one of the groups {}", config.groups.join(", "));
+        // The reason is written only when it can be given.
+        let reason =
+            config.require.then(|| format!("VIP customers need one of the groups {}", config.groups.join(", ")));
         let mut out = VerdictsBuilder::new(request.count as usize);
         for k in 0..request.count as usize {
             if reps.user_groups_of(k).iter().any(|g| groups.contains(g)) {
                 out.add_score(k, config.boost);
-            } else if config.require {
-                out.exclude(k, &reason);
+            } else if let Some(reason) = &reason {
+                out.exclude(k, reason);
             }
         }
         out.finish()
