@@ -10,7 +10,6 @@ use clap::{Parser, Subcommand};
 use switchboard::auth::Role;
 use switchboard::config::Config;
 use switchboard::daemon;
-use switchboard::plugintest::GuestOutput;
 
 #[derive(Parser)]
 #[command(name = "switchboard", version, about = "Routing engine for contact-center supervisors")]
@@ -178,7 +177,6 @@ fn load_routing(config: &Config) -> anyhow::Result<switchboard::routing::Routing
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let guest_output = GuestOutput::default();
     if matches!(cli.command, Cmd::Plugin { command: PluginCmd::Test { .. } }) {
         // `plugin test` reports the guest's output and failures itself; the log shows warnings.
         use tracing_subscriber::prelude::*;
@@ -190,7 +188,7 @@ fn main() -> ExitCode {
         let log = tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-        tracing_subscriber::registry().with(log.with_filter(filter)).with(guest_output.layer()).init();
+        tracing_subscriber::registry().with(log.with_filter(filter)).init();
     } else {
         tracing_subscriber::fmt()
             .with_env_filter(
@@ -201,7 +199,7 @@ fn main() -> ExitCode {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init();
     }
-    match run(cli, &guest_output) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -210,7 +208,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli, guest_output: &GuestOutput) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Cmd::Check { config, rules } => {
             let config = config_with_rules(&config, rules)?;
@@ -348,7 +346,7 @@ fn run(cli: Cli, guest_output: &GuestOutput) -> anyhow::Result<()> {
             let config = config.as_deref().map(plugintest::config_arg).transpose()?;
             let fixture = plugintest::read(&fixture)?;
             let options = plugintest::Options { config, repeat, limits };
-            let report = plugintest::run(&file, &fixture, &options, guest_output)?;
+            let report = plugintest::run(&file, &fixture, &options)?;
             match format {
                 Format::Text => switchboard::out!("{}", report.text()),
                 Format::Json => switchboard::outln!("{}", serde_json::to_string_pretty(&report)?),

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::domain::{Conversation, Queue, Representative, RoutingAction, TargetKind};
-use crate::plugins::{FailurePolicy, Judgement, Limits, PluginError, PluginHost};
+use crate::plugins::{FailurePolicy, GuestSink, Judgement, Limits, PluginError, PluginHost};
 use crate::rules::RuleError;
 use crate::ruletest::{self, FixtureConversation, FixtureQueue, FixtureRep};
 
@@ -328,18 +328,14 @@ pub fn config_arg(json: &str) -> Result<String, PluginTestError> {
     }
 }
 
-/// Guest stdout and stderr, taken from the plugin host's log (each line is an event of
-/// target [`GUEST_IO_TARGET`] with a `stream` field): `plugin test` shows what the
-/// guest printed, a panic message above all, beside the verdicts.
+/// Guest stdout and stderr, handed over by the plugin host ([`GuestSink`]): `plugin test`
+/// shows what the guest printed, a panic message above all, beside the verdicts.
 #[derive(Clone, Debug, Default)]
-pub struct GuestOutput {
+struct GuestOutput {
     lines: Arc<Mutex<Vec<GuestLine>>>,
     /// Lines are kept only while this is set (init and the first call, not the repeats).
     recording: Arc<AtomicBool>,
 }
-
-/// The target of the plugin host's events for guest output.
-pub const GUEST_IO_TARGET: &str = "switchboard::plugins::guest_io";
 
 /// One line a guest printed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -350,14 +346,18 @@ pub struct GuestLine {
 }
 
 impl GuestOutput {
-    /// The layer to install in the process's subscriber: it sees only the guests' lines.
-    pub fn layer<S>(&self) -> impl tracing_subscriber::Layer<S> + use<S>
-    where
-        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-    {
-        use tracing_subscriber::Layer;
-        self.clone()
-            .with_filter(tracing_subscriber::filter::Targets::new().with_target(GUEST_IO_TARGET, tracing::Level::INFO))
+    /// The sink to give the plugin host.
+    fn sink(&self) -> GuestSink {
+        let out = self.clone();
+        GuestSink::new(move |_plugin, stream, line| {
+            if !out.recording.load(Ordering::Relaxed) || line.trim().is_empty() {
+                return;
+            }
+            let mut lines = out.lines.lock().unwrap_or_else(|e| e.into_inner());
+            if lines.len() < MAX_GUEST_LINES {
+                lines.push(GuestLine { stream: stream.to_owned(), line: line.to_owned() });
+            }
+        })
     }
 
     fn record(&self, on: bool) {
@@ -366,46 +366,6 @@ impl GuestOutput {
 
     fn take(&self) -> Vec<GuestLine> {
         std::mem::take(&mut *self.lines.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
-#[derive(Default)]
-struct LineVisitor {
-    stream: Option<String>,
-    message: String,
-}
-
-impl tracing::field::Visit for LineVisitor {
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        match field.name() {
-            "stream" => self.stream = Some(value.to_owned()),
-            "message" => self.message = value.to_owned(),
-            _ => {}
-        }
-    }
-
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        match field.name() {
-            "stream" => self.stream = Some(format!("{value:?}").trim_matches('"').to_owned()),
-            "message" => self.message = format!("{value:?}"),
-            _ => {}
-        }
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for GuestOutput {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if event.metadata().target() != GUEST_IO_TARGET || !self.recording.load(Ordering::Relaxed) {
-            return;
-        }
-        let mut v = LineVisitor::default();
-        event.record(&mut v);
-        if let Some(stream) = v.stream.filter(|_| !v.message.trim().is_empty()) {
-            let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-            if lines.len() < MAX_GUEST_LINES {
-                lines.push(GuestLine { stream, line: v.message });
-            }
-        }
     }
 }
 
@@ -503,11 +463,14 @@ fn micros(d: Duration) -> f64 {
 }
 
 /// Runs the component at `path` on `fixture`.
-pub fn run(path: &Path, fixture: &Fixture, opts: &Options, output: &GuestOutput) -> Result<Report, PluginTestError> {
+pub fn run(path: &Path, fixture: &Fixture, opts: &Options) -> Result<Report, PluginTestError> {
     if opts.repeat == 0 || opts.repeat > MAX_REPEAT {
         return Err(PluginTestError::Repeat(opts.repeat));
     }
-    let host = PluginHost::new(opts.limits, None).map_err(|e| PluginTestError::Engine(format!("{e:#}")))?;
+    let guest_output = GuestOutput::default();
+    let output = &guest_output;
+    let host = PluginHost::with_guest_sink(opts.limits, None, Some(output.sink()))
+        .map_err(|e| PluginTestError::Engine(format!("{e:#}")))?;
     // Named as `plugins_dir` names it: the file's stem, `_` read as `-`.
     let name = path.file_stem().map_or_else(|| "plugin".to_owned(), |s| s.to_string_lossy().replace('_', "-"));
     let n = fixture.ids().len();

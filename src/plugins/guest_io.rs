@@ -1,5 +1,7 @@
 //! Guest stdout and stderr: each line goes to the log under the plugin's name, at most
 //! [`LINES_PER_SECOND`] lines a second per plugin; the rest are counted and reported.
+//! A host made with a [`GuestSink`] also hands each line to it (`switchboard plugin test`
+//! shows the guest's output beside its verdicts).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,18 +20,40 @@ struct Budget {
     dropped: u64,
 }
 
+/// Where a host also sends its guests' lines: called with the plugin's name, the stream
+/// (`stdout` or `stderr`) and the line, within the same rate limit as the log.
+#[derive(Clone)]
+pub struct GuestSink(Arc<SinkFn>);
+
+/// What a [`GuestSink`] calls: (plugin, stream, line).
+type SinkFn = dyn Fn(&str, &'static str, &str) + Send + Sync;
+
+impl GuestSink {
+    pub fn new(f: impl Fn(&str, &'static str, &str) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for GuestSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GuestSink")
+    }
+}
+
 /// One plugin's output, shared by its instances.
 #[derive(Clone, Debug)]
 pub struct GuestLog {
     plugin: Arc<str>,
     budget: Arc<Mutex<Budget>>,
+    sink: Option<GuestSink>,
 }
 
 impl GuestLog {
-    pub fn new(plugin: &str) -> Self {
+    pub fn new(plugin: &str, sink: Option<GuestSink>) -> Self {
         Self {
             plugin: plugin.into(),
             budget: Arc::new(Mutex::new(Budget { window: Instant::now(), used: 0, dropped: 0 })),
+            sink,
         }
     }
 
@@ -37,7 +61,7 @@ impl GuestLog {
         GuestStream { log: self.clone(), name, partial: Vec::new() }
     }
 
-    fn line(&self, stream: &str, line: &[u8]) {
+    fn line(&self, stream: &'static str, line: &[u8]) {
         let mut b = self.budget.lock().unwrap_or_else(|e| e.into_inner());
         if b.window.elapsed() >= Duration::from_secs(1) {
             if b.dropped > 0 {
@@ -52,7 +76,11 @@ impl GuestLog {
         b.used += 1;
         drop(b);
         let text = String::from_utf8_lossy(line);
-        tracing::info!(plugin = %self.plugin, stream, "{}", text.trim_end());
+        let text = text.trim_end();
+        if let Some(sink) = &self.sink {
+            (sink.0)(&self.plugin, stream, text);
+        }
+        tracing::info!(plugin = %self.plugin, stream, "{}", text);
     }
 }
 

@@ -49,6 +49,7 @@ use breaker::{Admit, Breaker, Transition};
 use cache::CodeCache;
 use failure::{FAILURE_LOG_INTERVAL, FailureLog, Stage};
 use guest_io::GuestLog;
+pub use guest_io::GuestSink;
 use limits::InstanceLimiter;
 pub use limits::{
     INIT_BUDGET, Limits, MAX_CORE_INSTANCES, MAX_REASON, MAX_REASON_BYTES, MAX_REASONS, MAX_TABLES, answer_budget,
@@ -127,6 +128,8 @@ pub struct PluginHost {
     stop: Arc<AtomicBool>,
     /// The on-disk cache of compiled code, when configured and usable.
     cache: Option<CodeCache>,
+    /// Where guests' output goes besides the log.
+    guest_sink: Option<GuestSink>,
 }
 
 impl Drop for PluginHost {
@@ -148,6 +151,16 @@ impl PluginHost {
     /// An engine with epoch interruption and fuel and, when `cache_dir` is given and
     /// safe to use, an authenticated on-disk cache of compiled code.
     pub fn new(limits: Limits, cache_dir: Option<&Path>) -> anyhow::Result<Arc<Self>> {
+        Self::with_guest_sink(limits, cache_dir, None)
+    }
+
+    /// The same, handing every line its guests print (after the log's rate limit) to
+    /// `sink` as well.
+    pub fn with_guest_sink(
+        limits: Limits,
+        cache_dir: Option<&Path>,
+        guest_sink: Option<GuestSink>,
+    ) -> anyhow::Result<Arc<Self>> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
         config.consume_fuel(true);
@@ -167,7 +180,7 @@ impl PluginHost {
                 ticker.increment_epoch();
             }
         })?;
-        Ok(Arc::new(Self { engine, linker, limits, stop, cache }))
+        Ok(Arc::new(Self { engine, linker, limits, stop, cache, guest_sink }))
     }
 
     pub fn limits(&self) -> Limits {
@@ -269,7 +282,7 @@ impl PluginHost {
             sha256: sha256.to_owned(),
             host: self.clone(),
             pre,
-            log: GuestLog::new(name),
+            log: GuestLog::new(name, self.guest_sink.clone()),
             failure_log: FailureLog::new(FAILURE_LOG_INTERVAL),
             counters: Counters::default(),
             metrics: OnceLock::new(),
