@@ -27,6 +27,26 @@ async fn reload(d: &Daemon) -> Value {
     d.client.post("/v1/rules/reload", ADMIN, json!({})).await.expect(200).json
 }
 
+/// A daemon with the hostile guest installed and conversation `c1` open.
+async fn hostile_daemon() -> Daemon {
+    let d = daemon().await;
+    install_plugin(&plugins_dir(&d), "hostile", "hostile");
+    conversation_in(&d.client, "c1", "open").await;
+    d
+}
+
+/// The candidates of `c1` (explained) once `rules` are written and reloaded.
+async fn candidates_under(d: &Daemon, rules: &str) -> Value {
+    write_rules(d, rules);
+    reload(d).await;
+    d.client.get(CANDIDATES, SUPERVISOR).await.expect(200).json
+}
+
+/// The first reason of the first excluded candidate.
+fn first_reason(got: &Value) -> String {
+    got["excluded"][0]["reasons"][0]["detail"].as_str().unwrap().to_owned()
+}
+
 fn ids(v: &Value, key: &str) -> Vec<String> {
     v[key].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect()
 }
@@ -137,25 +157,17 @@ plugin = { name = "vip-scoring", config = { tiers = ["gold"], groups = ["tier-2"
 /// A rule's `limits` replace the daemon's `[plugin_limits]` for that rule's calls only.
 #[tokio::test]
 async fn a_rule_sets_its_plugins_call_budget() {
-    let d = daemon().await;
+    let d = hostile_daemon().await;
     let c = &d.client;
-    install_plugin(&plugins_dir(&d), "hostile", "hostile");
-    conversation_in(c, "c1", "open").await;
     let budget = |limits: &str| hostile_rule("loop", "fail_closed") + &format!("limits = {{ {limits} }}\n");
     // 1,000 + 10 per candidate (ann and bob): the endless loop stops at 1,020.
-    write_rules(&d, &budget("fuel = 1000, fuel_per_candidate = 10"));
-    reload(&d).await;
-    let got = c.get(CANDIDATES, SUPERVISOR).await.expect(200).json;
-    let reason = got["excluded"][0]["reasons"][0]["detail"].as_str().unwrap().to_owned();
+    let reason = first_reason(&candidates_under(&d, &budget("fuel = 1000, fuel_per_candidate = 10")).await);
     assert!(reason.contains("used up its fuel of 1020 instructions"), "{reason}");
     // Another rule of the same plugin keeps the daemon's budget (5,000,000 + 5,000 each):
     // the budgeted rule applies to emails only.
     let emails = budget("fuel = 1000, fuel_per_candidate = 10") + "[rule.when]\nentity = [\"email\"]\n";
     let other = hostile_rule("loop", "fail_closed").replace("id = \"hostile\"", "id = \"hostile-2\"");
-    write_rules(&d, &format!("{emails}\n{other}"));
-    reload(&d).await;
-    let first_reason = |got: &Value| got["excluded"][0]["reasons"][0]["detail"].as_str().unwrap().to_owned();
-    let case = c.get(CANDIDATES, SUPERVISOR).await.expect(200).json;
+    let case = candidates_under(&d, &format!("{emails}\n{other}")).await;
     assert!(first_reason(&case).contains("of 5010000 instructions"), "{case}");
     c.post(
         "/v1/conversations",
@@ -180,10 +192,8 @@ async fn a_rule_sets_its_plugins_call_budget() {
 /// closed), the instance is replaced, and the daemon keeps serving.
 #[tokio::test]
 async fn hostile_guests_are_contained() {
-    let d = daemon().await;
+    let d = hostile_daemon().await;
     let c = &d.client;
-    install_plugin(&plugins_dir(&d), "hostile", "hostile");
-    conversation_in(c, "c1", "open").await;
     let cases = [
         ("loop", "used up its fuel of"),
         ("memory", "memory"),
@@ -192,11 +202,9 @@ async fn hostile_guests_are_contained() {
         ("wrong-count", "returned 3 scores for 2 candidates"),
     ];
     for (mode, needle) in cases {
-        write_rules(&d, &hostile_rule(mode, "fail_closed"));
-        reload(&d).await;
-        let got = c.get(CANDIDATES, SUPERVISOR).await.expect(200).json;
+        let got = candidates_under(&d, &hostile_rule(mode, "fail_closed")).await;
         assert!(got["candidates"].as_array().unwrap().is_empty(), "{mode}: {got}");
-        let reason = got["excluded"][0]["reasons"][0]["detail"].as_str().unwrap().to_owned();
+        let reason = first_reason(&got);
         assert!(reason.starts_with("plugin `hostile` failed: "), "{mode}: {reason}");
         assert!(reason.contains(needle), "{mode}: `{reason}` lacks `{needle}`");
         assert!(!reason.contains('\n') && !reason.contains("backtrace"), "{mode}: `{reason}`");
@@ -204,12 +212,10 @@ async fn hostile_guests_are_contained() {
         c.get("/healthz", SUPERVISOR).await.expect(200);
         c.get("/v1/conversations", SUPERVISOR).await.expect(200);
         let again = c.get(CANDIDATES, SUPERVISOR).await.expect(200).json;
-        assert_eq!(again["excluded"][0]["reasons"][0]["detail"].as_str().unwrap(), reason, "{mode}");
+        assert_eq!(first_reason(&again), reason, "{mode}");
     }
     // fail_open skips a failing plugin.
-    write_rules(&d, &hostile_rule("panic", "fail_open"));
-    reload(&d).await;
-    let got = c.get(CANDIDATES, SUPERVISOR).await.expect(200).json;
+    let got = candidates_under(&d, &hostile_rule("panic", "fail_open")).await;
     assert_eq!(ids(&got, "candidates"), ["ann", "bob"]);
     // A well-behaved call after all that, and the failures are counted.
     write_rules(&d, &hostile_rule("print", "fail_closed"));
@@ -224,28 +230,17 @@ async fn hostile_guests_are_contained() {
 
 #[tokio::test]
 async fn guests_are_granted_nothing() {
-    let d = daemon().await;
-    let c = &d.client;
-    install_plugin(&plugins_dir(&d), "hostile", "hostile");
-    conversation_in(c, "c1", "open").await;
-    write_rules(&d, &hostile_rule("sandbox", "fail_closed"));
-    reload(&d).await;
-    let got = c.get(CANDIDATES, SUPERVISOR).await.expect(200).json;
-    let reason = got["excluded"][0]["reasons"][0]["detail"].as_str().unwrap();
-    assert_eq!(reason, "plugin `hostile`: clock 0, env 0, args 0, fs denied, net denied");
+    let d = hostile_daemon().await;
+    let got = candidates_under(&d, &hostile_rule("sandbox", "fail_closed")).await;
+    assert_eq!(first_reason(&got), "plugin `hostile`: clock 0, env 0, args 0, fs denied, net denied");
 }
 
 /// The daemon's requests (built from its routing table's rows, not from records) reach a
 /// guest whole: the `echo` guest answers what it read of each representative.
 #[tokio::test]
 async fn the_routing_table_sends_every_field() {
-    let d = daemon().await;
-    let c = &d.client;
-    install_plugin(&plugins_dir(&d), "hostile", "hostile");
-    conversation_in(c, "c1", "open").await;
-    write_rules(&d, &hostile_rule("echo", "fail_closed"));
-    reload(&d).await;
-    let got = c.get(CANDIDATES, SUPERVISOR).await.expect(200).json;
+    let d = hostile_daemon().await;
+    let got = candidates_under(&d, &hostile_rule("echo", "fail_closed")).await;
     let details: Vec<&str> = got["excluded"]
         .as_array()
         .unwrap()

@@ -634,104 +634,6 @@ class AttributeRuns(Attributes):
         self.ends = ends
 
 
-class RepColumns:
-    """The representatives' raw columns, representative `k` at index `k` of each
-    per-candidate one: `presence` (u8), `capacity` (u32), `free_capacity` (s32),
-    `idle_minutes` (f32), as memoryviews, and `skills` (`SkillRuns`), `queues`,
-    `user_groups` (`SymbolRuns`), `attributes` (`AttributeRuns`). Each is None unless
-    `init` declared it in `Needs`; each is read from the request when first used (read it
-    once per call, not per candidate: each read is a property's call)."""
-
-    __slots__ = (
-        "_buffer",
-        "_presence",
-        "_capacity",
-        "_free_capacity",
-        "_idle_minutes",
-        "_skills",
-        "_queues",
-        "_user_groups",
-        "_attributes",
-    )
-
-    def __init__(self, buffer: _Buffer) -> None:
-        self._buffer = buffer
-        self._presence = self._capacity = self._free_capacity = self._idle_minutes = _UNREAD
-        self._skills = self._queues = self._user_groups = self._attributes = _UNREAD
-
-    @property
-    def presence(self) -> Optional[memoryview]:
-        c = self._presence
-        if c is _UNREAD:
-            r = self._buffer
-            c = r.column(PRESENCE, "B", "presence") if r.needs_bits & _PRESENCE else None
-            self._presence = c
-        return c
-
-    @property
-    def capacity(self) -> Optional[memoryview]:
-        c = self._capacity
-        if c is _UNREAD:
-            r = self._buffer
-            c = r.column(CAPACITY, "I", "capacity") if r.needs_bits & _CAPACITY else None
-            self._capacity = c
-        return c
-
-    @property
-    def free_capacity(self) -> Optional[memoryview]:
-        c = self._free_capacity
-        if c is _UNREAD:
-            r = self._buffer
-            c = r.column(FREE_CAPACITY, "i", "free capacity") if r.needs_bits & _CAPACITY else None
-            self._free_capacity = c
-        return c
-
-    @property
-    def idle_minutes(self) -> Optional[memoryview]:
-        c = self._idle_minutes
-        if c is _UNREAD:
-            r = self._buffer
-            c = r.column(IDLE_MINUTES, "f", "idle minutes") if r.needs_bits & _IDLE_TIME else None
-            self._idle_minutes = c
-        return c
-
-    @property
-    def skills(self) -> Optional[SkillRuns]:
-        c = self._skills
-        if c is _UNREAD:
-            r = self._buffer
-            c = _skill_runs(r) if r.needs_bits & _SKILLS else None
-            self._skills = c
-        return c
-
-    @property
-    def queues(self) -> Optional[SymbolRuns]:
-        c = self._queues
-        if c is _UNREAD:
-            r = self._buffer
-            c = _symbol_runs(r, QUEUES, "queue") if r.needs_bits & _QUEUES else None
-            self._queues = c
-        return c
-
-    @property
-    def user_groups(self) -> Optional[SymbolRuns]:
-        c = self._user_groups
-        if c is _UNREAD:
-            r = self._buffer
-            c = _symbol_runs(r, USER_GROUPS, "user group") if r.needs_bits & _USER_GROUPS else None
-            self._user_groups = c
-        return c
-
-    @property
-    def attributes(self) -> Optional[AttributeRuns]:
-        c = self._attributes
-        if c is _UNREAD:
-            r = self._buffer
-            c = _attribute_runs(r) if r.needs_bits & _ATTRIBUTES else None
-            self._attributes = c
-        return c
-
-
 def _skill_runs(r: _Buffer) -> SkillRuns:
     skills, levels = columns = r.section(SKILLS + 1, "I"), r.section(SKILLS + 2)
     if len(skills) != len(levels):
@@ -747,6 +649,51 @@ def _symbol_runs(r: _Buffer, at: int, what: str) -> SymbolRuns:
 def _attribute_runs(r: _Buffer) -> AttributeRuns:
     columns = _attribute_columns(r, ATTRIBUTES + 1, "attributes")
     return AttributeRuns(_run_ends(r, ATTRIBUTES, len(columns[0]), "attribute"), *columns)
+
+
+class _Column:
+    """A column of `RepColumns`: read from the request when first used, then kept in the
+    instance's own `__dict__`, which shadows this (non-data) descriptor from then on, so
+    later reads cost a plain attribute lookup. None unless `init` declared it (`bit`)."""
+
+    __slots__ = ("bit", "read", "name")
+
+    def __init__(self, bit: int, read) -> None:
+        self.bit = bit
+        self.read = read
+        self.name = ""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, columns, owner=None):
+        if columns is None:
+            return self
+        r = columns._buffer
+        value = self.read(r) if r.needs_bits & self.bit else None
+        columns.__dict__[self.name] = value
+        return value
+
+
+class RepColumns:
+    """The representatives' raw columns, representative `k` at index `k` of each
+    per-candidate one: `presence` (u8), `capacity` (u32), `free_capacity` (s32),
+    `idle_minutes` (f32), as memoryviews, and `skills` (`SkillRuns`), `queues`,
+    `user_groups` (`SymbolRuns`), `attributes` (`AttributeRuns`). Each is None unless
+    `init` declared it in `Needs`; each is read from the request when first used and kept,
+    so reading it again costs an attribute lookup."""
+
+    presence = _Column(_PRESENCE, lambda r: r.column(PRESENCE, "B", "presence"))
+    capacity = _Column(_CAPACITY, lambda r: r.column(CAPACITY, "I", "capacity"))
+    free_capacity = _Column(_CAPACITY, lambda r: r.column(FREE_CAPACITY, "i", "free capacity"))
+    idle_minutes = _Column(_IDLE_TIME, lambda r: r.column(IDLE_MINUTES, "f", "idle minutes"))
+    skills = _Column(_SKILLS, _skill_runs)
+    queues = _Column(_QUEUES, lambda r: _symbol_runs(r, QUEUES, "queue"))
+    user_groups = _Column(_USER_GROUPS, lambda r: _symbol_runs(r, USER_GROUPS, "user group"))
+    attributes = _Column(_ATTRIBUTES, _attribute_runs)
+
+    def __init__(self, buffer: _Buffer) -> None:
+        self._buffer = buffer
 
 
 def representatives(request: Request) -> Optional["Reps"]:

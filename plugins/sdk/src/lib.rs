@@ -179,15 +179,24 @@ pub struct Attributes<'a> {
 }
 
 impl Attributes<'_> {
+    /// Item `i` as (key symbol, value).
+    fn item(&self, i: usize) -> Option<(u32, Value)> {
+        let key = *self.keys.get(i)?;
+        let number = self.numbers.get(i).copied().unwrap_or(0.0);
+        Some((
+            key,
+            match self.kinds.get(i).copied() {
+                Some(0) => Value::Text(self.texts.get(i).copied().unwrap_or(0)),
+                Some(2) => Value::Boolean(number != 0.0),
+                _ => Value::Number(number),
+            },
+        ))
+    }
+
     /// The value of the first item in `range` whose key is `key`.
     fn find(&self, range: Range<usize>, key: u32) -> Option<Value> {
         let i = range.into_iter().find(|&i| self.keys.get(i) == Some(&key))?;
-        let number = self.numbers.get(i).copied().unwrap_or(0.0);
-        Some(match self.kinds.get(i).copied() {
-            Some(0) => Value::Text(self.texts.get(i).copied().unwrap_or(0)),
-            Some(2) => Value::Boolean(number != 0.0),
-            _ => Value::Number(number),
-        })
+        self.item(i).map(|(_, v)| v)
     }
 }
 
@@ -443,7 +452,7 @@ impl<'a> Conversation<'a> {
     /// Its attributes as (key symbol, value).
     pub fn attributes(&self) -> impl Iterator<Item = (u32, Value)> + 'a {
         let a = self.attributes;
-        (0..a.keys.len()).filter_map(move |i| Some((*a.keys.get(i)?, a.find(i..i + 1, a.keys[i])?)))
+        (0..a.keys.len()).filter_map(move |i| a.item(i))
     }
 }
 
@@ -510,7 +519,7 @@ impl<'a> Representatives<'a> {
             Some(runs) => (run(runs.ends, k), runs.columns),
             None => (0..0, Attributes::default()),
         };
-        range.filter_map(move |i| Some((*columns.keys.get(i)?, columns.find(i..i + 1, columns.keys[i])?)))
+        range.filter_map(move |i| columns.item(i))
     }
 
     /// Representative `k`'s attribute whose key is the symbol `key` (needs `ATTRIBUTES`).
